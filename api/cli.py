@@ -1,0 +1,191 @@
+"""The `layerwise` command: serve, dispatcher, submit, status, list, cancel, catalog, ui."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.client import LayerwiseClient, LayerwiseError, load_spec_file
+
+app = typer.Typer(help="Layerwise: train and dissect deep neural networks.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+UrlOpt = Annotated[str | None, typer.Option(help="API URL (env LAYERWISE_URL)")]
+TokenOpt = Annotated[str | None, typer.Option(help="bearer token (env LAYERWISE_TOKEN)")]
+
+
+def _client(url: str | None, token: str | None) -> LayerwiseClient:
+    return LayerwiseClient(url, token=token)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]{exc}[/red]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          dispatcher: Annotated[bool, typer.Option(help="run the dispatcher in-process")] = True
+          ) -> None:
+    """Start the API (and the dispatcher) with the settings from LAYERWISE_* variables."""
+    import uvicorn
+
+    from api.app import create_app
+    uvicorn.run(create_app(dispatcher=dispatcher), host=host, port=port, log_level="info")
+
+
+@app.command("dispatcher")
+def run_dispatcher() -> None:
+    """Run only the dispatcher (queue -> Ray), beside an API started with --no-dispatcher."""
+    from services.dispatcher import Dispatcher
+    from services.settings import Settings
+    from services.store import JobStore
+    from services.tracking_store import prepare_tracking_store
+
+    settings = Settings()
+    prepare_tracking_store(settings.tracking_uri)
+    dispatcher = Dispatcher(JobStore(settings.job_store_url), settings)
+    dispatcher.start()
+    console.print("dispatcher running; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        dispatcher.stop()
+
+
+@app.command()
+def submit(file: Annotated[str, typer.Argument(help="spec file, YAML or JSON")],
+           wait: Annotated[bool, typer.Option(help="follow until the job ends")] = False,
+           url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit an experiment spec."""
+    with _client(url, token) as client:
+        try:
+            record = client.submit(load_spec_file(file))
+        except (LayerwiseError, ValueError, OSError) as exc:
+            _fail(exc)
+        console.print(f"submitted [bold]{record['id']}[/bold] ({record['param_count']} "
+                      "parameters)")
+        if wait:
+            record = _follow(client, record["id"])
+            _show_outcome(record)
+            if record["status"] != "succeeded":
+                raise typer.Exit(1)
+
+
+def _follow(client: LayerwiseClient, job_id: str) -> dict[str, Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn(
+        "epoch {task.completed}/{task.total}"), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("queued", total=None, loss="")
+
+        def update(record: dict[str, Any]) -> None:
+            p = record["progress"]
+            loss = p.get("metrics", {}).get("train/loss")
+            progress.update(task, description=record["status"], completed=p.get("epoch", 0),
+                            total=p.get("epochs") or None,
+                            loss=f"loss {loss:.4f}" if loss is not None else "")
+
+        return client.wait(job_id, on_update=update)
+
+
+def _show_outcome(record: dict[str, Any]) -> None:
+    color = "green" if record["status"] == "succeeded" else "red"
+    console.print(f"[{color}]{record['status']}[/{color}]")
+    if record.get("error"):
+        console.print(record["error"])
+    table = Table("metric", "value")
+    for key, value in sorted((record.get("result") or {}).items()):
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if record.get("mlflow_run_id"):
+        ui = os.environ.get("LAYERWISE_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+        console.print(f"MLflow run: {ui}/#/experiments/{record['mlflow_experiment_id']}"
+                      f"/runs/{record['mlflow_run_id']}")
+
+
+@app.command()
+def status(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show one job."""
+    with _client(url, token) as client:
+        try:
+            record = client.get(job_id)
+        except LayerwiseError as exc:
+            _fail(exc)
+        p = record["progress"]
+        console.print(f"{record['id']}  {record['status']}  epoch {p['epoch']}/{p['epochs']}  "
+                      f"step {p['step']}  attempts {record['attempts']}")
+        if record["status"] in ("succeeded", "failed", "cancelled"):
+            _show_outcome(record)
+
+
+@app.command("list")
+def list_jobs(status: Annotated[str | None, typer.Option()] = None, limit: int = 20,
+              url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List recent experiments."""
+    with _client(url, token) as client:
+        try:
+            page = client.list(status=status, limit=limit)
+        except LayerwiseError as exc:
+            _fail(exc)
+        table = Table("id", "name", "kind", "status", "epoch", "created")
+        for r in page["data"]:
+            table.add_row(r["id"], r["name"] or "", r["spec"]["model"]["kind"], r["status"],
+                          f"{r['progress']['epoch']}/{r['progress']['epochs']}",
+                          r["created_at"][:19])
+        console.print(table)
+
+
+@app.command()
+def cancel(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Cancel a queued or running job."""
+    with _client(url, token) as client:
+        try:
+            record = client.cancel(job_id)
+        except LayerwiseError as exc:
+            _fail(exc)
+        console.print(f"{record['id']} {record['status']}")
+
+
+@app.command()
+def catalog(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List model kinds and datasets."""
+    with _client(url, token) as client:
+        try:
+            entries = client.catalog()
+        except LayerwiseError as exc:
+            _fail(exc)
+        table = Table("model kind", "description")
+        for model in entries["models"]:
+            table.add_row(model["kind"], model["description"])
+        console.print(table)
+        table = Table("dataset", "description")
+        for dataset in entries["datasets"]:
+            table.add_row(dataset["name"], dataset["description"])
+        console.print(table)
+
+
+@app.command()
+def ui(port: int = 5000, host: str = "127.0.0.1") -> None:
+    """Open the MLflow UI on the service's tracking store."""
+    from services.settings import Settings
+
+    settings = Settings()
+    console.print(f"MLflow UI on http://{host}:{port} (tracking store {settings.tracking_uri})")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+               settings.tracking_uri, "--host", host, "--port", str(port), "--workers", "1"]
+    raise typer.Exit(subprocess.call(command))
+
+
+if __name__ == "__main__":
+    app()

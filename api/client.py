@@ -1,0 +1,113 @@
+"""Typed Python client for the Layerwise REST API (httpx)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class LayerwiseError(Exception):
+    """An error response; `problem` is the problem+json body (with `errors` for a 422)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        self.status, self.problem = status, problem
+        lines = [f"{status} {problem.get('title', '')}: {problem.get('detail', '')}"]
+        for error in problem.get("errors", []):
+            lines.append(f"  {'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}")
+        super().__init__("\n".join(lines))
+
+
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON spec file as a dict (JSON is YAML)."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a spec mapping")
+    return data
+
+
+class LayerwiseClient:
+    def __init__(self, url: str | None = None, *, token: str | None = None,
+                 timeout: float = 30.0):
+        self.url = (url or os.environ.get("LAYERWISE_URL") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("LAYERWISE_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LayerwiseClient:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"title": response.reason_phrase, "detail": response.text}
+            raise LayerwiseError(response.status_code, problem)
+        return response.json()
+
+    # -- experiments ---------------------------------------------------------------------
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None
+               ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/v1/experiments", json=spec, headers=headers)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/experiments/{job_id}")
+
+    def list(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._call("GET", "/v1/experiments", params=params)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/experiments/{job_id}/cancel")
+
+    def metric_keys(self, job_id: str) -> list[str]:
+        return self._call("GET", f"/v1/experiments/{job_id}/metrics")["keys"]
+
+    def metric_history(self, job_id: str, key: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/experiments/{job_id}/metrics",
+                          params={"key": key})["points"]
+
+    def catalog(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/catalog")
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait(self, job_id: str, *, timeout: float = 3600.0, poll_s: float = 0.5,
+             on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the job is final; returns its record.
+
+        Raises:
+            TimeoutError: not final within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get(job_id)
+            if on_update is not None:
+                on_update(record)
+            if record["status"] in TERMINAL:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {record['status']} after "
+                                   f"{timeout:.0f} s; `layerwise status {job_id}` follows it")
+            time.sleep(poll_s)

@@ -1,0 +1,70 @@
+"""Domain errors mapped to application/problem+json (RFC 9457), once, for every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.lifecycle import IllegalTransition
+from services.store import JobNotFound
+from services.validation import SpecInvalid
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _loc(loc: Any) -> list[Any]:
+    """Field paths start at the spec, not at the HTTP body."""
+    parts = list(loc)
+    return parts[1:] if parts and parts[0] == "body" else parts
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"], "type": e.get("type")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                           for e in errors[:5])
+        return problem(422, "Invalid request", detail, type_="/problems/validation",
+                       errors=errors)
+
+    @app.exception_handler(SpecInvalid)
+    async def _invalid_spec(_: Request, exc: SpecInvalid) -> JSONResponse:
+        errors = [{"loc": list(e.loc), "msg": e.msg} for e in exc.errors]
+        return problem(422, "The spec cannot run", str(exc), type_="/problems/spec",
+                       errors=errors)
+
+    @app.exception_handler(JobNotFound)
+    async def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), type_="/problems/not-found")
+
+    @app.exception_handler(IllegalTransition)
+    async def _conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), type_="/problems/conflict")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, _title(exc.status_code), str(exc.detail),
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,96 @@
+"""/v1/experiments: submit, list, read, cancel, metric history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from mlflow.tracking import MlflowClient
+
+from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
+from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
+from services.dispatcher import Dispatcher
+from services.lifecycle import TERMINAL, Status
+from services.spec import ExperimentSpec
+from services.store import JobRecord
+from services.validation import SpecError, SpecInvalid, check_experiment
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+@router.post("", response_model=JobRecord, status_code=201,
+             responses={200: {"description": "repeat of an Idempotency-Key: the first record"}})
+def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsDep,
+                      principal: PrincipalDep, dispatcher: DispatcherDep, response: Response,
+                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+                      ) -> JobRecord:
+    """Validate the spec, dry-run it on one small batch, and queue it."""
+    dry = check_experiment(spec, settings.data_root_list)
+    _check_resources(dry.spec, dispatcher)
+    record, created = store.create(
+        spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
+        name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
+        owner=principal.owner, idempotency_key=idempotency_key, param_count=dry.param_count)
+    if not created:
+        response.status_code = 200
+    return record
+
+
+def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> None:
+    if dispatcher is None:
+        return
+    capacity = dispatcher.capacity()
+    for field, asked in (("cpus", spec.resources.cpus), ("gpus", spec.resources.gpus)):
+        if asked > capacity[field]:
+            raise SpecInvalid([SpecError(("resources", field), (
+                f"asks for {asked} {field} but the cluster has {capacity[field]}; lower it or "
+                "add nodes that have them"))])
+
+
+@router.get("", response_model=ExperimentsPublic)
+def list_experiments(store: StoreDep, principal: PrincipalDep,
+                     status: Status | None = None, sweep_id: str | None = None,
+                     project: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None
+                     ) -> ExperimentsPublic:
+    records, next_cursor = store.list(
+        status=status.value if status else None, sweep_id=sweep_id, project=project,
+        owner=None if principal.admin else principal.owner, job_type="experiment",
+        limit=limit, cursor=int(cursor) if cursor else None)
+    return ExperimentsPublic(data=records, count=len(records),
+                             next_cursor=str(next_cursor) if next_cursor else None)
+
+
+@router.get("/{job_id}", response_model=JobRecord)
+def get_experiment(job: JobDep) -> JobRecord:
+    return job
+
+
+@router.post("/{job_id}/cancel", response_model=JobRecord)
+def cancel_experiment(job: JobDep, store: StoreDep, dispatcher: DispatcherDep) -> JobRecord:
+    """Cancel a queued or running job; a running job's Ray task is stopped."""
+    if job.status in TERMINAL:
+        raise HTTPException(409, f"job {job.id} is already {job.status}; only queued or "
+                                 "running jobs can be cancelled")
+    record = store.move(job.id, Status.CANCELLED, error="cancelled by request")
+    if dispatcher is not None and job.status == Status.RUNNING:
+        dispatcher.cancel_task(job.id, record.mlflow_run_id)
+    return record
+
+
+@router.get("/{job_id}/metrics", response_model=MetricHistory | MetricKeys)
+def metric_history(job: JobDep, settings: SettingsDep,
+                   key: Annotated[str | None, Query(max_length=250)] = None
+                   ) -> MetricHistory | MetricKeys:
+    """A metric's history (step, value) from MLflow; without `key`, the keys logged so far."""
+    if job.mlflow_run_id is None:
+        raise HTTPException(409, f"job {job.id} has no MLflow run yet (status {job.status}); "
+                                 "try again once it is running")
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    if key is None:
+        return MetricKeys(keys=sorted(client.get_run(job.mlflow_run_id).data.metrics))
+    history = client.get_metric_history(job.mlflow_run_id, key)
+    points = sorted((MetricPoint(step=m.step, value=m.value, timestamp=m.timestamp)
+                     for m in history), key=lambda p: p.step)
+    return MetricHistory(key=key, points=points)

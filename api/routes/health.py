@@ -1,0 +1,44 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from mlflow.tracking import MlflowClient
+
+from api.deps import SettingsDep, StoreDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    """Ready when the job store, Ray and MLflow all answer."""
+    checks: dict[str, str] = {}
+    for name, probe in (("store", store.ping), ("ray", _ray_ping),
+                        ("mlflow", lambda: _mlflow_ping(settings.tracking_uri))):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure makes the service not ready
+            checks[name] = f"{type(exc).__name__}: {exc}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+def _ray_ping() -> None:
+    import ray
+    if not ray.is_initialized():
+        raise RuntimeError("Ray is not connected")
+    if not ray.cluster_resources().get("CPU"):
+        raise RuntimeError("the Ray cluster has no CPUs")
+
+
+def _mlflow_ping(uri: str) -> None:
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)

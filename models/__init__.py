@@ -1,0 +1,8 @@
+"""The architecture zoo. Importing this package registers every model family."""
+
+from models import linear, mlp  # noqa: F401  (registration side effects)
+from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.registry import build_model, family, model_families
+
+__all__ = ["DataShape", "LayerwiseModel", "ModelConfigError", "build_model", "family",
+           "model_families"]

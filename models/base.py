@@ -1,0 +1,97 @@
+"""What every model answers, so that one training loop can drive every kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ModelConfigError(ValueError):
+    """A model config that cannot work with the data; `loc` is the path below `model`."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str):
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model needs to know about its data to size itself.
+
+    Attributes:
+        input_shape: one example's shape, e.g. (64,) tabular, (1, 8, 8) image, (T, F) sequence.
+        output_dim: number of outputs (classes for classification, 1 for binary, targets for
+            regression).
+        task: classification | binary | regression | sequence | language_model | reconstruction
+            | recall.
+        extra: dataset facts a family may need (vocabulary size, sequence length, ...).
+    """
+
+    input_shape: tuple[int, ...]
+    output_dim: int
+    task: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        size = 1
+        for dim in self.input_shape:
+            size *= dim
+        return size
+
+
+class LayerwiseModel(nn.Module):
+    """Base of every model the loop trains.
+
+    `forward(x)` returns the pre-output `z` (logits for classifiers, values for regression); the
+    objective applies the output function. Kinds that do not learn by backpropagation (Hopfield
+    nets, RBMs) override `training_step` and set `uses_gradients = False`; the loop then skips
+    backward and the optimizer and logs what the step changed instead.
+    """
+
+    uses_gradients: bool = True
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, objective: Any
+                      ) -> dict[str, torch.Tensor]:
+        """One step's forward pass and loss. Returns at least {"loss", "output"}."""
+        z = self(x)
+        return {"loss": objective.loss(z, y), "output": z}
+
+    def hidden_activations(self) -> list[torch.Tensor]:
+        """Hidden activations of the last forward pass (for activity penalties and unit
+        statistics); none by default."""
+        return []
+
+    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters grouped by layer, keyed by module path, ordered input to output.
+
+        A layer is a module that owns parameters directly. The parameters of a module nested in
+        such a layer (a PReLU slope inside a dense layer) belong to that enclosing layer, so a
+        layer's norm covers everything it learns. Families whose registration order is not the
+        data's order override this.
+        """
+        groups: dict[str, list[nn.Parameter]] = {}
+        for name, module in self.named_modules():
+            own = list(module.parameters(recurse=False))
+            if not own:
+                continue
+            owner = _enclosing_layer(name, groups)
+            groups.setdefault(owner, []).extend(own)
+        return groups
+
+    def layer_names(self) -> list[str]:
+        """Module paths of the layers that own weights, ordered input to output."""
+        return list(self.layer_groups())
+
+
+def _enclosing_layer(name: str, layers: dict[str, list[nn.Parameter]]) -> str:
+    parts = name.split(".")
+    for cut in range(1, len(parts)):
+        prefix = ".".join(parts[:cut])
+        if prefix in layers:
+            return prefix
+    return name or "model"

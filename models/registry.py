@@ -1,0 +1,74 @@
+"""The model registry: one decorator per family, one factory for all.
+
+A family registers its pydantic config class (which carries `kind: Literal[...]`) and a
+builder. The spec's `model` field is the discriminated union of every registered config, so a
+new family needs one file and one import line in `models/__init__.py`, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from models.base import DataShape, LayerwiseModel
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    kind: str
+    config_cls: type[BaseModel]
+    builder: Callable[..., LayerwiseModel]
+    description: str
+    # Spec settings beyond the model config that this family honours; any other one that is
+    # switched on is refused at submission instead of being silently ignored.
+    supports: frozenset[str]
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+Builder = Callable[..., LayerwiseModel]
+
+# Settings a family may honour (see ModelFamily.supports).
+GRADIENT_TRAINING = frozenset({"dropout", "activity_regularization", "input_noise"})
+
+
+def register_model(
+    config_cls: type[BaseModel], *, description: str, supports: frozenset[str] = GRADIENT_TRAINING
+) -> Callable[[Builder], Builder]:
+    """Register `builder(config, data_shape, *, dropout) -> LayerwiseModel` for the kind that
+    `config_cls` declares in its `kind: Literal[...] = ...` field."""
+    kind = config_cls.model_fields["kind"].default
+    assert isinstance(kind, str), f"{config_cls.__name__}.kind needs a string default"
+
+    def decorate(builder: Builder) -> Builder:
+        if kind in _FAMILIES:
+            raise ValueError(f"model kind {kind!r} is registered twice")
+        _FAMILIES[kind] = ModelFamily(kind, config_cls, builder, description, supports)
+        return builder
+
+    return decorate
+
+
+def model_families() -> list[ModelFamily]:
+    return list(_FAMILIES.values())
+
+
+def family(kind: str) -> ModelFamily:
+    try:
+        return _FAMILIES[kind]
+    except KeyError:
+        raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(_FAMILIES)}") from None
+
+
+def build_model(config: BaseModel, data_shape: DataShape, *, dropout: float = 0.0
+                ) -> LayerwiseModel:
+    """Build the module a model config describes, sized for `data_shape`.
+
+    Raises:
+        ModelConfigError: the config cannot work with this data (names the field and the fix).
+    """
+    kind = config.kind  # type: ignore[attr-defined]
+    return family(kind).builder(config, data_shape, dropout=dropout)

@@ -1,0 +1,201 @@
+"""The dispatcher: moves queued jobs onto Ray and keeps the store in step with what runs.
+
+Each tick it writes the progress that workers reported, records finished tasks, stops the
+tasks of cancelled jobs, and launches the best queued jobs that fit in the cluster's free
+CPUs and GPUs. It runs as a thread beside the API, or alone (`layerwise dispatcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import ray
+from mlflow.tracking import MlflowClient
+
+from services.lifecycle import IllegalTransition, Status
+from services.settings import Settings
+from services.store import JobRecord, JobStore
+from workers.ray_tasks import NAMESPACE, experiment_task, progress_board
+from workers.run import WorkerSettings
+
+log = logging.getLogger("layerwise.dispatcher")
+
+CANCEL_POLL_S = 0.5
+# Ray errors that say the worker, not the job's code, failed: those are retried.
+_SYSTEM_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                  ray.exceptions.RaySystemError)
+
+
+def ensure_ray(settings: Settings) -> None:
+    """Join RAY_ADDRESS when set, else start a local Ray (about 2.5 s)."""
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        ray.init(num_cpus=settings.ray_num_cpus, namespace=NAMESPACE, include_dashboard=False,
+                 log_to_driver=False)
+
+
+def requested(record: JobRecord) -> tuple[float, float]:
+    resources = record.spec.get("resources", {})
+    return float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+
+
+@dataclass
+class InFlight:
+    record: JobRecord
+    ref: Any
+    cpus: float
+    gpus: float
+    launched: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    def __init__(self, store: JobStore, settings: Settings):
+        self.store, self.settings = store, settings
+        self.in_flight: dict[str, InFlight] = {}
+        self.paused = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._board: Any = None
+        self._last_cancel_poll = 0.0
+        self._worker_settings = asdict(WorkerSettings(
+            tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
+            data_roots=settings.data_root_list))
+
+    # -- running -----------------------------------------------------------------------
+    def start(self) -> None:
+        ensure_ray(self.settings)
+        self._board = progress_board()
+        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.dispatch_interval_s):
+            try:
+                self.tick()
+            except Exception:  # the dispatcher must outlive any one bad tick
+                log.exception("dispatcher tick failed")
+
+    def tick(self) -> None:
+        self._write_progress()
+        self._collect_finished()
+        self._stop_cancelled()
+        if not self.paused:
+            self._launch_what_fits()
+
+    def capacity(self) -> dict[str, float]:
+        """The cluster's total CPUs and GPUs."""
+        total = ray.cluster_resources()
+        return {"cpus": float(total.get("CPU", 0.0)), "gpus": float(total.get("GPU", 0.0))}
+
+    # -- launching ---------------------------------------------------------------------
+    def _launch_what_fits(self) -> None:
+        capacity = self.capacity()
+        free_cpus = capacity["cpus"] - sum(f.cpus for f in self.in_flight.values())
+        free_gpus = capacity["gpus"] - sum(f.gpus for f in self.in_flight.values())
+        while True:
+            def fits(record: JobRecord, cpus_free: float = free_cpus,
+                     gpus_free: float = free_gpus) -> bool:
+                cpus, gpus = requested(record)
+                return cpus <= cpus_free + 1e-9 and gpus <= gpus_free + 1e-9
+
+            record = self.store.claim_next(fits=fits)
+            if record is None:
+                return
+            cpus, gpus = requested(record)
+            free_cpus, free_gpus = free_cpus - cpus, free_gpus - gpus
+            self._launch(record, cpus, gpus)
+
+    def _launch(self, record: JobRecord, cpus: float, gpus: float) -> None:
+        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus).remote(
+            record.id, record.spec, self._worker_settings, self._board)
+        self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)
+        log.info("launched job %s (attempt %d)", record.id, record.attempts)
+
+    # -- following -----------------------------------------------------------------------
+    def _write_progress(self) -> None:
+        if self._board is None:
+            return
+        for job_id, updates in ray.get(self._board.drain.remote()).items():
+            fields: dict[str, Any] = {}
+            for update in updates:
+                fields.update(update)
+            if fields:
+                self.store.update(job_id, **fields)
+
+    def _collect_finished(self) -> None:
+        if not self.in_flight:
+            return
+        refs = [f.ref for f in self.in_flight.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready:
+            return
+        self._write_progress()  # the last epoch's report may still be on the board
+        for job_id, flight in list(self.in_flight.items()):
+            if flight.ref in ready:
+                del self.in_flight[job_id]
+                self._record_outcome(flight)
+
+    def _record_outcome(self, flight: InFlight) -> None:
+        job_id = flight.record.id
+        try:
+            result = ray.get(flight.ref)
+        except ray.exceptions.TaskCancelledError:
+            return  # cancelled through the store; already final there
+        except _SYSTEM_ERRORS as exc:
+            self._retry_or_fail(flight.record, f"the Ray worker failed: {exc}")
+            return
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
+            return
+        self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
+                     param_count=result.get("param_count"))
+
+    def _retry_or_fail(self, record: JobRecord, error: str) -> None:
+        current = self.store.get(record.id)
+        if current.attempts < current.max_attempts:
+            self._finish(record.id, Status.QUEUED, error=error)
+        else:
+            self._finish(record.id, Status.FAILED,
+                         error=f"{error} (after {current.attempts} attempts)")
+
+    def _finish(self, job_id: str, target: Status, **fields: Any) -> None:
+        try:
+            self.store.move(job_id, target, **fields)
+        except IllegalTransition as exc:  # e.g. cancelled while the task was finishing
+            log.info("%s", exc)
+
+    def _stop_cancelled(self) -> None:
+        now = time.monotonic()
+        if not self.in_flight or now - self._last_cancel_poll < CANCEL_POLL_S:
+            return
+        self._last_cancel_poll = now
+        for job_id in list(self.in_flight):
+            record = self.store.get(job_id)
+            if record.status == Status.CANCELLED:
+                self.cancel_task(job_id, record.mlflow_run_id)
+
+    def cancel_task(self, job_id: str, mlflow_run_id: str | None) -> None:
+        """Stop a running job's Ray task (its process is killed) and close its MLflow run."""
+        flight = self.in_flight.pop(job_id, None)
+        if flight is not None:
+            ray.cancel(flight.ref, force=True)
+        if mlflow_run_id:
+            client = MlflowClient(tracking_uri=self.settings.tracking_uri)
+            client.set_terminated(mlflow_run_id, status="KILLED")
+
+
+def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "param_count"}

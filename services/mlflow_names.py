@@ -1,0 +1,40 @@
+"""MLflow conventions (DESIGN.md section 5): tag keys and helpers shared by worker and API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+TAG_JOB_ID = "layerwise.job_id"
+TAG_SWEEP_ID = "layerwise.sweep_id"
+TAG_MODEL_KIND = "layerwise.model_kind"
+TAG_SPEC_HASH = "layerwise.spec_hash"
+TAG_VERSION = "layerwise.version"
+TAG_DIAGNOSIS = "layerwise.diagnosis"
+RUN_NAME_TAG = "mlflow.runName"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def artifact_location(tracking_uri: str, home: str) -> str | None:
+    """Where a new experiment keeps artifacts: under the service's home for a local store;
+    a tracking server decides for itself (it serves them)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return None
+    return Path(os.path.abspath(home), "artifacts").as_uri()
+
+
+def ensure_experiment(client: MlflowClient, project: str, *, tracking_uri: str, home: str) -> str:
+    """The id of the MLflow experiment named `project`, created on first use."""
+    existing = client.get_experiment_by_name(project)
+    if existing is not None:
+        return existing.experiment_id
+    try:
+        return client.create_experiment(
+            project, artifact_location=artifact_location(tracking_uri, home))
+    except Exception:  # another worker created it between our two calls
+        existing = client.get_experiment_by_name(project)
+        if existing is None:
+            raise
+        return existing.experiment_id

@@ -1,0 +1,60 @@
+"""Service settings from LAYERWISE_* environment variables, each with an embedded default."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Embedded defaults need no server: SQLite job store and MLflow store under `home`, a
+    local Ray started by the service. Production points these at PostgreSQL, an MLflow server
+    and a Ray cluster (RAY_ADDRESS)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAYERWISE_", extra="ignore")
+
+    home: Path = Field(Path("./.layerwise"), description="SQLite files, checkpoints, Tune state")
+    database_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    data_roots: str = Field("./data", description="comma-separated directories file datasets "
+                                                   "may be read from")
+    api_tokens: str | None = None
+    admin_tokens: str | None = None
+    ray_address: str | None = Field(default_factory=lambda: os.environ.get("RAY_ADDRESS"))
+    ray_num_cpus: int | None = Field(None, description="CPUs of the local Ray (default: all)")
+    dispatch_interval_s: float = Field(0.05, gt=0.0)
+    max_request_bytes: int = Field(1_000_000, gt=0)
+    dispatcher_enabled: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, url: str | None) -> str | None:
+        """`postgres://` and `postgresql://` mean psycopg 3, the driver we ship."""
+        if url is None:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @cached_property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def job_store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'jobs.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def data_root_list(self) -> list[str]:
+        return [str(Path(r).expanduser().resolve()) for r in self.data_roots.split(",") if r]

@@ -1,0 +1,181 @@
+"""The experiment spec (v1): the one contract between the user, the store, Ray and MLflow.
+
+Structure is checked here (pydantic, `extra="forbid"` everywhere, `model` a discriminated union
+on `kind`). What needs the data or the built model (dataset params, shapes, settings a kind does
+not honour) is checked by `services.validation` at submission, with the same error format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import models  # noqa: F401  (registers every family before the union is built)
+from models.objectives import LossName
+from models.registry import model_families
+
+Task = Literal["auto", "classification", "binary", "regression", "sequence", "language_model",
+              "reconstruction", "recall"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(Strict):
+    source: Literal["builtin", "file"] = "builtin"
+    name: str | None = Field(None, description="built-in dataset (GET /v1/catalog lists them)")
+    path: str | None = Field(None, description="file below one of LAYERWISE_DATA_ROOTS "
+                                               "(.npz with x, y; .csv with a target column)")
+    params: dict[str, Any] = Field(default_factory=dict)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataSpec:
+        if self.source == "builtin" and not self.name:
+            raise ValueError("a builtin dataset needs `name` (GET /v1/catalog lists them)")
+        if self.source == "file" and not self.path:
+            raise ValueError("a file dataset needs `path`, relative to a data root")
+        if self.source == "file" and self.name:
+            raise ValueError("`name` is for builtin datasets; a file dataset has only `path`")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+def _model_union() -> Any:
+    configs = tuple(family.config_cls for family in model_families())
+    union = configs[0] if len(configs) == 1 else Union[configs]  # noqa: UP007
+    return Annotated[union, Field(discriminator="kind")]
+
+
+ModelConfig = _model_union()
+
+
+class OptimizerSpec(Strict):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd and rmsprop")
+    nesterov: bool = Field(False, description="sgd with momentum > 0")
+    weight_decay: float = Field(0.0, ge=0.0, description="the optimizer's decoupled or coupled "
+                                                         "decay; distinct from regularization.l2")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam and adamw")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerSpec:
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs name: sgd and momentum > 0")
+        return self
+
+
+class ScheduleSpec(Strict):
+    name: Literal["constant", "step", "exponential", "cosine", "warmup"] = "constant"
+    step_epochs: int = Field(10, ge=1, description="step: decay every this many epochs")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step and exponential: decay factor")
+    warmup_epochs: int = Field(1, ge=0, description="warmup: linear ramp length, then cosine")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine and warmup: the floor")
+
+
+class EarlyStoppingSpec(Strict):
+    patience: int | None = Field(None, ge=1, description="epochs without improvement; null: off")
+    monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class RegularizationSpec(Strict):
+    l1: float = Field(0.0, ge=0.0, description="lambda of the L1 penalty on weights")
+    l2: float = Field(0.0, ge=0.0, description="lambda of the L2 penalty on weights")
+    penalize_biases: bool = False
+    activity_l1: float = Field(0.0, ge=0.0)
+    activity_l2: float = Field(0.0, ge=0.0)
+    max_norm: float | None = Field(None, gt=0.0, description="cap on each unit's incoming "
+                                                             "weight norm, after every step")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    input_noise_std: float = Field(0.0, ge=0.0)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+
+
+class TrainingSpec(Strict):
+    epochs: int = Field(20, ge=1, le=100_000)
+    batch_size: int | Literal["full"] = Field(64, description="examples per step, or 'full' "
+                                                              "for full-batch gradient descent")
+    seed: int = Field(0, ge=0)
+    grad_clip_norm: float | None = Field(None, gt=0.0)
+    grad_clip_value: float | None = Field(None, gt=0.0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    max_runtime_s: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _positive_batch(self) -> TrainingSpec:
+        if isinstance(self.batch_size, int) and self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1, or 'full' for full-batch descent")
+        return self
+
+
+class DiagnosticsSpec(Strict):
+    every_steps: int = Field(1, ge=1, description="log per-layer norms every this many steps")
+    grad_norms: bool = True
+    update_norms: bool = True
+    weight_norms: bool = True
+    activation_stats: bool = True
+
+
+class AdversarialSpec(Strict):
+    fgsm_eps: list[float] = Field(default_factory=list)
+    deepfool: bool = False
+    max_examples: int = Field(256, ge=1)
+
+
+class AnalysisSpec(Strict):
+    sensitivity: bool = False
+    prune_top_k: int | None = Field(None, ge=1)
+    adversarial: AdversarialSpec = Field(default_factory=AdversarialSpec)
+    bptt_norms: bool = False
+
+
+class ResourcesSpec(Strict):
+    cpus: float = Field(1.0, gt=0.0, le=512)
+    gpus: float = Field(0.0, ge=0.0, le=64)
+
+
+class ExperimentSpec(Strict):
+    name: str | None = Field(None, max_length=250)
+    project: str = Field("layerwise", min_length=1, max_length=250)
+    task: Task = "auto"
+    data: DataSpec
+    model: ModelConfig  # type: ignore[valid-type]
+    loss: LossName = "auto"
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    priority: int = Field(0, ge=-1000, le=1000)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def spec_hash(self) -> str:
+        """A stable hash of what determines the run (name, tags and priority excluded)."""
+        payload = self.model_dump(mode="json", exclude={"name", "tags", "priority"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested spec as dotted keys, e.g. {"optimizer.lr": 0.1}: the MLflow params."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        if not value and prefix:
+            out[prefix[:-1]] = "{}"
+        return out
+    return {prefix[:-1]: value}

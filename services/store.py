@@ -1,0 +1,201 @@
+"""The durable job queue: create, read, claim, progress and finish jobs.
+
+Every status change goes through `lifecycle.transition`. Rows stay in here; callers get
+`JobRecord`s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.db import JobRow, make_engine, make_sessionmaker
+from services.lifecycle import Status, now, transition
+
+
+class Progress(BaseModel):
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    metrics: dict[str, float] = {}
+
+
+class JobRecord(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    job_type: str
+    name: str | None
+    project: str
+    status: str
+    spec: dict[str, Any]
+    spec_hash: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    owner: str
+    sweep_id: str | None
+    param_count: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    error: str | None
+    result: dict[str, Any] | None
+    diagnosis: dict[str, Any] | None
+    mlflow_run_id: str | None
+    mlflow_experiment_id: str | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> JobRecord:
+        return cls(
+            id=row.id, job_type=row.job_type, name=row.name, project=row.project,
+            status=row.status, spec=row.spec, spec_hash=row.spec_hash, priority=row.priority,
+            attempts=row.attempts, max_attempts=row.max_attempts, owner=row.owner,
+            sweep_id=row.sweep_id, param_count=row.param_count,
+            created_at=_utc(row.created_at), started_at=_utc(row.started_at),
+            finished_at=_utc(row.finished_at), progress=Progress(**(row.progress or {})),
+            error=row.error, result=row.result, diagnosis=row.diagnosis,
+            mlflow_run_id=row.mlflow_run_id, mlflow_experiment_id=row.mlflow_experiment_id)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str):
+        super().__init__(f"no job {job_id!r}; GET /v1/experiments lists the jobs you can see")
+        self.job_id = job_id
+
+
+class JobStore:
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self._sessions = make_sessionmaker(self.engine)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # -- create and read -----------------------------------------------------------------
+    def create(self, *, spec: dict[str, Any], spec_hash: str, name: str | None, project: str,
+               priority: int = 0, owner: str = "anonymous", job_type: str = "experiment",
+               idempotency_key: str | None = None, param_count: int | None = None,
+               max_attempts: int = 3, sweep_id: str | None = None) -> tuple[JobRecord, bool]:
+        """Queue a job. Returns (record, created); with an idempotency key seen before for this
+        owner, the first record and created=False."""
+        if idempotency_key is not None:
+            existing = self._by_idempotency_key(owner, idempotency_key)
+            if existing is not None:
+                return existing, False
+        row = JobRow(id=uuid.uuid4().hex, job_type=job_type, name=name, project=project,
+                     status=Status.QUEUED.value, spec=spec, spec_hash=spec_hash,
+                     priority=priority, owner=owner, idempotency_key=idempotency_key,
+                     param_count=param_count, max_attempts=max_attempts, sweep_id=sweep_id,
+                     created_at=now(), updated_at=now(), progress={})
+        try:
+            with self.session() as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            # A concurrent request with the same key won the insert.
+            existing = self._by_idempotency_key(owner, idempotency_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return JobRecord.of(row), True
+
+    def _by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
+        with self.session() as session:
+            row = session.scalar(select(JobRow).where(JobRow.owner == owner,
+                                                      JobRow.idempotency_key == key))
+            return JobRecord.of(row) if row else None
+
+    def get(self, job_id: str) -> JobRecord:
+        with self.session() as session:
+            row = session.scalar(select(JobRow).where(JobRow.id == job_id))
+            if row is None:
+                raise JobNotFound(job_id)
+            return JobRecord.of(row)
+
+    def list(self, *, status: str | None = None, project: str | None = None,
+             sweep_id: str | None = None, owner: str | None = None, job_type: str | None = None,
+             limit: int = 50, cursor: int | None = None) -> tuple[list[JobRecord], int | None]:
+        """Newest first. Returns (records, next cursor or None)."""
+        query = select(JobRow).order_by(JobRow.seq.desc()).limit(limit + 1)
+        for column, value in ((JobRow.status, status), (JobRow.project, project),
+                              (JobRow.sweep_id, sweep_id), (JobRow.owner, owner),
+                              (JobRow.job_type, job_type)):
+            if value is not None:
+                query = query.where(column == value)
+        if cursor is not None:
+            query = query.where(JobRow.seq < cursor)
+        with self.session() as session:
+            rows = list(session.scalars(query))
+        next_cursor = rows[limit - 1].seq if len(rows) > limit else None
+        return [JobRecord.of(r) for r in rows[:limit]], next_cursor
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return dict(rows.tuples().all())
+
+    # -- the dispatcher's side -------------------------------------------------------------
+    def claim_next(self, *, fits: Any = None, job_types: tuple[str, ...] = ("experiment",),
+                   scan: int = 20) -> JobRecord | None:
+        """Atomically move the best queued job (highest priority, then oldest) that `fits`
+        to running and count the attempt. Safe with several dispatchers on PostgreSQL
+        (FOR UPDATE SKIP LOCKED) and, on SQLite, by a conditional update."""
+        query = (select(JobRow).where(JobRow.status == Status.QUEUED.value,
+                                      JobRow.job_type.in_(job_types))
+                 .order_by(JobRow.priority.desc(), JobRow.seq.asc()).limit(scan)
+                 .with_for_update(skip_locked=True))
+        with self.session() as session, session.begin():
+            for row in session.scalars(query):
+                if fits is not None and not fits(JobRecord.of(row)):
+                    continue
+                claimed = session.execute(
+                    update(JobRow).where(JobRow.id == row.id,
+                                         JobRow.status == Status.QUEUED.value)
+                    .values(status=Status.QUEUED.value)).rowcount
+                if claimed != 1:
+                    continue
+                transition(row, Status.RUNNING, attempts=row.attempts + 1, error=None)
+                session.flush()
+                return JobRecord.of(row)
+        return None
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        """Set plain fields (progress, MLflow ids, result) without changing the status."""
+        with self.session() as session, session.begin():
+            row = self._row(session, job_id)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = now()
+            return JobRecord.of(row)
+
+    def move(self, job_id: str, target: Status, **fields: Any) -> JobRecord:
+        """Change a job's status through `transition` (raises IllegalTransition)."""
+        with self.session() as session, session.begin():
+            row = self._row(session, job_id, lock=True)
+            transition(row, target, **fields)
+            return JobRecord.of(row)
+
+    def _row(self, session: Session, job_id: str, *, lock: bool = False) -> JobRow:
+        query = select(JobRow).where(JobRow.id == job_id)
+        row = session.scalar(query.with_for_update() if lock else query)
+        if row is None:
+            raise JobNotFound(job_id)
+        return row
+
+    def ping(self) -> None:
+        with self.session() as session:
+            session.execute(select(1))

@@ -1,0 +1,132 @@
+"""Events of the training loop, and the callbacks that log per-layer norms and progress.
+
+The loop fires these in order for each step: `on_before_update` (the weights are about to
+change), `on_after_backward` (gradients are computed, not clipped yet; gradient models only),
+`on_step_end` (the weights have changed). A callback that is not registered costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from workers.metric_sink import MetricSink
+from workers.norms import LayerNormProbe
+
+if TYPE_CHECKING:
+    from workers.loop import Trainer
+
+# How many logged steps the device buffer holds before it is copied to the host at once.
+FLUSH_EVERY_LOGGED_STEPS = 512
+
+
+class Callback:
+    """Base of loop callbacks; every hook is optional."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """The model, optimizer and data are ready; no step has run."""
+
+    def on_before_update(self, trainer: Trainer) -> None:
+        """Fires right before the weights change (the optimizer step, or a non-gradient rule)."""
+
+    def on_after_backward(self, trainer: Trainer) -> None:
+        """Gradients are computed; they are not clipped yet and the weights are unchanged."""
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        """The weights have changed; `trainer.step` already counts this step."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Train and validation metrics of the finished epoch are in `metrics`."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Training is over (finished, stopped early or timed out)."""
+
+
+class LayerNormLogger(Callback):
+    """Logs `grad_norm/<layer>`, `grad_norm/total`, `update_norm/<layer>` and
+    `weight_norm/<layer>` every `every_steps` optimizer steps, with step = optimizer step.
+
+    Values stay on the device in a list of vectors and reach MLflow in one copy per
+    FLUSH_EVERY_LOGGED_STEPS logged steps or per epoch.
+    """
+
+    def __init__(self, probe: LayerNormProbe, sink: MetricSink, *, every_steps: int,
+                 grads: bool, updates: bool, weights: bool):
+        self.probe, self.sink, self.every_steps = probe, sink, every_steps
+        self.grads, self.updates, self.weights = grads, updates, weights
+        layers = probe.layers
+        self.keys = ([f"grad_norm/{n}" for n in layers] + ["grad_norm/total"] if grads else [])
+        self.keys += [f"update_norm/{n}" for n in layers] if updates else []
+        self.keys += [f"weight_norm/{n}" for n in layers] if weights else []
+        self._rows: list[torch.Tensor] = []
+        self._steps: list[int] = []
+        self._times: list[int] = []
+        self._current: list[torch.Tensor] = []
+
+    def _due(self, trainer: Trainer) -> bool:
+        return trainer.step % self.every_steps == 0
+
+    def on_before_update(self, trainer: Trainer) -> None:
+        if self.updates and self._due(trainer):
+            self.probe.snapshot()
+
+    def on_after_backward(self, trainer: Trainer) -> None:
+        if self.grads and self._due(trainer):
+            per_layer, total = self.probe.grad_norms()
+            self._current += [per_layer, total.unsqueeze(0)]
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        step = trainer.step - 1  # the step that just ran
+        if step % self.every_steps != 0:
+            return
+        if self.grads and not self._current:  # a non-gradient update: no gradient to show
+            zeros = torch.zeros(len(self.probe.layers) + 1, device=trainer.device)
+            self._current.append(zeros)
+        if self.updates:
+            self._current.append(self.probe.update_norms())
+        if self.weights:
+            self._current.append(self.probe.weight_norms())
+        if self._current:
+            self._rows.append(torch.cat(self._current))
+            self._steps.append(step)
+            self._times.append(int(time.time() * 1000))
+            self._current = []
+        if len(self._rows) >= FLUSH_EVERY_LOGGED_STEPS:
+            self.flush()
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        rows = torch.stack(self._rows).cpu().tolist()  # the one host sync per flush
+        self.sink.log_rows(self.keys, rows, self._steps, self._times)
+        self._rows, self._steps, self._times = [], [], []
+
+
+class EpochMetricLogger(Callback):
+    """Logs the epoch's metrics (train/, val/, lr, throughput) at the epoch's last step."""
+
+    def __init__(self, sink: MetricSink):
+        self.sink = sink
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.sink.log(metrics, step=max(0, trainer.step - 1))
+
+
+class ProgressReporter(Callback):
+    """Hands {epoch, epochs, step, metrics} to `report` after each epoch (to the job store)."""
+
+    def __init__(self, report: Callable[[dict[str, Any]], None]):
+        self.report = report
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.report({"progress": {"epoch": trainer.epoch + 1, "epochs": trainer.epochs,
+                                  "step": trainer.step, "metrics": metrics}})

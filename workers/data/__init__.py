@@ -1,0 +1,87 @@
+"""Loading a spec's data: built-in generators or the user's files, split deterministically."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from workers.data import tabular  # noqa: F401  (registers the built-in datasets)
+from workers.data.bundle import DataBundle, DataError, split, targets_for_task
+from workers.data.files import load_file, resolve_data_path
+from workers.data.registry import builtin_dataset, builtin_datasets
+
+__all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
+
+
+def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
+    """Load the data a spec's `data` section describes, targets shaped for `task`.
+
+    Args:
+        data: the spec's DataSpec.
+        task: the spec's task, or "auto" for the data's own.
+        data_roots: directories file datasets may be read from.
+    Raises:
+        DataError: with the spec path of what is wrong and how to fix it.
+    """
+    if data.source == "builtin":
+        x, y, natural, extra, seed = _generate(data)
+    else:
+        arrays = load_file(resolve_data_path(data.path, data_roots))
+        x, y, seed, extra = arrays["x"], arrays["y"], 0, {}
+        natural = "classification" if y.dtype.kind in "iub" else "regression"
+    task = natural if task == "auto" else task
+    _check_task(natural, task, y)
+    y, output_dim = targets_for_task(y, task)
+    x = x.astype(np.float32)
+    if data.source == "file" and "x_val" in arrays:
+        return _given_splits(arrays, x, y, task, output_dim)
+    return split(x, y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                 seed=seed, task=task, output_dim=output_dim, extra=extra)
+
+
+
+def _generate(data: Any):
+    entry = builtin_dataset(data.name)
+    if entry is None:
+        known = sorted(d.name for d in builtin_datasets())
+        raise DataError(("data", "name"), f"unknown dataset {data.name!r}; known: {known}")
+    try:
+        params = entry.params_cls.model_validate(data.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DataError(("data", "params", *first["loc"]), f"{first['msg']} (dataset "
+                        f"{data.name!r}; GET /v1/catalog shows its params)") from exc
+    x, y, natural, extra = entry.generate(params)
+    return x, y, natural, extra, params.seed
+
+
+def _check_task(natural: str, task: str, y: np.ndarray) -> None:
+    if task == natural:
+        return
+    if task == "binary" and natural == "classification" and len(np.unique(y)) <= 2:
+        return
+    if task == "classification" and natural == "binary":
+        return
+    if task == "regression" and natural in ("classification", "binary"):
+        return
+    raise DataError(("task",), f"task {task!r} does not fit this data, whose task is "
+                               f"{natural!r}; use task: auto")
+
+
+def _given_splits(arrays: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, task: str,
+                  output_dim: int) -> DataBundle:
+    def part(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if f"x_{name}" not in arrays:
+            return None, None
+        part_y, width = targets_for_task(arrays[f"y_{name}"], task)
+        return arrays[f"x_{name}"].astype(np.float32), part_y
+
+    x_val, y_val = part("val")
+    x_test, y_test = part("test")
+    assert x_val is not None and y_val is not None
+    if task == "classification":
+        output_dim = max(output_dim, int(y_val.max()) + 1,
+                         int(y_test.max()) + 1 if y_test is not None else 0)
+    return DataBundle(x, y, x_val, y_val, x_test, y_test, task, output_dim, {})

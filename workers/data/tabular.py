@@ -1,0 +1,110 @@
+"""Small tabular datasets of the lecture, generated offline from a seed.
+
+digits comes with scikit-learn; the others are generated: xor, circles, moons, spirals and
+blobs for classification, `function` for the universal-approximation demo.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+from sklearn import datasets as skd
+
+from workers.data.registry import DatasetParams, register_dataset
+
+
+class DigitsParams(DatasetParams):
+    layout: Literal["flat", "image"] = Field(
+        "flat", description="flat: 64 features; image: 1x8x8 arrays for convolutional nets")
+
+
+@register_dataset("digits", DigitsParams,
+                  description="scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1]")
+def digits(p: DigitsParams):
+    bunch = skd.load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    if p.layout == "image":
+        x = x.reshape(-1, 1, 8, 8)
+    return x, bunch.target.astype(np.int64), "classification", {"image_shape": [1, 8, 8]}
+
+
+class PointsParams(DatasetParams):
+    n: int = Field(400, ge=8, le=1_000_000, description="number of examples")
+    noise: float = Field(0.1, ge=0.0, le=10.0, description="standard deviation of the noise")
+
+
+@register_dataset("xor", PointsParams,
+                  description="four Gaussian clusters at the corners of the unit square, "
+                              "labelled by XOR; not linearly separable")
+def xor(p: PointsParams):
+    rng = np.random.default_rng(p.seed)
+    corners = rng.integers(0, 2, size=(p.n, 2))
+    x = corners + rng.normal(0.0, p.noise, size=(p.n, 2))
+    y = corners[:, 0] ^ corners[:, 1]
+    return x.astype(np.float32), y.astype(np.int64), "binary", {}
+
+
+class CirclesParams(PointsParams):
+    factor: float = Field(0.5, gt=0.0, lt=1.0, description="inner radius / outer radius")
+
+
+@register_dataset("circles", CirclesParams,
+                  description="two concentric circles (Cover's theorem demo)")
+def circles(p: CirclesParams):
+    x, y = skd.make_circles(p.n, noise=p.noise, factor=p.factor, random_state=p.seed)
+    return x.astype(np.float32), y.astype(np.int64), "binary", {}
+
+
+@register_dataset("moons", PointsParams, description="two interleaving half circles")
+def moons(p: PointsParams):
+    x, y = skd.make_moons(p.n, noise=p.noise, random_state=p.seed)
+    return x.astype(np.float32), y.astype(np.int64), "binary", {}
+
+
+class SpiralsParams(PointsParams):
+    classes: int = Field(2, ge=2, le=10, description="number of spiral arms")
+    turns: float = Field(1.5, gt=0.0, le=10.0)
+
+
+@register_dataset("spirals", SpiralsParams, description="interleaved spiral arms, one per class")
+def spirals(p: SpiralsParams):
+    rng = np.random.default_rng(p.seed)
+    y = rng.integers(0, p.classes, size=p.n)
+    t = rng.uniform(0.05, 1.0, size=p.n)
+    angle = t * p.turns * 2 * np.pi + y * 2 * np.pi / p.classes
+    x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+    x += rng.normal(0.0, p.noise * 0.1, size=x.shape)
+    return x.astype(np.float32), y.astype(np.int64), "classification", {}
+
+
+class BlobsParams(PointsParams):
+    centers: int = Field(3, ge=2, le=100)
+    features: int = Field(2, ge=1, le=10_000)
+
+
+@register_dataset("blobs", BlobsParams, description="isotropic Gaussian blobs, one per class")
+def blobs(p: BlobsParams):
+    x, y = skd.make_blobs(p.n, n_features=p.features, centers=p.centers,
+                          cluster_std=max(p.noise, 1e-6) * 10, random_state=p.seed)
+    return x.astype(np.float32), y.astype(np.int64), "classification", {}
+
+
+class FunctionParams(PointsParams):
+    fn: Literal["square", "sin", "abs", "sign"] = "sin"
+    noise: float = Field(0.0, ge=0.0, le=10.0)
+
+
+_FUNCTIONS = {"square": np.square, "sin": lambda x: np.sin(np.pi * x), "abs": np.abs,
+              "sign": np.sign}
+
+
+@register_dataset("function", FunctionParams,
+                  description="y = f(x) on [-1, 1] for f in square, sin, abs, sign: the "
+                              "universal-approximation demo")
+def function(p: FunctionParams):
+    rng = np.random.default_rng(p.seed)
+    x = rng.uniform(-1.0, 1.0, size=(p.n, 1))
+    y = _FUNCTIONS[p.fn](x) + rng.normal(0.0, p.noise, size=x.shape)
+    return x.astype(np.float32), y.astype(np.float32), "regression", {}

@@ -1,0 +1,95 @@
+"""One MLflow run per experiment: params, tags, artifacts and the model, by explicit run id."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+import yaml
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from services import mlflow_names as names
+from services.spec import ExperimentSpec, flatten
+from workers.metric_sink import MetricSink
+
+MAX_PARAMS_PER_CALL = 100
+MAX_PARAM_LENGTH = 6000
+
+
+def layerwise_version() -> str:
+    try:
+        return version("layerwise")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class RunTracker:
+    """The MLflow run of one job. `start` creates it (or continues `run_id`)."""
+
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str):
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+        self.sink = MetricSink(client, run_id)
+
+    @classmethod
+    def start(cls, spec: ExperimentSpec, *, job_id: str, tracking_uri: str, home: str,
+              run_id: str | None = None, extra_tags: dict[str, str] | None = None
+              ) -> RunTracker:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        if run_id is not None:
+            run = client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            return cls(client, run_id, run.info.experiment_id)
+        experiment_id = names.ensure_experiment(client, spec.project,
+                                                tracking_uri=tracking_uri, home=home)
+        tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
+                names.TAG_SPEC_HASH: spec.spec_hash(), names.TAG_VERSION: layerwise_version(),
+                **spec.tags, **(extra_tags or {})}
+        run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
+        tracker = cls(client, run.info.run_id, experiment_id)
+        tracker._log_params(spec)
+        return tracker
+
+    def _log_params(self, spec: ExperimentSpec) -> None:
+        params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flatten(spec).items()]
+        for start in range(0, len(params), MAX_PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, params=params[start:start + MAX_PARAMS_PER_CALL])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_json(self, payload: Any, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(payload, indent=2), artifact_file)
+
+    def log_spec(self, spec: ExperimentSpec) -> None:
+        self.client.log_text(self.run_id, yaml.safe_dump(spec.model_dump(mode="json"),
+                                                         sort_keys=False), "spec.yaml")
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_model(self, model: torch.nn.Module) -> None:
+        """The trained model, as MLflow's pytorch flavour. Pickle format: every kind saves
+        (torch.export refuses some), and pinned requirements skip a slow inference."""
+        torch_version = torch.__version__.split("+")[0]
+        mlflow.pytorch.log_model(model.cpu(), name="model", run_id=self.run_id,
+                                 serialization_format="pickle",
+                                 pip_requirements=[f"torch=={torch_version}"])
+
+    def log_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, name)
+            torch.save(state, path)
+            self.client.log_artifact(self.run_id, str(path), "checkpoints")
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Flush every metric, then close the run with `status` (FINISHED, FAILED, KILLED)."""
+        try:
+            self.sink.close()
+        finally:
+            self.client.set_terminated(self.run_id, status=status)
