@@ -77,6 +77,8 @@ class RunTracker:
         """The trained model, as MLflow's pytorch flavour. Pickle format: every kind saves
         (torch.export refuses some), and pinned requirements skip a slow inference."""
         torch_version = torch.__version__.split("+")[0]
+        # log_model files the model under the fluent API's current experiment, not the run's.
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         mlflow.pytorch.log_model(model.cpu(), name="model", run_id=self.run_id,
                                  serialization_format="pickle",
                                  pip_requirements=[f"torch=={torch_version}"])
