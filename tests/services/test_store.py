@@ -10,7 +10,8 @@ from services.lifecycle import IllegalTransition, Status
 from services.store import JobNotFound, JobStore
 
 
-def _create(store: JobStore, *, priority: int = 0, owner: str = "anonymous", key: str | None = None):
+def _create(store: JobStore, *, priority: int = 0, owner: str = "anonymous",
+            key: str | None = None):
     record, _ = store.create(spec={"resources": {"cpus": 1}}, spec_hash="h", name="n",
                              project="p", priority=priority, owner=owner, idempotency_key=key)
     return record
