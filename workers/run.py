@@ -99,8 +99,7 @@ def _callbacks(spec: ExperimentSpec, model: Any, tracker: RunTracker, report: Re
     callbacks: list[Callback] = [EpochMetricLogger(tracker.sink), ProgressReporter(report)]
     diag = spec.diagnostics
     if diag.grad_norms or diag.update_norms or diag.weight_norms:
-        probe = LayerNormProbe(model.layer_groups())
-        callbacks.insert(0, LayerNormLogger(probe, tracker.sink, every_steps=diag.every_steps,
-                                            grads=diag.grad_norms, updates=diag.update_norms,
-                                            weights=diag.weight_norms))
+        probe = LayerNormProbe(model.layer_groups(), grads=diag.grad_norms,
+                               updates=diag.update_norms, weights=diag.weight_norms)
+        callbacks.insert(0, LayerNormLogger(probe, tracker.sink, every_steps=diag.every_steps))
     return callbacks

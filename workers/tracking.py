@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from services import mlflow_names as names
 from services.spec import ExperimentSpec, flatten
 from workers.metric_sink import MetricSink
+from workers.metric_writers import writer_for
 
 MAX_PARAMS_PER_CALL = 100
 MAX_PARAM_LENGTH = 6000
@@ -32,9 +33,9 @@ def layerwise_version() -> str:
 class RunTracker:
     """The MLflow run of one job. `start` creates it (or continues `run_id`)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, tracking_uri: str):
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
-        self.sink = MetricSink(client, run_id)
+        self.sink = MetricSink(writer_for(client, tracking_uri), run_id)
 
     @classmethod
     def start(cls, spec: ExperimentSpec, *, job_id: str, tracking_uri: str, home: str,
@@ -44,14 +45,14 @@ class RunTracker:
         if run_id is not None:
             run = client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
-            return cls(client, run_id, run.info.experiment_id)
+            return cls(client, run_id, run.info.experiment_id, tracking_uri)
         experiment_id = names.ensure_experiment(client, spec.project,
                                                 tracking_uri=tracking_uri, home=home)
         tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
                 names.TAG_SPEC_HASH: spec.spec_hash(), names.TAG_VERSION: layerwise_version(),
                 **spec.tags, **(extra_tags or {})}
         run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
-        tracker = cls(client, run.info.run_id, experiment_id)
+        tracker = cls(client, run.info.run_id, experiment_id, tracking_uri)
         tracker._log_params(spec)
         return tracker
 
