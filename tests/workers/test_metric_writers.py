@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
