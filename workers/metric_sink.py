@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mlflow.entities import Metric
 
@@ -28,7 +28,7 @@ class MetricSink:
         self._writer = writer
         self._run_id = run_id
         self._flush_every_s = flush_every_s
-        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
+        self._queue: queue.Queue[list[Metric] | Callable[[], object] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
         self._thread.start()
@@ -45,11 +45,16 @@ class MetricSink:
                  for key, value in zip(keys, row, strict=True)]
         self._queue.put(batch)
 
+    def call_soon(self, action: Callable[[], object]) -> None:
+        """Run `action` on the logging thread, in order with the metrics (params and small
+        artifacts of the run start, so they overlap with training instead of delaying it)."""
+        self._queue.put(action)
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
-            raise RuntimeError(f"logging metrics to MLflow failed: {self._error}") from self._error
+            raise RuntimeError(f"logging to MLflow failed: {self._error}") from self._error
 
     def _drain(self) -> None:
         done = False
@@ -66,11 +71,24 @@ class MetricSink:
             return [], False
         batch: list[Metric] = []
         while item is not None:
-            batch.extend(item)
+            if callable(item):
+                self._send(batch)
+                batch = []
+                self._run(item)
+            else:
+                batch.extend(item)
             if self._queue.empty():
                 return batch, False
             item = self._queue.get_nowait()
         return batch, True
+
+    def _run(self, action: Callable[[], object]) -> None:
+        if self._error is not None:
+            return
+        try:
+            action()
+        except Exception as exc:  # keep the thread alive; close() reports it
+            self._error = exc
 
     def _send(self, batch: list[Metric]) -> None:
         if self._error is not None or not batch:

@@ -80,8 +80,9 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                                home=settings.home)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     try:
-        tracker.log_spec(spec)
-        tracker.log_json(model.layer_names(), "layers.json")
+        layers = model.layer_names()
+        tracker.sink.call_soon(lambda: tracker.log_spec(spec))
+        tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
         trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
                           callbacks=_callbacks(spec, model, tracker, report))
         result = trainer.fit()
