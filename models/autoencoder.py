@@ -97,7 +97,7 @@ class AutoencoderNet(LayerwiseModel):
         if self.reconstructs and method != "supervised":
             # Decoder l mirrors encoder l: the stage's decoder is its starting point. An RBM's
             # decoder of the data gives probabilities, not the data's units: not reused.
-            targets = [self.output, *reversed(list(self.decoder))]
+            targets: list[nn.Linear] = [self.output, *reversed(list(self.decoder))]  # type: ignore
             for index, result in enumerate(results):
                 if result.decoder is not None and not (method == "rbm" and index == 0):
                     copy_into(targets[index], result.decoder)

@@ -35,7 +35,8 @@ class CNNConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["cnn"] = "cnn"
     conv: list[ConvLayerConfig] = Field(
-        default_factory=lambda: [ConvLayerConfig(channels=16), ConvLayerConfig(channels=32)],
+        default_factory=lambda: [ConvLayerConfig.model_validate({"channels": c})
+                                 for c in (16, 32)],
         min_length=1, max_length=100, description="convolution layers, input to output")
     dense: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default=[64], max_length=100, description="widths of the dense head's hidden layers")

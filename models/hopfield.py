@@ -91,6 +91,7 @@ class HopfieldNet(LayerwiseModel):
     """Stores the clean patterns y of each batch (once each), recalls from the corrupted x."""
 
     uses_gradients = False
+    memory: torch.Tensor
 
     def __init__(self, config: HopfieldConfig, shape: DataShape):
         super().__init__()
@@ -113,7 +114,7 @@ class HopfieldNet(LayerwiseModel):
             seen = (unique[:, None, :] == self.memory[None]).all(-1).any(-1)  # (U,)
             unique = unique[~seen]
         if len(unique):
-            self.weight += hebbian(unique)
+            self.weight.add_(hebbian(unique))
             self.memory = torch.cat([self.memory, unique])
         return len(unique)
 
@@ -126,8 +127,9 @@ class HopfieldNet(LayerwiseModel):
         self.store(y.flatten(1))
         recalled = self(x)
         e = energy(self.weight, recalled).mean()
-        self._sums["energy"] = self._sums.get("energy", 0.0) + e
-        self._sums["count"] = self._sums.get("count", 0.0) + 1.0
+        zero = torch.zeros((), device=e.device)
+        self._sums["energy"] = self._sums.get("energy", zero) + e
+        self._sums["count"] = self._sums.get("count", zero) + 1.0
         return {"loss": e, "output": recalled}
 
     def epoch_metrics(self) -> dict[str, float]:

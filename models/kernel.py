@@ -57,6 +57,9 @@ def polynomial_feature_count(dim: int, degree: int) -> int:
 
 
 class PolynomialFeatures(nn.Module):
+    index: torch.Tensor
+    coef: torch.Tensor
+
     def __init__(self, dim: int, degree: int, c: float):
         super().__init__()
         index, coef = polynomial_terms(dim, degree, c)
@@ -74,6 +77,9 @@ class PolynomialFeatures(nn.Module):
 
 class RandomFourierFeatures(nn.Module):
     """phi(x) = sqrt(2 / m) cos(W x + b), W ~ N(0, 2 / h), b ~ U(0, 2 pi): fixed, not learned."""
+
+    freqs: torch.Tensor
+    phase: torch.Tensor
 
     def __init__(self, dim: int, count: int, width: float, seed: int):
         super().__init__()

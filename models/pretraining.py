@@ -84,7 +84,7 @@ def _batches(count: int, size: int, device: torch.device):
 
 
 def _log_epoch(counter: StepCounter, index: int, loss: torch.Tensor, batches: int,
-               layer: nn.Module, before: torch.Tensor, extra: dict[str, float] | None = None
+               layer: nn.Linear, before: torch.Tensor, extra: dict[str, float] | None = None
                ) -> None:
     change = (layer.weight.detach() - before).norm()  # what this epoch changed in the layer
     metrics = {f"pretrain/layer_{index}/loss": float(loss) / batches,

@@ -71,9 +71,9 @@ class BinaryRBM(nn.Module):
         batch = v0.shape[0]
         stats = {"reconstruction_error": (v0 - v).square().mean(),
                  "free_energy": self.free_energy(v0).mean()}
-        self.weight += lr * (v0.T @ ph0 - v.T @ phk) / batch  # (D, H)
-        self.visible_bias += lr * (v0 - v).mean(0)
-        self.hidden_bias += lr * (ph0 - phk).mean(0)
+        self.weight.add_(lr * (v0.T @ ph0 - v.T @ phk) / batch)  # (D, H)
+        self.visible_bias.add_(lr * (v0 - v).mean(0))
+        self.hidden_bias.add_(lr * (ph0 - phk).mean(0))
         return stats
 
 

@@ -187,6 +187,30 @@ def test_20_layer_residual_mlp_trains_where_the_plain_one_stalls():
     assert run("identity") > 0.8
 
 
+@pytest.mark.parametrize("input_shape", [(1, 8, 8), (2, 32)])
+def test_residual_cnn_with_weighted_skips_trains_every_skip(input_shape: tuple[int, ...]):
+    spec = ExperimentSpec.model_validate({"data": {"name": "digits"}, "model": {
+        "kind": "resnet", "layout": "conv", "depth": 5, "width": 4, "skip": "weighted"}})
+    model = build_model(spec.model, DataShape(input_shape, 10, "classification"))
+    conv = torch.nn.Conv2d if len(input_shape) == 3 else torch.nn.Conv1d
+    assert isinstance(model.stem, conv) and len(model.blocks) == 2
+    x = torch.randn(3, *input_shape)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2])).backward()
+    for block in model.blocks:
+        assert block.skip.weight.grad is not None and block.skip.weight.grad.abs().sum() > 0
+
+
+def test_denoising_zeroes_inputs_while_training_only():
+    spec = ExperimentSpec.model_validate({"data": {"name": "digits"}, "model": {
+        "kind": "autoencoder", "denoise": 0.5}})
+    model = build_model(spec.model, DataShape((64,), 10, "classification"))
+    x = torch.rand(4, 64) + 0.5
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
 # -- Hopfield nets ---------------------------------------------------------------------------
 
 def test_hebbian_storage_is_the_lecture_rule_and_stores_each_pattern_once():
