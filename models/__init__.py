@@ -1,6 +1,15 @@
 """The architecture zoo. Importing this package registers every model family."""
 
-from models import linear, mlp  # noqa: F401  (registration side effects)
+from models import (  # noqa: F401  (registration side effects: one family per line)
+    autoencoder,
+    cnn,
+    hopfield,
+    kernel,
+    linear,
+    mlp,
+    rbm,
+    resnet,
+)
 from models.base import DataShape, LayerwiseModel, ModelConfigError
 from models.registry import build_model, family, model_families
 

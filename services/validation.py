@@ -129,6 +129,8 @@ def _monitor_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]
     logged = {"train/loss", "val/loss"}
     logged |= ({"train/accuracy", "val/accuracy"} if bundle.task != "regression"
                else {"train/mse", "val/mse"})
+    if bundle.task == "recall":  # recall logs both accuracy and mse
+        logged |= {"train/mse", "val/mse"}
     if stopping.monitor not in logged:
         return [SpecError(("regularization", "early_stopping", "monitor"),
                           f"{stopping.monitor!r} is not logged for this run; "

@@ -17,6 +17,7 @@ from services.spec import ExperimentSpec
 from workers.callbacks import Callback, EpochMetricLogger, LayerNormLogger, ProgressReporter
 from workers.data import DataBundle, load_data
 from workers.loop import Split, Trainer
+from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
 from workers.tracking import RunTracker
 
@@ -83,10 +84,16 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         layers = model.layer_names()
         tracker.sink.call_soon(lambda: tracker.log_spec(spec))
         tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
-        trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
+        splits = to_splits(bundle, device)
+        pretrain_steps = model.pretrain(splits["train"].x, splits["train"].y, objective,
+                                        tracker.sink.log)
+        trainer = Trainer(spec, model, objective, splits, device=device,
                           callbacks=_callbacks(spec, model, tracker, report))
+        trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         result = trainer.fit()
         result["param_count"] = sum(p.numel() for p in model.parameters())
+        log_model_report(tracker, model.after_training(
+            {name: (split.x, split.y) for name, split in splits.items()}))
         tracker.log_model(model)
     except BaseException:
         tracker.finish("FAILED")

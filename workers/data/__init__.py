@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from workers.data import tabular  # noqa: F401  (registers the built-in datasets)
+from workers.data import patterns, tabular  # noqa: F401  (registers the built-in datasets)
 from workers.data.bundle import DataBundle, DataError, split, targets_for_task
 from workers.data.files import load_file, resolve_data_path
 from workers.data.registry import builtin_dataset, builtin_datasets
