@@ -110,6 +110,20 @@ class Dispatcher:
                 largest[name] = max(largest.get(name, 0.0), float(amount))
         return largest
 
+    def waiting_reason(self, record: JobRecord) -> str:
+        """Why a queued job has not started: its request against what is free, and the queue."""
+        cpus, gpus = requested(record)
+        capacity = self.capacity()
+        free_cpus = capacity["cpus"] - sum(f.cpus for f in self.in_flight.values())
+        free_gpus = capacity["gpus"] - sum(f.gpus for f in self.in_flight.values())
+        ahead = self.store.jobs_ahead(record.id)
+        parts = [f"needs {cpus:g} CPU and {gpus:g} GPU; free now: {max(free_cpus, 0):g} of "
+                 f"{capacity['cpus']:g} CPU, {max(free_gpus, 0):g} of {capacity['gpus']:g} GPU",
+                 f"{ahead} queued job(s) ahead of it"]
+        if self.paused:
+            parts.append("the dispatcher is paused")
+        return "; ".join(parts)
+
     # -- launching ---------------------------------------------------------------------
     def _launch_what_fits(self) -> None:
         capacity = self.capacity()

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(0.05, gt=0.0)
     max_request_bytes: int = Field(1_000_000, gt=0)
     dispatcher_enabled: bool = True
+    # Service-wide caps, each refused at submission with the cap's name.
+    max_epochs: int = Field(10_000, gt=0, description="cap on training.epochs")
+    max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
+    max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
+    max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
 
     @field_validator("database_url")
     @classmethod

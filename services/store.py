@@ -51,6 +51,7 @@ class JobRecord(BaseModel):
     diagnosis: dict[str, Any] | None
     mlflow_run_id: str | None
     mlflow_experiment_id: str | None
+    waiting: str | None = None  # for a queued job: why it has not started yet
 
     @classmethod
     def of(cls, row: JobRow) -> JobRecord:
@@ -142,6 +143,20 @@ class JobStore:
             rows = list(session.scalars(query))
         next_cursor = rows[limit - 1].seq if len(rows) > limit else None
         return [JobRecord.of(r) for r in rows[:limit]], next_cursor
+
+    def count_queued(self, owner: str) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count()).where(
+                JobRow.owner == owner, JobRow.status == Status.QUEUED.value)) or 0
+
+    def jobs_ahead(self, job_id: str) -> int:
+        """Queued jobs that the dispatcher will consider before this one."""
+        with self.session() as session:
+            row = self._row(session, job_id)
+            return session.scalar(select(func.count()).where(
+                JobRow.status == Status.QUEUED.value, JobRow.seq != row.seq,
+                (JobRow.priority > row.priority)
+                | ((JobRow.priority == row.priority) & (JobRow.seq < row.seq)))) or 0
 
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:
