@@ -65,6 +65,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._board: Any = None
         self._last_cancel_poll = 0.0
+        self._last_heartbeat = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list))
@@ -92,8 +93,24 @@ class Dispatcher:
         self._write_progress()
         self._collect_finished()
         self._stop_cancelled()
+        self._heartbeat_and_recover()
         if not self.paused:
             self._launch_what_fits()
+
+    # -- recovery ------------------------------------------------------------------------
+    def _heartbeat_and_recover(self) -> None:
+        """Vouch for the jobs this dispatcher runs; re-queue running jobs nobody vouched for
+        (their dispatcher died, and with it, as their Ray owner, their tasks)."""
+        now_s = time.monotonic()
+        if now_s - self._last_heartbeat < self.settings.heartbeat_s:
+            return
+        self._last_heartbeat = now_s
+        self.store.touch(list(self.in_flight))
+        for orphan in self.store.orphans(self.settings.orphan_after_s,
+                                         exclude=set(self.in_flight)):
+            log.warning("re-queueing an orphaned job", extra={"job_id": orphan.id})
+            self._retry_or_fail(orphan, "its dispatcher stopped while it ran (service restart "
+                                        "or crash)")
 
     def capacity(self) -> dict[str, float]:
         """The cluster's total CPUs and GPUs."""

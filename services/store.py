@@ -7,7 +7,7 @@ Every status change goes through `lifecycle.transition`. Rows stay in here; call
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -210,6 +210,22 @@ class JobStore:
         if row is None:
             raise JobNotFound(job_id)
         return row
+
+    def touch(self, job_ids: list[str]) -> None:
+        """The heartbeat: the dispatcher running these jobs is alive."""
+        if not job_ids:
+            return
+        with self.session() as session, session.begin():
+            session.execute(update(JobRow).where(JobRow.id.in_(job_ids))
+                            .values(updated_at=now()))
+
+    def orphans(self, older_than_s: float, *, exclude: set[str]) -> list[JobRecord]:
+        """Running jobs whose heartbeat is older than `older_than_s` seconds."""
+        cutoff = now() - timedelta(seconds=older_than_s)
+        with self.session() as session:
+            rows = session.scalars(select(JobRow).where(
+                JobRow.status == Status.RUNNING.value, JobRow.updated_at < cutoff))
+            return [JobRecord.of(r) for r in rows if r.id not in exclude]
 
     def ping(self) -> None:
         with self.session() as session:
