@@ -1,6 +1,13 @@
 """The architecture zoo. Importing this package registers every model family."""
 
-from models import linear, mlp  # noqa: F401  (registration side effects)
+from models import (  # noqa: F401  (registration side effects)
+    autoregressive,
+    captioner,
+    linear,
+    mlp,
+    rnn,
+    transformer,
+)
 from models.base import DataShape, LayerwiseModel, ModelConfigError
 from models.registry import build_model, family, model_families
 
