@@ -237,8 +237,13 @@ class LSTMCell(RecurrentCell):
         self.cell_input = Gate(n_in, hidden)
         self.fused_kind = "LSTM" if variant == "no_peepholes" else None
 
+    def gate(self, name: str) -> Gate:
+        gate = getattr(self, name)
+        assert isinstance(gate, Gate), f"{name} is not a gate of this {self.variant} cell"
+        return gate
+
     def _gates(self) -> list[Gate]:
-        return [getattr(self, name) for name in (*self.gate_names, "cell_input")]
+        return [self.gate(name) for name in (*self.gate_names, "cell_input")]
 
     def initial_state(self, batch: int, like: torch.Tensor) -> State:
         zeros = like.new_zeros(batch, self.hidden)
@@ -251,7 +256,7 @@ class LSTMCell(RecurrentCell):
         pre = dict(zip([*self.gate_names, "cell_input"],
                        (projected + z @ recurrent.T).split(self.hidden, dim=1), strict=True))
         for name in self.gate_names:
-            gate = getattr(self, name)
+            gate = self.gate(name)
             if gate.gate_weight is not None:
                 pre[name] = pre[name] + previous @ gate.gate_weight.T
         i = self._open("input_gate", pre, h)
@@ -262,8 +267,9 @@ class LSTMCell(RecurrentCell):
         h = h * f + candidate * i  # (B, H): the additive state update
         o = self._open("output_gate", pre, h)  # its peephole sees the new state
         z = (h if self.variant == "no_output_activation" else torch.tanh(h)) * o
-        values = [v for name, v in (("forget_gate", f), ("input_gate", i), ("output_gate", o))
-                  if name in self.gate_names]
+        values = [v for name, v in zip(("forget_gate", "input_gate", "output_gate"), (f, i, o),
+                                       strict=True)
+                  if name in self.gate_names and isinstance(v, torch.Tensor)]
         return z, (z, h, torch.cat(values, dim=1) if values else previous)
 
     def _open(self, name: str, pre: dict[str, torch.Tensor], h: torch.Tensor
@@ -271,7 +277,7 @@ class LSTMCell(RecurrentCell):
         """A gate's value in (0, 1); 1 for a gate this variant does not have."""
         if name not in self.gate_names:
             return 1.0
-        gate = getattr(self, name)
+        gate = self.gate(name)
         a = pre[name] if gate.peephole is None else pre[name] + gate.peephole * h
         return torch.sigmoid(a)
 
@@ -279,7 +285,8 @@ class LSTMCell(RecurrentCell):
         return _stacked(self._gates())
 
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        order = [self.input_gate, self.forget_gate, self.cell_input, self.output_gate]  # i f g o
+        order = [self.gate(n) for n in ("input_gate", "forget_gate", "cell_input",
+                                        "output_gate")]  # torch's order: i, f, g, o
         return (torch.cat([g.weight for g in order]),
                 torch.cat([g.recurrent_weight for g in order]),
                 torch.cat([g.bias for g in order]))
@@ -305,4 +312,4 @@ def set_forget_bias(module: nn.Module, value: float) -> None:
     flow through time from the first step: Jozefowicz et al., 2015)."""
     for cell in module.modules():
         if isinstance(cell, LSTMCell) and "forget_gate" in cell.gate_names:
-            cell.forget_gate.bias.fill_(value)
+            cell.gate("forget_gate").bias.fill_(value)

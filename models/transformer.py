@@ -110,6 +110,9 @@ def attention_mask(steps: int, window: int, causal: bool) -> torch.Tensor:
 
 
 class Transformer(SequenceModel):
+    position_table: torch.Tensor  # buffers: (T, M) sinusoids, (T, T) who may attend to whom
+    allowed: torch.Tensor
+
     def __init__(self, config: TransformerConfig, data: SequenceData, dropout: float = 0.0):
         super().__init__()
         self.data, self.config = data, config
@@ -131,9 +134,12 @@ class Transformer(SequenceModel):
         self.register_buffer("allowed", attention_mask(steps, config.context or steps,
                                                        config.causal), persistent=False)
         initialize(self, config.init)
+        # Fixed sinusoids have amplitude 1: token vectors must start as large or the positions
+        # drown them (Vaswani et al. scale embeddings by sqrt(M) for the same reason).
+        std = EMBEDDING_STD if config.positional == "learned" else 1.0
         for module in self.modules():
             if isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, EMBEDDING_STD)
+                nn.init.normal_(module.weight, 0.0, std)
         self._hidden: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
