@@ -101,6 +101,8 @@ class RNN(SequenceModel):
                 seq, _ = layer(seq, truncate=self.config.bptt)  # (B, T, H)
             hidden.append(seq)
         self._hidden = hidden
+        if self.dropout is not None:
+            seq = self.dropout(seq)  # and before the head, so one layer honours it too
         if self.many_to_one and self.config.bidirectional:
             half = self.config.hidden
             # the backward cell has read the whole sequence when it reaches step 0

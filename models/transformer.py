@@ -28,6 +28,7 @@ from models.registry import register_model
 from models.sequence_base import SequenceData, SequenceModel, require_causal
 
 EMBEDDING_STD = 0.02  # nanoGPT's initial scale for token and position embeddings
+MAX_STEPS = 4096  # the (T, T) attention mask and scores grow with T squared
 
 
 class TransformerConfig(BaseModel):
@@ -165,6 +166,11 @@ class Transformer(SequenceModel):
 
 
 def _check(config: TransformerConfig, data: SequenceData) -> None:
+    if data.length > MAX_STEPS:
+        raise ModelConfigError(("kind",), f"attention over T={data.length} steps needs a T x T "
+                                          f"matrix; a transformer here takes at most "
+                                          f"{MAX_STEPS} steps: shorten the data's sequences "
+                                          "(data.params.length) or use kind rnn")
     if config.width % config.heads:
         fits = [h for h in range(1, min(config.width, 16) + 1) if config.width % h == 0]
         raise ModelConfigError(("heads",), f"width {config.width} does not split into "

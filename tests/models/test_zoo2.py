@@ -38,6 +38,7 @@ SMALL_DATA = {
     "copy": {"name": "copy", "params": {"n": 32, "delay": 4, "span": 3}},
     "captions": {"name": "digit_captions"},
     "digits": {"name": "digits"},
+    "adding_long": {"name": "adding", "params": {"n": 8, "length": 5000}},
 }
 CASES: list[tuple[str, dict[str, Any]]] = [
     *[("adding", {"kind": "rnn", "cell": "lstm", "hidden": 8, "variant": v})
@@ -115,6 +116,21 @@ def test_forward_backward_without_nan_and_every_parameter_learns(data, model):
         z = net(x)
     assert torch.isfinite(z).all()
     assert z.shape[0] == 6 and z.dim() == (3 if bundle.shape().extra["per_step"] else 2)
+
+
+@pytest.mark.parametrize(("data", "model"), [
+    ("adding", {"kind": "rnn", "hidden": 8}),
+    ("text", {"kind": "transformer", "width": 8, "heads": 2}),
+    ("sine", {"kind": "autoregressive", "channels": 8}),
+    ("captions", {"kind": "captioner", "hidden": 8}),
+], ids=lambda v: v.get("kind") if isinstance(v, dict) else None)
+def test_dropout_is_honoured_in_training_and_off_in_evaluation(data, model):
+    spec = spec_for(data, model, regularization={"dropout": 0.5})
+    bundle, _, net = prepare(spec, [], CPU)
+    x = torch.as_tensor(bundle.x_train[:8])
+    assert not torch.equal(net(x), net(x)), "dropout should make training passes differ"
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))
 
 
 # -- our cells are the same functions as torch's fused modules ------------------------------
@@ -256,6 +272,7 @@ def test_a_language_model_samples_text_from_its_vocabulary():
     ("adding", {"kind": "rnn", "cell": "gru", "variant": "no_forget_gate"}, ("variant",)),
     ("adding", {"kind": "rnn", "cell": "lstm", "activation": "relu"}, ("activation",)),
     ("adding", {"kind": "rnn", "mode": "many_to_many"}, ("mode",)),
+    ("adding_long", {"kind": "transformer"}, ("kind",)),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_impossible_sequence_configs_are_refused_with_the_field(data, model, loc):
     with pytest.raises(ModelConfigError) as caught:
