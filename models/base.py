@@ -93,6 +93,11 @@ class LayerwiseModel(nn.Module):
         statistics); none by default."""
         return []
 
+    def epoch_artifacts(self, epoch: int) -> dict[str, str]:
+        """Text artifacts to record after epoch `epoch` (1-based), keyed by artifact path: a
+        language model's generated sample, for example. None by default."""
+        return {}
+
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters grouped by layer, keyed by module path, ordered input to output.
 
