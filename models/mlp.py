@@ -46,8 +46,9 @@ class MLP(LayerwiseModel):
         h = x.flatten(1)  # (B, D)
         hidden = []
         for layer in self.layers:
-            h = layer(h)  # (B, H_l)
-            hidden.append(h)
+            units = layer.units(h)  # (B, H_l), before the dropout mask
+            hidden.append(units)
+            h = layer(h, units)  # (B, H_l)
         self._hidden = hidden
         return self.output(h)  # (B, out)
 
