@@ -67,6 +67,14 @@ _GRADIENT_ONLY: list[tuple[Loc, IsOn]] = [
 ]
 
 
+def checked_fields() -> set[Loc]:
+    """Every spec field these checks refuse when it has nothing to act on."""
+    fields = [*_GRADIENT_ONLY, _NOISE, _FLIP, _DROPOUT, _MC,
+              *(f for group in _DECLARED.values() for f in group)]
+    return {loc for loc, _ in fields} | {("regularization", "early_stopping", "monitor"),
+                                         ("schedule", "min_lr")}
+
+
 @dataclass(frozen=True)
 class ForwardFacts:
     """What one dry-run training step showed.
