@@ -15,6 +15,7 @@ from services.spec import ExperimentSpec, RegularizationSpec, TrainingSpec
 from services.validation import SpecInvalid, check_experiment
 from tests.utils.specs import merge, mlp_spec
 
+
 def refusal(spec: dict) -> dict[tuple, str]:
     with pytest.raises(SpecInvalid) as caught:
         check_experiment(ExperimentSpec.model_validate(spec), [])
