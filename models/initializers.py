@@ -13,7 +13,7 @@ Per layer type:
   initialized on its own, so a gate's fans are (input or hidden size, hidden size), as if it
   were a separate layer.
 - Any other module's own parameters of dim >= 2 (the matrices of a custom recurrent cell) as
-  one matrix each; its own parameters named bias* start at zero.
+  one matrix each; its own parameters with bias in their name start at zero.
 Left alone: embeddings (lookup tables, not fan-in matrices), normalization gains and other
 vectors (PReLU slopes, peephole weights).
 """
@@ -107,7 +107,7 @@ def initialize(module: nn.Module, name: str) -> None:
         for param_name, param in layer.named_parameters(recurse=False):
             if getattr(param, _KEEP, False):
                 continue
-            if param_name.startswith("bias"):
+            if "bias" in param_name:
                 nn.init.zeros_(param)
             elif param.dim() >= 2:
                 for block in param.chunk(stacked_blocks(layer, param_name), dim=0):

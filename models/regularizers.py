@@ -14,12 +14,15 @@ REGULARIZERS = ["l1", "l2", "activity_l1", "activity_l2", "max_norm", "unit_norm
 # -- weight and activity penalties ------------------------------------------------------------
 def penalized_weights(model: nn.Module, *, include_biases: bool) -> list[nn.Parameter]:
     """The tensors a weight penalty covers: every trainable matrix (dim >= 2), and the biases
-    (parameters named bias*) on request. Other vectors (PReLU slopes, normalization gains,
+    (parameters named *bias*) on request. Other vectors (PReLU slopes, normalization gains,
     peepholes) are never penalized."""
     return [p for name, p in model.named_parameters()
-            if p.requires_grad and (p.dim() >= 2
-                                    or include_biases and name.rsplit(".", 1)[-1].startswith(
-                                        "bias"))]
+            if p.requires_grad and (p.dim() >= 2 or include_biases and is_bias(name))]
+
+
+def is_bias(name: str) -> bool:
+    """bias, bias_ih_l0, in_proj_bias, layers.0.bias: a bias by its (last) name."""
+    return "bias" in name.rsplit(".", 1)[-1]
 
 
 def weight_penalty(weights: list[nn.Parameter], *, l1: float, l2: float) -> torch.Tensor:

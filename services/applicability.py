@@ -67,6 +67,10 @@ _GRADIENT_ONLY: list[tuple[Loc, IsOn]] = [
 ]
 
 
+def _kind(spec: ExperimentSpec) -> str:
+    return spec.model.kind  # type: ignore[no-any-return, attr-defined]
+
+
 def checked_fields() -> set[Loc]:
     """Every spec field these checks refuse when it has nothing to act on."""
     fields = [*_GRADIENT_ONLY, _NOISE, _FLIP, _DROPOUT, _MC,
@@ -90,7 +94,7 @@ class ForwardFacts:
 
 def declared_errors(spec: ExperimentSpec) -> list[SpecError]:
     """Settings switched on that the kind's family does not declare in `supports`."""
-    kind = spec.model.kind
+    kind = _kind(spec)
     supports = family(kind).supports
     return [SpecError(loc, f"model kind {kind!r} does not support {setting}; remove the "
                            "setting or choose a kind that has it (GET /v1/catalog lists each "
@@ -130,7 +134,7 @@ def data_errors(spec: ExperimentSpec, x_train: np.ndarray, has_val: bool) -> lis
 def model_errors(spec: ExperimentSpec, model: LayerwiseModel, facts: ForwardFacts
                  ) -> list[SpecError]:
     """Settings switched on that have nothing to act on in the built model."""
-    kind = spec.model.kind
+    kind = _kind(spec)
     if not model.uses_gradients:
         return [SpecError(loc, f"model kind {kind!r} does not learn by gradient descent, so "
                                f"{loc[-1]} has nothing to act on; remove it")
@@ -156,7 +160,7 @@ def model_errors(spec: ExperimentSpec, model: LayerwiseModel, facts: ForwardFact
 def _dropout_errors(spec: ExperimentSpec, model: LayerwiseModel) -> list[SpecError]:
     if dropout_carriers(model):
         return []
-    kind = spec.model.kind
+    kind = _kind(spec)
     errors = []
     loc, is_on = _DROPOUT
     if is_on(spec):
