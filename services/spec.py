@@ -90,12 +90,32 @@ class EarlyStoppingSpec(Strict):
     min_delta: float = Field(0.0, ge=0.0, description="smallest change that counts as better")
     restore_best: bool = Field(True, description="end with the weights of the best epoch")
 
+    @model_validator(mode="after")
+    def _settings_need_patience(self) -> EarlyStoppingSpec:
+        # Changed from the default, not merely present: a dumped spec names every field.
+        inert = sorted(name for name in self.model_fields_set - {"patience"}
+                       if getattr(self, name) != type(self).model_fields[name].default)
+        if self.patience is None and inert:
+            raise ValueError(f"{', '.join(inert)} only act when early stopping is on; set "
+                             "patience (epochs without improvement) or remove them")
+        return self
+
+
+MC_SAMPLES = 20
+
 
 class DropoutInferenceSpec(Strict):
     mode: Literal["expected", "mc"] = Field(
         "expected", description="expected: the expected activation (one pass, no masks); "
                                 "mc: the average output over `samples` sampled masks")
-    samples: int = Field(20, ge=2, le=1000, description="mc: masks sampled per evaluation")
+    samples: int = Field(MC_SAMPLES, ge=2, le=1000, description="mc: masks sampled per "
+                                                                "evaluation")
+
+    @model_validator(mode="after")
+    def _samples_need_mc(self) -> DropoutInferenceSpec:
+        if self.mode == "expected" and self.samples != MC_SAMPLES:
+            raise ValueError("samples only act with mode: mc; set mode: mc or remove samples")
+        return self
 
 
 class RegularizationSpec(Strict):

@@ -166,3 +166,19 @@ def test_a_spec_with_every_applicable_setting_passes():
                                        "early_stopping": {"patience": 3}},
                     "training": {"grad_clip_norm": 1.0, "batch_size": "full"},
                     "schedule": {"name": "warmup"}}))
+
+
+def test_early_stopping_settings_without_patience_are_refused_not_ignored():
+    with pytest.raises(ValidationError, match="monitor only act when early stopping is on"):
+        ExperimentSpec.model_validate(mlp_spec(regularization={
+            "early_stopping": {"monitor": "val/accuracy"}}))
+    ExperimentSpec.model_validate(mlp_spec(regularization={
+        "early_stopping": {"patience": None}}))
+    dumped = ExperimentSpec.model_validate(mlp_spec()).model_dump(mode="json")
+    assert ExperimentSpec.model_validate(dumped).regularization.early_stopping.patience is None
+
+
+def test_mc_samples_without_mc_mode_are_refused():
+    with pytest.raises(ValidationError, match="samples only act with mode: mc"):
+        ExperimentSpec.model_validate(mlp_spec(regularization={
+            "dropout": 0.2, "dropout_inference": {"samples": 5}}))
