@@ -11,7 +11,7 @@ carry dropout are switched to sampling, so batch norm and the rest stay in infer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -41,17 +41,16 @@ def sampling_masks(model: nn.Module) -> Iterator[None]:
             module.train(was_training)
 
 
-def mc_output(model: nn.Module, x: torch.Tensor, objective: Objective, samples: int,
-              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def mc_output(model: nn.Module, x: torch.Tensor, objective: Objective, samples: int
+              ) -> torch.Tensor:
     """The pre-output z whose output equals the mean output over `samples` sampled masks.
 
     Outputs are averaged after the output function (probabilities for softmax and sigmoid,
     values for a linear output, votes for a hard limit) and mapped back to z, so the objective's
     loss and prediction read the average as they read any other z.
     """
-    forward = forward or model
     with sampling_masks(model):
-        mean = torch.stack([objective.apply_output(forward(x)) for _ in range(samples)]
+        mean = torch.stack([objective.apply_output(model(x)) for _ in range(samples)]
                            ).mean(dim=0)  # (B, ..., out)
     return _as_pre_output(objective.output, mean)
 
