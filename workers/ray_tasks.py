@@ -32,8 +32,11 @@ class ProgressBoard:
 
 
 def progress_board() -> Any:
+    # Detached: a non-detached named actor dies when the dispatcher that created it drops its
+    # handle, and a dispatcher started right after (a restarted service, a second test server)
+    # could get that dying actor from get_if_exists and fail every tick.
     return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE,
-                                 get_if_exists=True).remote()
+                                 get_if_exists=True, lifetime="detached").remote()
 
 
 @ray.remote(max_retries=0)
