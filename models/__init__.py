@@ -1,10 +1,16 @@
 """The architecture zoo. Importing this package registers every model family."""
 
-from models import (  # noqa: F401  (registration side effects)
+from models import (  # noqa: F401  (registration side effects: one family per line)
+    autoencoder,
     autoregressive,
     captioner,
+    cnn,
+    hopfield,
+    kernel,
     linear,
     mlp,
+    rbm,
+    resnet,
     rnn,
     transformer,
 )

@@ -18,7 +18,8 @@ class BinaryStep(nn.Module):
     lecture's point about why gradient descent cannot train it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x > 0).to(x.dtype)
+        # `0 * x` keeps the graph: the gradient is a true zero, not missing.
+        return (x > 0).to(x.dtype) + 0 * x
 
 
 class ArcTan(nn.Module):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from models.report import ModelReport
+
+# Where `pretrain` sends its metrics: log(metrics, step).
+MetricLog = Callable[[dict[str, float], int], None]
 
 
 class ModelConfigError(ValueError):
@@ -60,6 +66,27 @@ class LayerwiseModel(nn.Module):
         """One step's forward pass and loss. Returns at least {"loss", "output"}."""
         z = self(x)
         return {"loss": objective.loss(z, y), "output": z}
+
+    def pretrain(self, x: torch.Tensor, y: torch.Tensor, objective: Any, log: MetricLog) -> int:
+        """Before the training loop: layer-wise pretraining on the training split (x, y).
+
+        Logs each stage's metrics through `log` with its own steps, counted from 0. Returns
+        the number of steps taken, so that the training loop's steps follow them; 0 when the
+        kind does not pretrain.
+        """
+        return 0
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """At the end of each training epoch: what the model measured itself during the
+        epoch's steps (energy, free energy, ...), keyed as in MLflow; then forgets it."""
+        return {}
+
+    def after_training(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                       ) -> ModelReport:
+        """Training is over and the final metrics are computed: curves and pictures that show
+        what this kind learned (feature maps, samples, energy, capacity). `splits` maps
+        train/val/test to (x, y) on the model's device."""
+        return ModelReport()
 
     def hidden_activations(self) -> list[torch.Tensor]:
         """Hidden activations of the last forward pass (for activity penalties and unit

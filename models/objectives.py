@@ -104,7 +104,8 @@ class Objective:
 
     @torch.no_grad()
     def metrics(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-batch metric sums kept on the device: {"loss", "correct" or "sq_error", "count"}."""
+        """Per-batch metric sums kept on the device: {"loss", "correct" or "sq_error", "count"};
+        recall has both (accuracy = the fraction of patterns restored exactly)."""
         n = torch.tensor(float(y.shape[0]), device=z.device)
         out = {"loss": self.loss(z, y).detach() * n, "count": n}
         if self.is_classifier:
@@ -112,6 +113,8 @@ class Objective:
         else:
             out["sq_error"] = ((self.apply_output(z) - y) ** 2).mean(
                 dim=tuple(range(1, y.dim()))).sum() if y.dim() > 1 else ((z - y) ** 2).sum()
+        if self.task == "recall":  # a +-1 pattern is recalled when every unit has its sign
+            out["correct"] = (torch.sign(z) == torch.sign(y)).flatten(1).all(dim=1).float().sum()
         return out
 
     def _dense_target(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ from typing import Any
 import ray
 from mlflow.tracking import MlflowClient
 
-from services.lifecycle import IllegalTransition, Status
+from services.lifecycle import TERMINAL, IllegalTransition, Status, now
+from services.observability import DISPATCH_LATENCY, JOBS_FINISHED, JOBS_RETRIED, JOBS_STARTED
 from services.settings import Settings
 from services.store import JobRecord, JobStore
 from workers.ray_tasks import NAMESPACE, experiment_task, progress_board
@@ -64,6 +65,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._board: Any = None
         self._last_cancel_poll = 0.0
+        self._last_heartbeat = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list))
@@ -91,13 +93,53 @@ class Dispatcher:
         self._write_progress()
         self._collect_finished()
         self._stop_cancelled()
+        self._heartbeat_and_recover()
         if not self.paused:
             self._launch_what_fits()
+
+    # -- recovery ------------------------------------------------------------------------
+    def _heartbeat_and_recover(self) -> None:
+        """Vouch for the jobs this dispatcher runs; re-queue running jobs nobody vouched for
+        (their dispatcher died, and with it, as their Ray owner, their tasks)."""
+        now_s = time.monotonic()
+        if now_s - self._last_heartbeat < self.settings.heartbeat_s:
+            return
+        self._last_heartbeat = now_s
+        self.store.touch(list(self.in_flight))
+        for orphan in self.store.orphans(self.settings.orphan_after_s,
+                                         exclude=set(self.in_flight)):
+            log.warning("re-queueing an orphaned job", extra={"job_id": orphan.id})
+            self._retry_or_fail(orphan, "its dispatcher stopped while it ran (service restart "
+                                        "or crash)")
 
     def capacity(self) -> dict[str, float]:
         """The cluster's total CPUs and GPUs."""
         total = ray.cluster_resources()
         return {"cpus": float(total.get("CPU", 0.0)), "gpus": float(total.get("GPU", 0.0))}
+
+    def largest_node(self) -> dict[str, float]:
+        """The most of each resource any one alive node has: one task runs on one node."""
+        largest: dict[str, float] = {}
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            for name, amount in node.get("Resources", {}).items():
+                largest[name] = max(largest.get(name, 0.0), float(amount))
+        return largest
+
+    def waiting_reason(self, record: JobRecord) -> str:
+        """Why a queued job has not started: its request against what is free, and the queue."""
+        cpus, gpus = requested(record)
+        capacity = self.capacity()
+        free_cpus = capacity["cpus"] - sum(f.cpus for f in self.in_flight.values())
+        free_gpus = capacity["gpus"] - sum(f.gpus for f in self.in_flight.values())
+        ahead = self.store.jobs_ahead(record.id)
+        parts = [f"needs {cpus:g} CPU and {gpus:g} GPU; free now: {max(free_cpus, 0):g} of "
+                 f"{capacity['cpus']:g} CPU, {max(free_gpus, 0):g} of {capacity['gpus']:g} GPU",
+                 f"{ahead} queued job(s) ahead of it"]
+        if self.paused:
+            parts.append("the dispatcher is paused")
+        return "; ".join(parts)
 
     # -- launching ---------------------------------------------------------------------
     def _launch_what_fits(self) -> None:
@@ -118,10 +160,13 @@ class Dispatcher:
             self._launch(record, cpus, gpus)
 
     def _launch(self, record: JobRecord, cpus: float, gpus: float) -> None:
-        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus).remote(
+        custom = record.spec.get("resources", {}).get("custom") or {}
+        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
             record.id, record.spec, self._worker_settings, self._board)
         self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)
-        log.info("launched job %s (attempt %d)", record.id, record.attempts)
+        JOBS_STARTED.labels(job_type=record.job_type).inc()
+        DISPATCH_LATENCY.observe(max(0.0, (now() - record.created_at).total_seconds()))
+        log.info("launched job", extra={"job_id": record.id, "attempt": record.attempts})
 
     # -- following -----------------------------------------------------------------------
     def _write_progress(self) -> None:
@@ -166,6 +211,7 @@ class Dispatcher:
     def _retry_or_fail(self, record: JobRecord, error: str) -> None:
         current = self.store.get(record.id)
         if current.attempts < current.max_attempts:
+            JOBS_RETRIED.labels(job_type=record.job_type).inc()
             self._finish(record.id, Status.QUEUED, error=error)
         else:
             self._finish(record.id, Status.FAILED,
@@ -173,9 +219,12 @@ class Dispatcher:
 
     def _finish(self, job_id: str, target: Status, **fields: Any) -> None:
         try:
-            self.store.move(job_id, target, **fields)
+            record = self.store.move(job_id, target, **fields)
         except IllegalTransition as exc:  # e.g. cancelled while the task was finishing
-            log.info("%s", exc)
+            log.info("%s", exc, extra={"job_id": job_id})
+            return
+        if target in TERMINAL:
+            JOBS_FINISHED.labels(job_type=record.job_type, status=target.value).inc()
 
     def _stop_cancelled(self) -> None:
         now = time.monotonic()

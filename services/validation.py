@@ -139,6 +139,8 @@ def _monitor_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]
     logged = {"train/loss", "val/loss"}
     logged |= ({"train/accuracy", "val/accuracy"} if bundle.task not in ("regression", "sequence")
                else {"train/mse", "val/mse"})
+    if bundle.task == "recall":  # recall logs both accuracy and mse
+        logged |= {"train/mse", "val/mse"}
     if bundle.task == "language_model":
         logged |= {"train/perplexity", "val/perplexity"}
     if stopping.monitor not in logged:

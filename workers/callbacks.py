@@ -53,47 +53,28 @@ class LayerNormLogger(Callback):
     FLUSH_EVERY_LOGGED_STEPS logged steps or per epoch.
     """
 
-    def __init__(self, probe: LayerNormProbe, sink: MetricSink, *, every_steps: int,
-                 grads: bool, updates: bool, weights: bool):
+    def __init__(self, probe: LayerNormProbe, sink: MetricSink, *, every_steps: int):
         self.probe, self.sink, self.every_steps = probe, sink, every_steps
-        self.grads, self.updates, self.weights = grads, updates, weights
-        layers = probe.layers
-        self.keys = ([f"grad_norm/{n}" for n in layers] + ["grad_norm/total"] if grads else [])
-        self.keys += [f"update_norm/{n}" for n in layers] if updates else []
-        self.keys += [f"weight_norm/{n}" for n in layers] if weights else []
+        self.keys = probe.keys
         self._rows: list[torch.Tensor] = []
         self._steps: list[int] = []
         self._times: list[int] = []
-        self._current: list[torch.Tensor] = []
-
-    def _due(self, trainer: Trainer) -> bool:
-        return trainer.step % self.every_steps == 0
 
     def on_before_update(self, trainer: Trainer) -> None:
-        if self.updates and self._due(trainer):
-            self.probe.snapshot()
+        if trainer.step % self.every_steps == 0:
+            self.probe.before_update()
 
     def on_after_backward(self, trainer: Trainer) -> None:
-        if self.grads and self._due(trainer):
-            per_layer, total = self.probe.grad_norms()
-            self._current += [per_layer, total.unsqueeze(0)]
+        if trainer.step % self.every_steps == 0:
+            self.probe.after_backward()
 
     def on_step_end(self, trainer: Trainer) -> None:
         step = trainer.step - 1  # the step that just ran
         if step % self.every_steps != 0:
             return
-        if self.grads and not self._current:  # a non-gradient update: no gradient to show
-            zeros = torch.zeros(len(self.probe.layers) + 1, device=trainer.device)
-            self._current.append(zeros)
-        if self.updates:
-            self._current.append(self.probe.update_norms())
-        if self.weights:
-            self._current.append(self.probe.weight_norms())
-        if self._current:
-            self._rows.append(torch.cat(self._current))
-            self._steps.append(step)
-            self._times.append(int(time.time() * 1000))
-            self._current = []
+        self._rows.append(self.probe.after_update())
+        self._steps.append(step)
+        self._times.append(int(time.time() * 1000))
         if len(self._rows) >= FLUSH_EVERY_LOGGED_STEPS:
             self.flush()
 

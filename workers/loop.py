@@ -204,6 +204,7 @@ class Trainer:
                            "training.grad_clip_norm")
         if "val" in self.splits and len(self.splits["val"]):
             metrics.update(self._summarize("val", self.evaluate(self.splits["val"])))
+        metrics.update(self.model.epoch_metrics())  # what non-gradient kinds measure
         if self.optimizer is not None:
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["throughput/samples_per_s"] = n_train / max(seconds, 1e-9)

@@ -23,6 +23,7 @@ from workers.callbacks import (
 )
 from workers.data import DataBundle, load_data
 from workers.loop import Split, Trainer
+from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
 from workers.tracking import RunTracker
 
@@ -86,12 +87,19 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                                home=settings.home)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     try:
-        tracker.log_spec(spec)
-        tracker.log_json(model.layer_names(), "layers.json")
-        trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
+        layers = model.layer_names()
+        tracker.sink.call_soon(lambda: tracker.log_spec(spec))
+        tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
+        splits = to_splits(bundle, device)
+        pretrain_steps = model.pretrain(splits["train"].x, splits["train"].y, objective,
+                                        tracker.sink.log)
+        trainer = Trainer(spec, model, objective, splits, device=device,
                           callbacks=_callbacks(spec, model, tracker, report))
+        trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         result = trainer.fit()
         result["param_count"] = sum(p.numel() for p in model.parameters())
+        log_model_report(tracker, model.after_training(
+            {name: (split.x, split.y) for name, split in splits.items()}))
         tracker.log_model(model)
     except BaseException:
         tracker.finish("FAILED")
@@ -106,8 +114,7 @@ def _callbacks(spec: ExperimentSpec, model: Any, tracker: RunTracker, report: Re
                                  EpochArtifactLogger(tracker.log_text)]
     diag = spec.diagnostics
     if diag.grad_norms or diag.update_norms or diag.weight_norms:
-        probe = LayerNormProbe(model.layer_groups())
-        callbacks.insert(0, LayerNormLogger(probe, tracker.sink, every_steps=diag.every_steps,
-                                            grads=diag.grad_norms, updates=diag.update_norms,
-                                            weights=diag.weight_norms))
+        probe = LayerNormProbe(model.layer_groups(), grads=diag.grad_norms,
+                               updates=diag.update_norms, weights=diag.weight_norms)
+        callbacks.insert(0, LayerNormLogger(probe, tracker.sink, every_steps=diag.every_steps))
     return callbacks

@@ -11,12 +11,14 @@ from typing import Any
 import mlflow
 import torch
 import yaml
-from mlflow.entities import Param, RunTag
+from mlflow.entities import LoggedModelOutput, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from services import mlflow_names as names
 from services.spec import ExperimentSpec, flatten
+from services.tracking_store import tracking_client
 from workers.metric_sink import MetricSink
+from workers.metric_writers import writer_for
 
 MAX_PARAMS_PER_CALL = 100
 MAX_PARAM_LENGTH = 6000
@@ -32,27 +34,27 @@ def layerwise_version() -> str:
 class RunTracker:
     """The MLflow run of one job. `start` creates it (or continues `run_id`)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, tracking_uri: str):
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
-        self.sink = MetricSink(client, run_id)
+        self.sink = MetricSink(writer_for(client, tracking_uri), run_id)
 
     @classmethod
     def start(cls, spec: ExperimentSpec, *, job_id: str, tracking_uri: str, home: str,
               run_id: str | None = None, extra_tags: dict[str, str] | None = None
               ) -> RunTracker:
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = tracking_client(tracking_uri)
         if run_id is not None:
             run = client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
-            return cls(client, run_id, run.info.experiment_id)
+            return cls(client, run_id, run.info.experiment_id, tracking_uri)
         experiment_id = names.ensure_experiment(client, spec.project,
                                                 tracking_uri=tracking_uri, home=home)
         tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
                 names.TAG_SPEC_HASH: spec.spec_hash(), names.TAG_VERSION: layerwise_version(),
                 **spec.tags, **(extra_tags or {})}
         run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
-        tracker = cls(client, run.info.run_id, experiment_id)
-        tracker._log_params(spec)
+        tracker = cls(client, run.info.run_id, experiment_id, tracking_uri)
+        tracker.sink.call_soon(lambda: tracker._log_params(spec))
         return tracker
 
     def _log_params(self, spec: ExperimentSpec) -> None:
@@ -76,15 +78,23 @@ class RunTracker:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(self.run_id, figure, artifact_file)
 
-    def log_model(self, model: torch.nn.Module) -> None:
-        """The trained model, as MLflow's pytorch flavour. Pickle format: every kind saves
-        (torch.export refuses some), and pinned requirements skip a slow inference."""
+    def log_model(self, model: torch.nn.Module) -> str:
+        """The trained model, as MLflow's pytorch flavour, linked to this run. Returns its
+        model id.
+
+        Pickle format: every kind saves (torch.export refuses some). The LoggedModel is
+        created here and handed to log_model by id, because log_model given a run id copies
+        every metric history of the run into the model first (seconds for a run with
+        per-step norms); pinned requirements skip a slow requirement inference.
+        """
         torch_version = torch.__version__.split("+")[0]
-        # log_model files the model under the fluent API's current experiment, not the run's.
-        mlflow.set_experiment(experiment_id=self.experiment_id)
-        mlflow.pytorch.log_model(model.cpu(), name="model", run_id=self.run_id,
+        logged = self.client.create_logged_model(self.experiment_id, name="model",
+                                                 source_run_id=self.run_id)
+        mlflow.pytorch.log_model(model.cpu(), name="model", model_id=logged.model_id,
                                  serialization_format="pickle",
                                  pip_requirements=[f"torch=={torch_version}"])
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        return logged.model_id
 
     def log_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
         with tempfile.TemporaryDirectory() as tmp:

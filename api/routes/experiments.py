@@ -8,14 +8,18 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from mlflow.tracking import MlflowClient
 
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
+from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
+from services.caps import check_caps, check_queue_room
 from services.dispatcher import Dispatcher
 from services.lifecycle import TERMINAL, Status
+from services.observability import JOBS_FINISHED
 from services.spec import ExperimentSpec
 from services.store import JobRecord
 from services.validation import SpecError, SpecInvalid, check_experiment
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
 
 
 @router.post("", response_model=JobRecord, status_code=201,
@@ -26,7 +30,9 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
                       ) -> JobRecord:
     """Validate the spec, dry-run it on one small batch, and queue it."""
     dry = check_experiment(spec, settings.data_root_list)
+    check_caps(dry.spec, dry.param_count, settings)
     _check_resources(dry.spec, dispatcher)
+    check_queue_room(store, principal.owner, settings)
     record, created = store.create(
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
@@ -37,14 +43,20 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
 
 
 def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> None:
+    """Refuse what no node of the cluster could ever run (a task runs on one node)."""
     if dispatcher is None:
         return
-    capacity = dispatcher.capacity()
-    for field, asked in (("cpus", spec.resources.cpus), ("gpus", spec.resources.gpus)):
-        if asked > capacity[field]:
-            raise SpecInvalid([SpecError(("resources", field), (
-                f"asks for {asked} {field} but the cluster has {capacity[field]}; lower it or "
-                "add nodes that have them"))])
+    largest = dispatcher.largest_node()
+    asked = {("cpus",): ("CPU", spec.resources.cpus), ("gpus",): ("GPU", spec.resources.gpus)}
+    asked.update({("custom", name): (name, amount)
+                  for name, amount in spec.resources.custom.items()})
+    errors = [SpecError(("resources", *loc), (
+        f"asks for {amount:g} {resource} but the largest node has "
+        f"{largest.get(resource, 0.0):g}; lower it or add a node that has it"))
+        for loc, (resource, amount) in asked.items()
+        if amount > largest.get(resource, 0.0) + 1e-9]
+    if errors:
+        raise SpecInvalid(errors)
 
 
 @router.get("", response_model=ExperimentsPublic)
@@ -63,7 +75,9 @@ def list_experiments(store: StoreDep, principal: PrincipalDep,
 
 
 @router.get("/{job_id}", response_model=JobRecord)
-def get_experiment(job: JobDep) -> JobRecord:
+def get_experiment(job: JobDep, dispatcher: DispatcherDep) -> JobRecord:
+    if job.status == Status.QUEUED and dispatcher is not None:
+        return job.model_copy(update={"waiting": dispatcher.waiting_reason(job)})
     return job
 
 
@@ -74,6 +88,7 @@ def cancel_experiment(job: JobDep, store: StoreDep, dispatcher: DispatcherDep) -
         raise HTTPException(409, f"job {job.id} is already {job.status}; only queued or "
                                  "running jobs can be cancelled")
     record = store.move(job.id, Status.CANCELLED, error="cancelled by request")
+    JOBS_FINISHED.labels(job_type=record.job_type, status="cancelled").inc()
     if dispatcher is not None and job.status == Status.RUNNING:
         dispatcher.cancel_task(job.id, record.mlflow_run_id)
     return record

@@ -7,7 +7,11 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from workers.data import sequences, tabular  # noqa: F401  (registers the built-in datasets)
+from workers.data import (  # noqa: F401  (registers the built-in datasets)
+    patterns,
+    sequences,
+    tabular,
+)
 from workers.data.bundle import DataBundle, DataError, split, targets_for_task
 from workers.data.files import load_file, read_text, resolve_data_path
 from workers.data.registry import builtin_dataset, builtin_datasets

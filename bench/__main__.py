@@ -1,0 +1,63 @@
+"""`python -m bench [--tiny]`: every row, one table, and bench/results/latest.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import instrumentation, service
+from tests.utils.server import free_port
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _sweep_rows(tiny: bool) -> list[dict[str, Any]]:
+    try:
+        from bench import sweeps
+    except ImportError:
+        return []
+    return sweeps.run(trials=8 if tiny else 64)
+
+
+def main() -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tiny", action="store_true", help="a quick run that only checks the "
+                                                             "benchmarks work")
+    args = parser.parse_args()
+    tiny = args.tiny
+    started = time.time()
+    rows = instrumentation.run(epochs=3 if tiny else 200, repeats=1 if tiny else 3,
+                               http_port=free_port())
+    rows += service.run(jobs=2 if tiny else 10, submissions=40 if tiny else 1000,
+                        clients=4 if tiny else 8)
+    rows += _sweep_rows(tiny)
+    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "tiny": tiny, "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("tiny.json" if tiny else "latest.json")).write_text(json.dumps(report, indent=2))
+    _print(rows)
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    table = Table("row", "baseline", "measured", "ratio", "target", "met")
+    for row in rows:
+        measured = ", ".join(f"{k}={v:.3g}" for k, v in row.items()
+                             if isinstance(v, float) and k != "ratio")
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
+        table.add_row(row["row"], row["baseline"], measured, ratio, row["target"],
+                      "yes" if row["met"] else "[red]MISSED[/red]")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

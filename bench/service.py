@@ -1,0 +1,146 @@
+"""Rows 2 and 4: the service around a job.
+
+Row 2 (per-job overhead): submit -> succeeded through REST on a warm service, minus the same
+training in a plain warm process; beside it, Ray Jobs' submit -> done for a script running the
+same training, minus the same training time. Row 4 (API): submissions per second and p50/p99
+latency from concurrent clients, with the dispatcher paused, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.settings import Settings
+from tests.utils.server import ServerThread
+
+SHORT_SPEC = {"name": "bench-short", "project": "bench", "data": {"name": "xor"},
+              "model": {"kind": "mlp", "hidden": [16]}, "training": {"epochs": 2},
+              "diagnostics": {"every_steps": 1}}
+PLAIN_SCRIPT = """
+import time, torch, torch.nn.functional as F
+from sklearn.datasets import make_circles
+torch.set_num_threads(1)
+torch.manual_seed(0)
+x = torch.randn(320, 2); y = (x[:, 0] * x[:, 1] > 0).float().unsqueeze(1)
+model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(2):
+    for i in torch.randperm(320).split(64):
+        loss = F.binary_cross_entropy_with_logits(model(x[i]), y[i])
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _settings(home: Path, database_url: str | None = None) -> Settings:
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    return Settings(home=home / "home", data_roots=str(home / "data"), database_url=database_url,
+                    mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
+                    admin_tokens=None)
+
+
+def _plain_seconds() -> float:
+    started = time.perf_counter()
+    exec(compile(PLAIN_SCRIPT, "plain", "exec"), {})  # noqa: S102 - our own constant script
+    return time.perf_counter() - started
+
+
+def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
+    import ray
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=True, namespace="layerwise",
+                 log_to_driver=False)
+    plain = statistics.median(_plain_seconds() for _ in range(5))
+    with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
+        client = server.client()
+        client.wait(client.submit(SHORT_SPEC)["id"])  # warm the worker (imports torch)
+        ours = []
+        for _ in range(jobs):
+            started = time.perf_counter()
+            done = client.wait(client.submit(SHORT_SPEC)["id"], poll_s=0.01)
+            assert done["status"] == "succeeded", done["error"]
+            ours.append(time.perf_counter() - started)
+    jobs_client = JobSubmissionClient(f"http://{ray.worker.get_dashboard_url()}")
+    theirs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "train.py")
+        script.write_text(PLAIN_SCRIPT)
+        for _ in range(max(1, jobs // 3)):
+            started = time.perf_counter()
+            job = jobs_client.submit_job(entrypoint=f"{sys.executable} {script}")
+            while jobs_client.get_job_status(job) not in (JobStatus.SUCCEEDED,
+                                                           JobStatus.FAILED):
+                time.sleep(0.01)
+            theirs.append(time.perf_counter() - started)
+    our_ms = (statistics.median(ours) - plain) * 1000
+    ray_ms = (statistics.median(theirs) - plain) * 1000
+    return [{"row": "2 per-job service overhead (submit -> succeeded, minus training)",
+             "baseline": "Ray Jobs submit -> done, same training", "layerwise_ms": our_ms,
+             "baseline_ms": ray_ms, "ratio": our_ms / ray_ms, "target": "<= 150 ms",
+             "met": our_ms <= 150, "note": f"plain training {plain * 1000:.0f} ms"}]
+
+
+def api_throughput(database_url: str | None, label: str, submissions: int,
+                   clients: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        if database_url is not None:
+            from sqlalchemy import create_engine
+
+            from services.db import Base
+            engine = create_engine(database_url)
+            Base.metadata.drop_all(engine)
+            engine.dispose()
+        settings = _settings(Path(tmp), database_url)
+        with ServerThread(settings, dispatcher=False) as server:
+            latencies: list[float] = []
+            lock = threading.Lock()
+            per_client = submissions // clients
+
+            def submit_many(worker: int) -> None:
+                with httpx.Client(base_url=server.url, timeout=60) as http:
+                    for i in range(per_client):
+                        started = time.perf_counter()
+                        response = http.post("/v1/experiments", json=SHORT_SPEC,
+                                             headers={"Idempotency-Key": f"{worker}-{i}"})
+                        elapsed = time.perf_counter() - started
+                        assert response.status_code == 201, response.text
+                        with lock:
+                            latencies.append(elapsed)
+
+            http = server.http()
+            http.post("/v1/experiments", json=SHORT_SPEC)  # warm the data cache
+            started = time.perf_counter()
+            threads = [threading.Thread(target=submit_many, args=(w,)) for w in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - started
+            stored = server.app.state.store.count_by_status().get("queued", 0) - 1
+    latencies.sort()
+    rate = len(latencies) / seconds
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
+    return {"row": f"4 API submissions, {label}", "baseline": "targets",
+            "submissions_per_s": rate, "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": p99, "stored": stored, "sent": len(latencies),
+            "target": ">= 300/s, p99 <= 100 ms, each stored once",
+            "met": rate >= 300 and p99 <= 100 and stored == len(latencies)}
+
+
+def run(jobs: int, submissions: int, clients: int) -> list[dict[str, Any]]:
+    rows = per_job_overhead(jobs)
+    rows.append(api_throughput(None, "SQLite", submissions, clients))
+    postgres = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
+    if postgres:
+        rows.append(api_throughput(postgres, "PostgreSQL", submissions, clients))
+    return rows

@@ -1,0 +1,30 @@
+"""Every spec in examples/ is valid and passes the submission-time dry run, and says in a
+leading comment what to look at in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.spec import ExperimentSpec
+from services.validation import check_experiment
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 10
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_is_a_valid_spec_that_says_what_to_look_at(path: Path):
+    text = path.read_text()
+    assert text.startswith("#"), f"{path.name} needs a leading comment: what to look at"
+    document = yaml.safe_load(text)
+    # A sweep file validates its base experiment here; its trials are validated as they run.
+    experiment = document["base"] if "space" in document else document
+    spec = ExperimentSpec.model_validate(experiment)
+    dry_run = check_experiment(spec, [str(path.parents[1] / "data")])
+    assert dry_run.param_count > 0

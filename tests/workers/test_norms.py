@@ -1,0 +1,44 @@
+"""The fused per-layer norms equal the naive per-layer computation."""
+
+from __future__ import annotations
+
+import torch
+
+from models import DataShape, build_model
+from models.mlp import MLPConfig
+from workers.norms import LayerNormProbe
+
+
+def test_probe_matches_naive_norms_per_layer():
+    torch.manual_seed(0)
+    model = build_model(MLPConfig(hidden=[5, 7], activation="prelu", residual=True),
+                        DataShape((4,), 3, "classification"))
+    groups = model.layer_groups()
+    probe = LayerNormProbe(groups)
+    model(torch.randn(9, 4)).square().sum().backward()
+    probe.after_backward()
+    probe.before_update()
+    before = {n: [p.detach().clone() for p in ps] for n, ps in groups.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.sub_(0.1 * p.grad)
+    got = dict(zip(probe.keys, probe.after_update().tolist(), strict=True))
+
+    def norm(tensors):
+        return torch.sqrt(sum(t.square().sum() for t in tensors)).item()
+
+    for name, params in groups.items():
+        assert abs(got[f"grad_norm/{name}"] - norm([p.grad for p in params])) < 1e-4
+        deltas = [p - b for p, b in zip(params, before[name], strict=True)]
+        assert abs(got[f"update_norm/{name}"] - norm(deltas)) < 1e-4
+        assert abs(got[f"weight_norm/{name}"] - norm(params)) < 1e-4
+    assert abs(got["grad_norm/total"] - norm([p.grad for p in model.parameters()])) < 1e-4
+    assert probe.keys[:4] == ["grad_norm/layers.0", "grad_norm/layers.1", "grad_norm/output",
+                              "grad_norm/total"]
+
+
+def test_probe_parts_can_be_switched_off():
+    model = build_model(MLPConfig(hidden=[3]), DataShape((2,), 1, "binary"))
+    probe = LayerNormProbe(model.layer_groups(), grads=False, updates=False)
+    assert probe.keys == ["weight_norm/layers.0", "weight_norm/output"]
+    assert probe.after_update().shape == (2,)
