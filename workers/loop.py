@@ -92,6 +92,42 @@ class Trainer:
         self.callbacks = [*([self.early_stopping] if self.early_stopping else []),
                           *(callbacks or [])]
         self.stop_reason: str | None = None
+        self.start_epoch = 0
+        # A NaN or infinite loss is caught within one step. On the CPU reading the flag is a
+        # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
+        self._divergence_every = 1 if device.type == "cpu" else 16
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue as if it had not stopped."""
+        from workers.checkpoints import rng_state
+
+        stopping = self.early_stopping
+        return {
+            "epoch": self.epoch + 1, "step": self.step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+            "scaler": self.scaler.state_dict(), "rng": rng_state(self._generator),
+            "early_stopping": None if stopping is None else {
+                "best_score": stopping.best_score, "best_epoch": stopping.best_epoch,
+                "best_value": stopping.best_value, "best_state": stopping.best_state},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: training resumes at the epoch after it."""
+        from workers.checkpoints import restore_rng
+
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"], self._generator)
+        if self.early_stopping is not None and state["early_stopping"] is not None:
+            for key, value in state["early_stopping"].items():
+                setattr(self.early_stopping, key, value)
+        self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
 
     def _binary_pivot(self, x: torch.Tensor) -> float | None:
         if self.reg.input_flip_prob == 0:
@@ -125,7 +161,7 @@ class Trainer:
         deadline = (time.monotonic() + self.spec.training.max_runtime_s
                     if self.spec.training.max_runtime_s else math.inf)
         metrics: dict[str, float] = {}
-        for epoch in range(self.epochs):
+        for epoch in range(self.start_epoch, self.epochs):
             self.epoch = epoch
             started = time.perf_counter()
             sums = self._train_epoch(train, batch)
@@ -183,6 +219,10 @@ class Trainer:
             penalty = self._penalties()
             total = loss if penalty is None else loss + penalty
         self.last_loss = loss.detach()
+        if self.step % self._divergence_every == 0 and not bool(torch.isfinite(self.last_loss)):
+            raise Diverged(f"diverged at step {self.step}: the training loss is "
+                           f"{float(self.last_loss)}; lower optimizer.lr or set "
+                           "training.grad_clip_norm")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients

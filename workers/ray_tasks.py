@@ -41,10 +41,11 @@ def progress_board() -> Any:
 
 @ray.remote(max_retries=0)
 def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
-                    board: Any) -> dict[str, Any]:
+                    board: Any, resume_run_id: str | None = None) -> dict[str, Any]:
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
-    result = run_experiment(job_id, spec, WorkerSettings(**settings), report)
+    result = run_experiment(job_id, spec, WorkerSettings(**settings), report,
+                            resume_run_id=resume_run_id)
     result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
     return result
