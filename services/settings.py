@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(0.05, gt=0.0)
     max_request_bytes: int = Field(1_000_000, gt=0)
     dispatcher_enabled: bool = True
+    tune_storage: str | None = Field(None, description="where sweeps keep Ray Tune's state: "
+                                     "a directory or a URI every node reaches (s3://, gs://); "
+                                     "default <home>/tune")
 
     @field_validator("database_url")
     @classmethod

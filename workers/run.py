@@ -31,6 +31,7 @@ class WorkerSettings:
     tracking_uri: str
     home: str
     data_roots: list[str] = field(default_factory=lambda: ["./data"])
+    tune_storage: str | None = None  # sweeps' Tune state; default <home>/tune
 
 
 def seed_everything(seed: int) -> None:
@@ -63,13 +64,34 @@ def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
     return bundle, objective, model.to(device)
 
 
+def _close_as_failed(tracker: RunTracker, exc: BaseException) -> str | None:
+    return "FAILED"
+
+
+@dataclass
+class RunOptions:
+    """What a caller adds to the one run (a sweep trial: its tags, a parent run, callbacks
+    that report to Tune, a checkpoint to start from)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    # Built per run from the tracker, so a callback can log to the run.
+    callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
+    run_id: str | None = None  # continue this MLflow run instead of creating one
+    before_fit: Callable[[Trainer], None] | None = None
+    log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
+    # The MLflow status to close the run with when training raises; None leaves it open.
+    on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
+
+
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
-                   report: Report = lambda update: None) -> dict[str, Any]:
+                   report: Report = lambda update: None, options: RunOptions | None = None
+                   ) -> dict[str, Any]:
     """Train the experiment and record it in MLflow. Returns the final metrics.
 
     `report` receives {"mlflow_run_id", "mlflow_experiment_id"} once the run exists, then
     {"progress": ...} after every epoch.
     """
+    options = options or RunOptions()
     spec = ExperimentSpec.model_validate(spec_payload)
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
@@ -77,18 +99,26 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     bundle, objective, model = prepare(spec, settings.data_roots, device)
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
-                               home=settings.home)
+                               home=settings.home, run_id=options.run_id,
+                               extra_tags=options.tags)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     try:
         tracker.log_spec(spec)
         tracker.log_json(model.layer_names(), "layers.json")
+        callbacks = _callbacks(spec, model, tracker, report) + options.callbacks(tracker)
         trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
-                          callbacks=_callbacks(spec, model, tracker, report))
+                          callbacks=callbacks)
+        if options.before_fit is not None:
+            options.before_fit(trainer)
         result = trainer.fit()
         result["param_count"] = sum(p.numel() for p in model.parameters())
-        tracker.log_model(model)
-    except BaseException:
-        tracker.finish("FAILED")
+        options.log_model(tracker, model)
+    except BaseException as exc:
+        status = options.on_interrupt(tracker, exc)
+        if status is None:
+            tracker.sink.close()
+        else:
+            tracker.finish(status)
         raise
     tracker.finish("FINISHED")
     return result
