@@ -166,6 +166,8 @@ class PbtScheduler(Strict):
     perturbation_interval: int = Field(2, ge=1, description="epochs between exploit steps")
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    synch: bool = Field(False, description="wait until every trial reaches the interval before "
+                                           "exploiting (no trial runs ahead of the others)")
 
 
 Scheduler = Annotated[Union[FifoScheduler, AshaScheduler,  # noqa: UP007

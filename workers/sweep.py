@@ -102,12 +102,14 @@ def build_tuner(sweep: SweepSpec, sweep_id: str, trainable: Any, storage: str) -
         tune_config=tune.TuneConfig(
             metric=search.metric, mode=search.mode, search_alg=search_algorithm(sweep),
             scheduler=scheduler(sweep), num_samples=num_samples,
-            max_concurrent_trials=search.max_concurrent, reuse_actors=True),
+            # The basic generator limits itself; Tune wraps a Searcher (TPE) in a limiter.
+            max_concurrent_trials=search.max_concurrent if search.algorithm == "tpe" else None,
+            reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=storage, verbose=0, log_to_file=False,
             stop=CancelStop(sweep_id), callbacks=[TrialTable(sweep_id, sweep)],
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2 if sweep.scheduler.name == "pbt" else None),
+                num_to_keep=4 if sweep.scheduler.name == "pbt" else None),
             failure_config=tune.FailureConfig(max_failures=0)))
 
 
@@ -147,7 +149,8 @@ def search_algorithm(sweep: SweepSpec) -> SearchAlgorithm | Searcher:
             else searcher
     # Random values are drawn once per sample and shared by every grid point (the seeds of
     # `repeat` included), so grid values are compared on the same draws.
-    return BasicVariantGenerator(constant_grid_search=True, random_state=seed)
+    return BasicVariantGenerator(constant_grid_search=True, random_state=seed,
+                                 max_concurrent=sweep.search.max_concurrent or 0)
 
 
 def scheduler(sweep: SweepSpec) -> TrialScheduler:
@@ -165,11 +168,22 @@ def scheduler(sweep: SweepSpec) -> TrialScheduler:
         mutations = {path: (list(range(len(d.values))) if isinstance(d, ChoiceDomain | GridDomain)
                             else tune_domain(d, "random"))
                      for path, d in sweep.space.items() if not path.startswith(PBT_FIXED_PREFIXES)}
-        return PopulationBasedTraining(
+        return FinishAwarePBT(
             time_attr="training_iteration", perturbation_interval=spec.perturbation_interval,
             hyperparam_mutations=mutations, quantile_fraction=spec.quantile_fraction,
-            resample_probability=spec.resample_probability)
+            resample_probability=spec.resample_probability, synch=spec.synch)
     return FIFOScheduler()
+
+
+class FinishAwarePBT(PopulationBasedTraining):
+    """PBT that leaves a trial alone once it has trained its last epoch: exploiting it then
+    would copy another trial's weights and train the last epochs again."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]
+                        ) -> str:
+        if result.get(FINAL_KEY):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 # -- following the trials --------------------------------------------------------------------

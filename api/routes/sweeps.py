@@ -15,12 +15,14 @@ from services.store import JobNotFound, JobRecord
 from services.sweep_check import check_sweep
 from services.sweep_spec import SweepSpec
 from services.sweep_table import SweepRecord, SweepsPublic
+from services.validation import SpecError, SpecInvalid
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
 
-def visible_sweep(job: Annotated[JobRecord, Depends(visible_job)]) -> JobRecord:
+def visible_sweep(sweep_id: str, store: StoreDep, principal: PrincipalDep) -> JobRecord:
     """The sweep, if this caller may see it; 404 for an experiment's id too."""
+    job = visible_job(sweep_id, store, principal)
     if job.job_type != "sweep":
         raise JobNotFound(job.id)
     return job
@@ -37,7 +39,10 @@ def submit_sweep(sweep: SweepSpec, store: StoreDep, settings: SettingsDep,
                  ) -> SweepRecord:
     """Validate the sweep (every path, every listed value dry-run on the base) and queue it."""
     checked = check_sweep(sweep, settings.data_root_list)
-    _check_resources(checked.sweep.base, dispatcher)
+    try:
+        _check_resources(checked.sweep.base, dispatcher)
+    except SpecInvalid as exc:
+        raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
     payload = checked.sweep.model_dump(mode="json")
     record, created = store.create(
         spec=payload, spec_hash=_hash(payload), name=checked.sweep.display_name,
