@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,8 @@ from workers.norms import LayerNormProbe
 from workers.tracking import RunTracker
 
 Report = Callable[[dict[str, Any]], None]
+BUNDLE_CACHE_SIZE = 4
+_bundles: OrderedDict[str, DataBundle] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def to_splits(bundle: DataBundle, device: torch.device) -> dict[str, Split]:
 
 def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
     """The data, objective and model a spec describes (used by the worker and the dry run)."""
-    bundle = load_data(spec.data, spec.task, data_roots)
+    bundle = _load_data(spec, data_roots)
     objective = Objective.resolve(bundle.task, getattr(spec.model, "output", "auto"), spec.loss)
     model = build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
     return bundle, objective, model.to(device)
@@ -81,6 +85,20 @@ class RunOptions:
     log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
     # The MLflow status to close the run with when training raises; None leaves it open.
     on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
+
+
+def _load_data(spec: ExperimentSpec, data_roots: list[str]) -> DataBundle:
+    """A built-in dataset is a function of its params, so a worker process that runs many short
+    jobs (a sweep's reused trial actor) generates it once; files are read every time."""
+    if spec.data.source != "builtin":
+        return load_data(spec.data, spec.task, data_roots)
+    key = json.dumps([spec.data.model_dump(mode="json"), spec.task], sort_keys=True)
+    if key not in _bundles:
+        _bundles[key] = load_data(spec.data, spec.task, data_roots)
+        if len(_bundles) > BUNDLE_CACHE_SIZE:
+            _bundles.popitem(last=False)
+    _bundles.move_to_end(key)
+    return _bundles[key]
 
 
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,

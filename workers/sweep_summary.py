@@ -140,13 +140,21 @@ class ParentRun:
 
 def configuration_stats(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Per configuration (the trials that differ only by seed): n, mean, standard deviation
-    and the 95% interval of the mean (Student's t), best mean first."""
+    and the 95% interval of the mean (Student's t), best mean first.
+
+    Only trials that trained to the end count: a trial stopped early was judged on fewer
+    epochs (`stopped` says how many a configuration lost).
+    """
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    stopped: dict[str, int] = defaultdict(int)
     for row in rows:
-        if row.get("metric") is not None and row.get("status") in SCORED:
-            groups[configuration_key(row.get("params", {}))].append(row)
+        key = configuration_key(row.get("params", {}))
+        if row.get("metric") is not None and row.get("status") == "succeeded":
+            groups[key].append(row)
+        elif row.get("status") == "early_stopped":
+            stopped[key] += 1
     out = []
-    for members in groups.values():
+    for key, members in groups.items():
         values = [float(r["metric"]) for r in members]
         n = len(values)
         mean = sum(values) / n
@@ -154,7 +162,8 @@ def configuration_stats(rows: list[dict[str, Any]], mode: str) -> list[dict[str,
         half = _t_975(n - 1) * std / math.sqrt(n) if std is not None else None
         out.append({"params": members[0].get("params", {}), "n": n, "mean": mean, "std": std,
                     "ci95": [mean - half, mean + half] if half is not None else None,
-                    "values": values, "trial_ids": [r["trial_id"] for r in members]})
+                    "values": values, "trial_ids": [r["trial_id"] for r in members],
+                    "stopped": stopped[key]})
     return sorted(out, key=lambda c: c["mean"], reverse=mode == "max")
 
 

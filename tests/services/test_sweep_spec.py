@@ -155,10 +155,12 @@ def test_seeds_give_a_mean_and_a_95_percent_interval_per_configuration():
             for i, (a, m) in enumerate([("relu", 0.9), ("relu", 0.8), ("relu", 0.85),
                                         ("sigmoid", 0.5), ("sigmoid", 0.7), ("sigmoid", 0.6)])]
     rows.append({"trial_id": "t6", "status": "failed", "params": {"a": "relu"}})
+    rows.append({"trial_id": "t7", "status": "early_stopped", "params": {"a": "relu"},
+                 "metric": 0.1})
     stats = configuration_stats(rows, "max")
     assert [c["params"]["a"] for c in stats] == ["relu", "sigmoid"]
     relu = stats[0]
-    assert relu["n"] == 3 and relu["mean"] == pytest.approx(0.85)
+    assert relu["n"] == 3 and relu["mean"] == pytest.approx(0.85) and relu["stopped"] == 1
     assert relu["std"] == pytest.approx(0.05)
     half = 4.302652729911275 * 0.05 / math.sqrt(3)  # t(0.975, 2)
     assert relu["ci95"] == pytest.approx([0.85 - half, 0.85 + half])
