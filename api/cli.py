@@ -1,4 +1,5 @@
-"""The `layerwise` command: serve, dispatcher, submit, status, list, cancel, catalog, ui."""
+"""The `layerwise` command: serve, dispatcher, submit, status, list, cancel, sweep, sweeps,
+sweep-status, sweep-cancel, catalog, ui."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -155,6 +157,113 @@ def cancel(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
         except LayerwiseError as exc:
             _fail(exc)
         console.print(f"{record['id']} {record['status']}")
+
+
+@app.command()
+def sweep(file: Annotated[str, typer.Argument(help="sweep spec file, YAML or JSON")],
+          wait: Annotated[bool, typer.Option(help="follow with a live table of trials")] = False,
+          url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit a sweep: a base experiment and a search space, run on Ray Tune."""
+    with _client(url, token) as client:
+        try:
+            record = client.submit_sweep(load_spec_file(file))
+        except (LayerwiseError, ValueError, OSError) as exc:
+            _fail(exc)
+        console.print(f"submitted sweep [bold]{record['id']}[/bold] "
+                      f"({record['trials_total']} trials)")
+        if wait:
+            with Live(_sweep_view(record), console=console, refresh_per_second=4) as live:
+                record = client.wait_sweep(record["id"],
+                                           on_update=lambda r: live.update(_sweep_view(r)))
+            _show_sweep_outcome(record)
+            if record["status"] != "succeeded":
+                raise typer.Exit(1)
+
+
+@app.command("sweep-status")
+def sweep_status(sweep_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show one sweep: its trials and the best so far."""
+    with _client(url, token) as client:
+        try:
+            record = client.get_sweep(sweep_id)
+        except LayerwiseError as exc:
+            _fail(exc)
+        console.print(_sweep_view(record))
+        if record["status"] in ("succeeded", "failed", "cancelled"):
+            _show_sweep_outcome(record)
+
+
+@app.command("sweeps")
+def list_sweeps(status: Annotated[str | None, typer.Option()] = None, limit: int = 20,
+                url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List recent sweeps."""
+    with _client(url, token) as client:
+        try:
+            page = client.list_sweeps(status=status, limit=limit)
+        except LayerwiseError as exc:
+            _fail(exc)
+        table = Table("id", "name", "status", "trials", "best", "created")
+        for r in page["data"]:
+            best = r["best"]["metric"] if r["best"] else None
+            table.add_row(r["id"], r["name"] or "", r["status"],
+                          f"{r['trials_done']}/{r['trials_total']}",
+                          f"{r['metric']} {best:.4g}" if best is not None else "",
+                          r["created_at"][:19])
+        console.print(table)
+
+
+@app.command("sweep-cancel")
+def sweep_cancel(sweep_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Cancel a queued or running sweep; every running trial stops."""
+    with _client(url, token) as client:
+        try:
+            record = client.cancel_sweep(sweep_id)
+        except LayerwiseError as exc:
+            _fail(exc)
+        console.print(f"{record['id']} {record['status']}")
+
+
+def _sweep_view(record: dict[str, Any]) -> Group:
+    """The sweep's status line and its live trial table."""
+    best = record.get("best")
+    head = (f"sweep {record['id']}  [bold]{record['status']}[/bold]  trials "
+            f"{record['trials_done']}/{record['trials_total']}")
+    if best:
+        head += f"  best {record['metric']} {best['metric']:.4g} ({best['trial_id']})"
+    table = Table("trial", "status", "values", "epoch", record["metric"], "MLflow run")
+    for trial in record.get("trials", []):
+        values = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial["params"].items())
+        if trial.get("repeat"):
+            values += f", seed+{trial['repeat']}"
+        metric = trial.get("metric")
+        table.add_row(trial["trial_id"], trial["status"], values, str(trial.get("epoch", "")),
+                      f"{metric:.4g}" if metric is not None else "",
+                      (trial.get("mlflow_run_id") or "")[:12])
+    return Group(head, table)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _show_sweep_outcome(record: dict[str, Any]) -> None:
+    color = "green" if record["status"] == "succeeded" else "red"
+    console.print(f"[{color}]{record['status']}[/{color}]")
+    if record.get("error"):
+        console.print(record["error"])
+    best = record.get("best")
+    if best:
+        console.print(f"best trial {best['trial_id']}: {record['metric']} = "
+                      f"{best['metric']:.4g} with {best['params']}")
+    for config in (record.get("configurations") or [])[:5]:
+        if config.get("ci95"):
+            low, high = config["ci95"]
+            console.print(f"  {config['params']}: mean {config['mean']:.4g}, 95% interval "
+                          f"[{low:.4g}, {high:.4g}] over {config['n']} seeds")
+    if record.get("mlflow_run_id"):
+        ui = os.environ.get("LAYERWISE_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+        console.print(f"MLflow parent run: {ui}/#/experiments/{record['mlflow_experiment_id']}"
+                      f"/runs/{record['mlflow_run_id']}")
 
 
 @app.command()

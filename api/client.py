@@ -84,6 +84,33 @@ class LayerwiseClient:
         return self._call("GET", f"/v1/experiments/{job_id}/metrics",
                           params={"key": key})["points"]
 
+    # -- sweeps ----------------------------------------------------------------------------
+    def submit_sweep(self, sweep: dict[str, Any], *, idempotency_key: str | None = None
+                     ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/v1/sweeps", json=sweep, headers=headers)
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/sweeps/{sweep_id}")
+
+    def list_sweeps(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._call("GET", "/v1/sweeps", params=params)
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/sweeps/{sweep_id}/cancel")
+
+    def wait_sweep(self, sweep_id: str, *, timeout: float = 24 * 3600.0, poll_s: float = 1.0,
+                   on_update: Callable[[dict[str, Any]], None] | None = None
+                   ) -> dict[str, Any]:
+        """Poll until the sweep is final; returns its record (trials, best).
+
+        Raises:
+            TimeoutError: not final within `timeout` seconds.
+        """
+        return self._poll(self.get_sweep, sweep_id, timeout=timeout, poll_s=poll_s,
+                          on_update=on_update, command="sweep-status")
+
     def catalog(self) -> dict[str, Any]:
         return self._call("GET", "/v1/catalog")
 
@@ -100,14 +127,20 @@ class LayerwiseClient:
         Raises:
             TimeoutError: not final within `timeout` seconds.
         """
+        return self._poll(self.get, job_id, timeout=timeout, poll_s=poll_s,
+                          on_update=on_update, command="status")
+
+    def _poll(self, read: Callable[[str], dict[str, Any]], job_id: str, *, timeout: float,
+              poll_s: float, on_update: Callable[[dict[str, Any]], None] | None,
+              command: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            record = self.get(job_id)
+            record = read(job_id)
             if on_update is not None:
                 on_update(record)
             if record["status"] in TERMINAL:
                 return record
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {record['status']} after "
-                                   f"{timeout:.0f} s; `layerwise status {job_id}` follows it")
+                                   f"{timeout:.0f} s; `layerwise {command} {job_id}` follows it")
             time.sleep(poll_s)

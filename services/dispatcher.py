@@ -3,11 +3,15 @@
 Each tick it writes the progress that workers reported, records finished tasks, stops the
 tasks of cancelled jobs, and launches the best queued jobs that fit in the cluster's free
 CPUs and GPUs. It runs as a thread beside the API, or alone (`layerwise dispatcher`).
+
+A sweep is a job too: its driver is a Ray task that runs Ray Tune, and it reserves its trials'
+resources here (one trial's CPUs and GPUs times the trials it may run at once).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,16 +20,22 @@ from typing import Any
 import ray
 from mlflow.tracking import MlflowClient
 
+from services import mlflow_names
 from services.lifecycle import TERMINAL, IllegalTransition, Status, now
 from services.observability import DISPATCH_LATENCY, JOBS_FINISHED, JOBS_RETRIED, JOBS_STARTED
 from services.settings import Settings
 from services.store import JobRecord, JobStore
-from workers.ray_tasks import NAMESPACE, experiment_task, progress_board
+from services.sweep_table import best_trial, cancel_live_trials, merge_trials
+from workers.ray_tasks import NAMESPACE, experiment_task, progress_board, sweep_task
 from workers.run import WorkerSettings
 
 log = logging.getLogger("layerwise.dispatcher")
 
 CANCEL_POLL_S = 0.5
+# A cancelled sweep's driver stops Tune (which frees the trials' placement groups) within a
+# few seconds; only a driver that does not is killed.
+SWEEP_STOP_GRACE_S = 30.0
+JOB_TYPES = ("experiment", "sweep")
 # Ray errors that say the worker, not the job's code, failed: those are retried.
 _SYSTEM_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                   ray.exceptions.RaySystemError)
@@ -43,8 +53,24 @@ def ensure_ray(settings: Settings) -> None:
 
 
 def requested(record: JobRecord) -> tuple[float, float]:
-    resources = record.spec.get("resources", {})
+    """CPUs and GPUs of one run: the experiment, or one trial of a sweep."""
+    spec = record.spec.get("base", {}) if record.job_type == "sweep" else record.spec
+    resources = spec.get("resources", {})
     return float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+
+
+def reserved(record: JobRecord, capacity: dict[str, float]) -> tuple[float, float]:
+    """What a job holds while it runs: an experiment its own resources, a sweep one trial's
+    times the trials it may run at once (`search.max_concurrent`, else as many as fit)."""
+    cpus, gpus = requested(record)
+    if record.job_type != "sweep":
+        return cpus, gpus
+    fit = min(math.floor(capacity["cpus"] / cpus + 1e-9) if cpus > 0 else math.inf,
+              math.floor(capacity["gpus"] / gpus + 1e-9) if gpus > 0 else math.inf)
+    limit = record.spec.get("search", {}).get("max_concurrent") or math.inf
+    total = (record.result or {}).get("trials_total") or math.inf
+    concurrent = max(1, min(fit, limit, total))
+    return cpus * concurrent, gpus * concurrent
 
 
 @dataclass
@@ -54,6 +80,7 @@ class InFlight:
     cpus: float
     gpus: float
     launched: float = field(default_factory=time.monotonic)
+    stop_requested: float | None = None  # a sweep asked to stop (monotonic time)
 
 
 class Dispatcher:
@@ -68,7 +95,8 @@ class Dispatcher:
         self._last_heartbeat = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-            data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s))
+            data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s,
+            tune_storage=settings.tune_storage))
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
@@ -149,36 +177,58 @@ class Dispatcher:
         while True:
             def fits(record: JobRecord, cpus_free: float = free_cpus,
                      gpus_free: float = free_gpus) -> bool:
-                cpus, gpus = requested(record)
+                cpus, gpus = reserved(record, capacity)
                 return cpus <= cpus_free + 1e-9 and gpus <= gpus_free + 1e-9
 
-            record = self.store.claim_next(fits=fits)
+            record = self.store.claim_next(fits=fits, job_types=JOB_TYPES)
             if record is None:
                 return
-            cpus, gpus = requested(record)
+            cpus, gpus = reserved(record, capacity)
             free_cpus, free_gpus = free_cpus - cpus, free_gpus - gpus
             self._launch(record, cpus, gpus)
 
     def _launch(self, record: JobRecord, cpus: float, gpus: float) -> None:
-        custom = record.spec.get("resources", {}).get("custom") or {}
-        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
-            record.id, record.spec, self._worker_settings, self._board,
-            record.mlflow_run_id if record.attempts > 1 else None)
+        if record.job_type == "sweep":
+            # The driver holds no CPU; Tune places the trials. A relaunched sweep continues
+            # its MLflow parent run and resumes from Tune's saved state.
+            ref = sweep_task.remote(record.id, record.spec, self._worker_settings, self._board,
+                                    record.mlflow_run_id)
+        else:
+            custom = record.spec.get("resources", {}).get("custom") or {}
+            ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
+                record.id, record.spec, self._worker_settings, self._board,
+                record.mlflow_run_id if record.attempts > 1 else None)
         self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)
         JOBS_STARTED.labels(job_type=record.job_type).inc()
         DISPATCH_LATENCY.observe(max(0.0, (now() - record.created_at).total_seconds()))
-        log.info("launched job", extra={"job_id": record.id, "attempt": record.attempts})
+        log.info("launched job", extra={"job_id": record.id, "job_type": record.job_type,
+                                        "attempt": record.attempts})
 
     # -- following -----------------------------------------------------------------------
     def _write_progress(self) -> None:
         if self._board is None:
             return
-        for job_id, updates in ray.get(self._board.drain.remote()).items():
+        jobs, trials = ray.get(self._board.drain_all.remote())
+        for job_id, updates in jobs.items():
             fields: dict[str, Any] = {}
             for update in updates:
                 fields.update(update)
             if fields:
                 self.store.update(job_id, **fields)
+        for sweep_id, rows in trials.items():
+            self._merge_trials(sweep_id, rows)
+
+    def _merge_trials(self, sweep_id: str, rows: dict[str, dict[str, Any]],
+                      **summary: Any) -> JobRecord:
+        """Fold trial rows (and, at the end, the driver's summary) into the sweep's result."""
+        record = self.store.get(sweep_id)
+        result = {**(record.result or {}), **summary}
+        table = merge_trials(result.get("trials", []), rows)
+        if record.status == Status.CANCELLED:
+            table = cancel_live_trials(table)
+        mode = record.spec.get("search", {}).get("mode", "min")
+        return self.store.update(sweep_id, result={**result, "trials": table,
+                                                   "best": best_trial(table, mode)})
 
     def _collect_finished(self) -> None:
         if not self.in_flight:
@@ -205,9 +255,26 @@ class Dispatcher:
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if exc.cause is not None else exc
             self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
+            if flight.record.job_type == "sweep":
+                self._close_sweep_runs(job_id, "FAILED")
+            return
+        if flight.record.job_type == "sweep":
+            self._record_sweep(job_id, result)
             return
         self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
                      param_count=result.get("param_count"))
+
+    def _record_sweep(self, job_id: str, summary: dict[str, Any]) -> None:
+        rows = {row["trial_id"]: row for row in summary.pop("trials", [])}
+        record = self._merge_trials(job_id, rows, **summary)
+        table = (record.result or {}).get("trials", [])
+        if record.status != Status.RUNNING:
+            return  # cancelled through the store; the driver has closed the runs
+        if table and all(row.get("status") == "failed" for row in table):
+            first = next((row.get("error") for row in table if row.get("error")), None)
+            self._finish(job_id, Status.FAILED, error=f"every trial failed; the first: {first}")
+        else:
+            self._finish(job_id, Status.SUCCEEDED)
 
     def _retry_or_fail(self, record: JobRecord, error: str) -> None:
         current = self.store.get(record.id)
@@ -232,19 +299,57 @@ class Dispatcher:
         if not self.in_flight or now - self._last_cancel_poll < CANCEL_POLL_S:
             return
         self._last_cancel_poll = now
-        for job_id in list(self.in_flight):
+        for job_id, flight in list(self.in_flight.items()):
+            if flight.stop_requested is not None:
+                if now - flight.stop_requested > SWEEP_STOP_GRACE_S:
+                    log.warning("sweep %s did not stop within %.0f s; killing its driver (its "
+                                "trials' placement groups stay reserved until Ray's job ends)",
+                                job_id, SWEEP_STOP_GRACE_S)
+                    self._kill(job_id, self.store.get(job_id).mlflow_run_id)
+                continue
             record = self.store.get(job_id)
             if record.status == Status.CANCELLED:
                 self.cancel_task(job_id, record.mlflow_run_id)
 
     def cancel_task(self, job_id: str, mlflow_run_id: str | None) -> None:
-        """Stop a running job's Ray task (its process is killed) and close its MLflow run."""
+        """Stop a running job's Ray work and close its MLflow run.
+
+        An experiment's task is killed. A sweep is asked to stop: its driver ends Tune, which
+        stops every trial and frees their resources, then closes the MLflow runs and returns
+        the final table (killing the driver instead would leave its trials' placement groups
+        reserved).
+        """
+        flight = self.in_flight.get(job_id)
+        if flight is not None and flight.record.job_type == "sweep":
+            if flight.stop_requested is None:
+                flight.stop_requested = time.monotonic()
+                self._board.request_stop.remote(job_id)
+            return
+        self._kill(job_id, mlflow_run_id)
+
+    def _kill(self, job_id: str, mlflow_run_id: str | None) -> None:
         flight = self.in_flight.pop(job_id, None)
         if flight is not None:
             ray.cancel(flight.ref, force=True)
-        if mlflow_run_id:
+        if flight is not None and flight.record.job_type == "sweep":
+            self._close_sweep_runs(job_id, "KILLED")
+        elif mlflow_run_id:
             client = MlflowClient(tracking_uri=self.settings.tracking_uri)
             client.set_terminated(mlflow_run_id, status="KILLED")
+
+    def _close_sweep_runs(self, job_id: str, status: str) -> None:
+        """Close a sweep's parent run with `status` and its still-open trial runs as KILLED
+        (the driver normally does this; here it could not)."""
+        record = self.store.get(job_id)
+        if not record.mlflow_run_id or not record.mlflow_experiment_id:
+            return
+        client = MlflowClient(tracking_uri=self.settings.tracking_uri)
+        query = (f"tags.`{mlflow_names.PARENT_RUN_TAG}` = '{record.mlflow_run_id}' "
+                 "and attributes.status = 'RUNNING'")
+        for run in client.search_runs([record.mlflow_experiment_id], filter_string=query,
+                                      max_results=5000):
+            client.set_terminated(run.info.run_id, status="KILLED")
+        client.set_terminated(record.mlflow_run_id, status=status)
 
 
 def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:

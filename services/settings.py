@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
     max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
     max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
+    tune_storage: str | None = Field(None, description="where sweeps keep Ray Tune's state: "
+                                     "a directory or a URI every node reaches (s3://, gs://); "
+                                     "default <home>/tune")
 
     @field_validator("database_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""The Ray side: the task that runs an experiment and the actor that carries progress back.
+"""The Ray side: the tasks that run an experiment or drive a sweep, and the actor that carries
+progress back.
 
 Workers never touch the job store: a worker on another node may not reach it (SQLite is a
 local file). They report to the `ProgressBoard` actor, and the dispatcher writes the store.
@@ -10,7 +11,7 @@ from typing import Any
 
 import ray
 
-from workers.run import WorkerSettings, run_experiment
+from workers.run import RunOptions, WorkerSettings, run_experiment
 
 PROGRESS_BOARD = "layerwise-progress"
 NAMESPACE = "layerwise"
@@ -18,17 +19,42 @@ NAMESPACE = "layerwise"
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
-    """Collects {job_id: [update, ...]} from workers until the dispatcher drains it."""
+    """Collects job updates and sweep trial rows until the dispatcher drains them, and carries
+    stop requests to sweep drivers."""
 
     def __init__(self) -> None:
         self._updates: dict[str, list[dict[str, Any]]] = {}
+        self._trials: dict[str, dict[str, dict[str, Any]]] = {}
+        self._stop: set[str] = set()
 
     def report(self, job_id: str, update: dict[str, Any]) -> None:
         self._updates.setdefault(job_id, []).append(update)
 
+    def report_trial(self, sweep_id: str, trial_id: str, update: dict[str, Any]) -> None:
+        """Merge a partial row of one trial (later fields win; metrics merge)."""
+        row = self._trials.setdefault(sweep_id, {}).setdefault(trial_id, {})
+        if "metrics" in update and "metrics" in row:
+            update = {**update, "metrics": {**row["metrics"], **update["metrics"]}}
+        row.update(update)
+
     def drain(self) -> dict[str, list[dict[str, Any]]]:
         updates, self._updates = self._updates, {}
         return updates
+
+    def drain_all(self) -> tuple[dict[str, list[dict[str, Any]]],
+                                 dict[str, dict[str, dict[str, Any]]]]:
+        """Job updates and trial rows at once (one round trip per dispatcher tick)."""
+        trials, self._trials = self._trials, {}
+        return self.drain(), trials
+
+    def request_stop(self, sweep_id: str) -> None:
+        self._stop.add(sweep_id)
+
+    def stop_requested(self, sweep_id: str) -> bool:
+        return sweep_id in self._stop
+
+    def forget(self, sweep_id: str) -> None:
+        self._stop.discard(sweep_id)
 
 
 def progress_board() -> Any:
@@ -46,6 +72,16 @@ def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
         board.report.remote(job_id, update)
 
     result = run_experiment(job_id, spec, WorkerSettings(**settings), report,
-                            resume_run_id=resume_run_id)
+                            RunOptions(run_id=resume_run_id))
     result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
     return result
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def sweep_task(sweep_id: str, sweep: dict[str, Any], settings: dict[str, Any], board: Any,
+               parent_run_id: str | None = None) -> dict[str, Any]:
+    """Drive a sweep with Ray Tune from inside the cluster. Holds no CPU: its trials do."""
+    from workers.sweep import run_sweep
+
+    return run_sweep(sweep_id, sweep, WorkerSettings(**settings), board,
+                     parent_run_id=parent_run_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,8 @@ from workers.norms import LayerNormProbe
 from workers.tracking import RunTracker
 
 Report = Callable[[dict[str, Any]], None]
+BUNDLE_CACHE_SIZE = 4
+_bundles: OrderedDict[str, DataBundle] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class WorkerSettings:
     home: str
     data_roots: list[str] = field(default_factory=lambda: ["./data"])
     checkpoint_every_s: float = 2.0
+    tune_storage: str | None = None  # sweeps' Tune state; default <home>/tune
 
 
 def seed_everything(seed: int) -> None:
@@ -66,21 +71,55 @@ def to_splits(bundle: DataBundle, device: torch.device) -> dict[str, Split]:
 
 def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
     """The data, objective and model a spec describes (used by the worker and the dry run)."""
-    bundle = load_data(spec.data, spec.task, data_roots)
+    bundle = _load_data(spec, data_roots)
     objective = Objective.resolve(bundle.task, getattr(spec.model, "output", "auto"), spec.loss)
     model = build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
     return bundle, objective, model.to(device)
 
 
+def _close_as_failed(tracker: RunTracker, exc: BaseException) -> str | None:
+    return "FAILED"
+
+
+@dataclass
+class RunOptions:
+    """What a caller adds to the one run (a sweep trial: its tags, a parent run, callbacks
+    that report to Tune, a checkpoint to start from)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    # Built per run from the tracker, so a callback can log to the run.
+    callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
+    run_id: str | None = None  # continue this MLflow run instead of creating one
+    before_fit: Callable[[Trainer], None] | None = None
+    log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
+    # The MLflow status to close the run with when training raises; None leaves it open.
+    on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
+
+
+def _load_data(spec: ExperimentSpec, data_roots: list[str]) -> DataBundle:
+    """A built-in dataset is a function of its params, so a worker process that runs many short
+    jobs (a sweep's reused trial actor) generates it once; files are read every time."""
+    if spec.data.source != "builtin":
+        return load_data(spec.data, spec.task, data_roots)
+    key = json.dumps([spec.data.model_dump(mode="json"), spec.task], sort_keys=True)
+    if key not in _bundles:
+        _bundles[key] = load_data(spec.data, spec.task, data_roots)
+        if len(_bundles) > BUNDLE_CACHE_SIZE:
+            _bundles.popitem(last=False)
+    _bundles.move_to_end(key)
+    return _bundles[key]
+
+
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
-                   report: Report = lambda update: None, *, resume_run_id: str | None = None
+                   report: Report = lambda update: None, options: RunOptions | None = None
                    ) -> dict[str, Any]:
     """Train the experiment and record it in MLflow. Returns the final metrics.
 
     `report` receives {"mlflow_run_id", "mlflow_experiment_id"} once the run exists, then
-    {"progress": ...} after every epoch. With `resume_run_id` (a retry after a crash), the
+    {"progress": ...} after every epoch. With `options.run_id` (a retry after a crash), the
     MLflow run continues and training resumes from the job's last checkpoint, if any.
     """
+    options = options or RunOptions()
     spec = ExperimentSpec.model_validate(spec_payload)
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
@@ -88,10 +127,11 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     bundle, objective, model = prepare(spec, settings.data_roots, device)
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
-                               home=settings.home, run_id=resume_run_id)
+                               home=settings.home, run_id=options.run_id,
+                               extra_tags=options.tags)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
-    state = checkpoints.load(saved) if resume_run_id else None
+    state = checkpoints.load(saved) if options.run_id else None
     try:
         layers = model.layer_names()
         tracker.sink.call_soon(lambda: tracker.log_spec(spec))
@@ -100,21 +140,26 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         pretrain_steps = 0 if state else model.pretrain(
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
         trainer = Trainer(spec, model, objective, splits, device=device, callbacks=[
-            *_callbacks(spec, model, tracker, report),
+            *_callbacks(spec, model, tracker, report), *options.callbacks(tracker),
             checkpoints.CheckpointEveryEpoch(saved, every_s=settings.checkpoint_every_s)])
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
+        extra: dict[str, Any] = {}
         if state:
             trainer.load_state_dict(state)
-            result_extra = {"resumed_from_epoch": trainer.start_epoch}
-        else:
-            result_extra = {}
-        result = {**trainer.fit(), **result_extra}
+            extra["resumed_from_epoch"] = trainer.start_epoch
+        if options.before_fit is not None:
+            options.before_fit(trainer)
+        result = {**trainer.fit(), **extra}
         result["param_count"] = sum(p.numel() for p in model.parameters())
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
-        tracker.log_model(model)
-    except BaseException:
-        tracker.finish("FAILED")
+        options.log_model(tracker, model)
+    except BaseException as exc:
+        status = options.on_interrupt(tracker, exc)
+        if status is None:
+            tracker.sink.close()
+        else:
+            tracker.finish(status)
         raise
     tracker.finish("FINISHED")
     saved.unlink(missing_ok=True)

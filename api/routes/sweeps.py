@@ -1,0 +1,92 @@
+"""/v1/sweeps: submit, list, read, cancel. A sweep is a job in the same durable queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+
+from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible_job
+from api.routes.experiments import _check_resources
+from services.lifecycle import TERMINAL, Status
+from services.store import JobNotFound, JobRecord
+from services.sweep_check import check_sweep
+from services.sweep_spec import SweepSpec
+from services.sweep_table import SweepRecord, SweepsPublic
+from services.validation import SpecError, SpecInvalid
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+
+def visible_sweep(sweep_id: str, store: StoreDep, principal: PrincipalDep) -> JobRecord:
+    """The sweep, if this caller may see it; 404 for an experiment's id too."""
+    job = visible_job(sweep_id, store, principal)
+    if job.job_type != "sweep":
+        raise JobNotFound(job.id)
+    return job
+
+
+SweepDep = Annotated[JobRecord, Depends(visible_sweep)]
+
+
+@router.post("", response_model=SweepRecord, status_code=201,
+             responses={200: {"description": "repeat of an Idempotency-Key: the first record"}})
+def submit_sweep(sweep: SweepSpec, store: StoreDep, settings: SettingsDep,
+                 principal: PrincipalDep, dispatcher: DispatcherDep, response: Response,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+                 ) -> SweepRecord:
+    """Validate the sweep (every path, every listed value dry-run on the base) and queue it."""
+    checked = check_sweep(sweep, settings.data_root_list)
+    try:
+        _check_resources(checked.sweep.base, dispatcher)
+    except SpecInvalid as exc:
+        raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
+    payload = checked.sweep.model_dump(mode="json")
+    record, created = store.create(
+        spec=payload, spec_hash=_hash(payload), name=checked.sweep.display_name,
+        project=checked.sweep.mlflow_project, priority=checked.sweep.priority,
+        owner=principal.owner, job_type="sweep", idempotency_key=idempotency_key,
+        sweep_id=None)
+    if created:
+        record = store.update(record.id, result={"trials_total": checked.trials, "trials": []})
+    else:
+        response.status_code = 200
+    return SweepRecord.of(record)
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@router.get("", response_model=SweepsPublic)
+def list_sweeps(store: StoreDep, principal: PrincipalDep, status: Status | None = None,
+                project: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None
+                ) -> SweepsPublic:
+    records, next_cursor = store.list(
+        status=status.value if status else None, project=project, job_type="sweep",
+        owner=None if principal.admin else principal.owner, limit=limit,
+        cursor=int(cursor) if cursor else None)
+    return SweepsPublic(data=[SweepRecord.of(r) for r in records], count=len(records),
+                        next_cursor=str(next_cursor) if next_cursor else None)
+
+
+@router.get("/{sweep_id}", response_model=SweepRecord)
+def get_sweep(sweep: SweepDep) -> SweepRecord:
+    """Status, the live trial table, the best trial and the parent MLflow run."""
+    return SweepRecord.of(sweep)
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepRecord)
+def cancel_sweep(sweep: SweepDep, store: StoreDep, dispatcher: DispatcherDep) -> SweepRecord:
+    """Cancel a queued or running sweep; a running sweep's trials are all stopped."""
+    if sweep.status in TERMINAL:
+        raise HTTPException(409, f"sweep {sweep.id} is already {sweep.status}; only queued or "
+                                 "running sweeps can be cancelled")
+    record = store.move(sweep.id, Status.CANCELLED, error="cancelled by request")
+    if dispatcher is not None and sweep.status == Status.RUNNING:
+        dispatcher.cancel_task(sweep.id, record.mlflow_run_id)
+    return SweepRecord.of(record)

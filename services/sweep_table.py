@@ -1,0 +1,128 @@
+"""A sweep's live trial table and its record as the API shows it.
+
+The driver and the trials report partial trial rows ({trial_id: {field: value}}) through the
+progress board; the dispatcher merges them into the job's `result` (`trials`, `best`), so the
+table survives a restart of the service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from services.store import JobRecord
+
+TrialStatus = Literal["queued", "running", "paused", "succeeded", "early_stopped", "failed",
+                      "cancelled"]
+FINAL_TRIAL_STATUSES = frozenset({"succeeded", "early_stopped", "failed", "cancelled"})
+
+
+class TrialRow(BaseModel):
+    trial_id: str
+    status: TrialStatus = "queued"
+    params: dict[str, Any] = {}
+    repeat: int = 0
+    epoch: int = 0
+    metric: float | None = None  # the sweep's metric, latest value
+    metrics: dict[str, float] = {}  # every epoch metric, latest values
+    mlflow_run_id: str | None = None
+    error: str | None = None
+
+
+class BestTrial(BaseModel):
+    trial_id: str
+    params: dict[str, Any]
+    metric: float
+    mlflow_run_id: str | None = None
+
+
+class SweepRecord(BaseModel):
+    """A sweep as the API shows it."""
+
+    id: str
+    name: str | None
+    project: str
+    status: str
+    spec: dict[str, Any]
+    priority: int
+    attempts: int
+    owner: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    mlflow_run_id: str | None
+    mlflow_experiment_id: str | None
+    metric: str
+    mode: str
+    trials_total: int
+    trials_done: int
+    trials: list[TrialRow]
+    best: BestTrial | None
+    configurations: list[dict[str, Any]] | None = None  # per configuration over seeds, at the end
+
+    @classmethod
+    def of(cls, job: JobRecord) -> SweepRecord:
+        result = job.result or {}
+        trials = [TrialRow(**row) for row in result.get("trials", [])]
+        best = result.get("best")
+        search = job.spec.get("search", {})
+        return cls(
+            id=job.id, name=job.name, project=job.project, status=job.status, spec=job.spec,
+            priority=job.priority, attempts=job.attempts, owner=job.owner,
+            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+            error=job.error, mlflow_run_id=job.mlflow_run_id,
+            mlflow_experiment_id=job.mlflow_experiment_id,
+            metric=search.get("metric", "val/loss"), mode=search.get("mode", "min"),
+            trials_total=int(result.get("trials_total", job.param_count or 0)),
+            trials_done=sum(t.status in FINAL_TRIAL_STATUSES for t in trials),
+            trials=trials, best=BestTrial(**best) if best else None,
+            configurations=result.get("configurations"))
+
+
+class SweepsPublic(BaseModel):
+    data: list[SweepRecord]
+    count: int
+    next_cursor: str | None
+
+
+def merge_trials(rows: list[dict[str, Any]], updates: dict[str, dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """`rows` with each trial's partial update applied (new trials appended, in order).
+
+    A final status is not overwritten by a late report of a live one (reports from the trial
+    and from the driver travel separately).
+    """
+    by_id = {row["trial_id"]: dict(row) for row in rows}
+    for trial_id, update in updates.items():
+        row = by_id.setdefault(trial_id, {"trial_id": trial_id})
+        update = dict(update)
+        if row.get("status") in FINAL_TRIAL_STATUSES and update.get("status") not in (
+                None, *FINAL_TRIAL_STATUSES):
+            update.pop("status")
+        if "metrics" in update:
+            update["metrics"] = {**row.get("metrics", {}), **update["metrics"]}
+        row.update(update)
+    return sorted(by_id.values(), key=lambda r: r["trial_id"])
+
+
+def best_trial(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The trial with the best latest metric among those that ran to the end, or among all
+    that have one while none has finished yet."""
+    scored = [r for r in rows if r.get("metric") is not None and r.get("status") != "failed"]
+    finished = [r for r in scored if r.get("status") == "succeeded"]
+    pool = finished or scored
+    if not pool:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    top = max(pool, key=lambda r: sign * float(r["metric"]))
+    return {"trial_id": top["trial_id"], "params": top.get("params", {}),
+            "metric": float(top["metric"]), "mlflow_run_id": top.get("mlflow_run_id")}
+
+
+def cancel_live_trials(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table of a cancelled sweep: every trial that had not ended is cancelled."""
+    return [{**r, "status": "cancelled"} if r.get("status") not in FINAL_TRIAL_STATUSES else r
+            for r in rows]
