@@ -51,7 +51,7 @@ def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> Non
     asked.update({("custom", name): (name, amount)
                   for name, amount in spec.resources.custom.items()})
     errors = [SpecError(("resources", *loc), (
-        f"asks for {amount:g} {resource} but the largest node has "
+        f"asks for {amount:g} {resource} but the largest node in the cluster has "
         f"{largest.get(resource, 0.0):g}; lower it or add a node that has it"))
         for loc, (resource, amount) in asked.items()
         if amount > largest.get(resource, 0.0) + 1e-9]
