@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from api.auth import TokenTable
 from api.errors import install_error_handlers, problem
-from api.routes import catalog, experiments, health
+from api.routes import catalog, compare, experiments, health
 from services.dispatcher import Dispatcher
 from services.settings import Settings
 from services.store import JobStore
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
                            f"limit is {settings.max_request_bytes} (LAYERWISE_MAX_REQUEST_BYTES)")
         return await call_next(request)
 
-    for module in (experiments, catalog, health):
+    for module in (experiments, catalog, health, compare):
         app.include_router(module.router)
     logging.getLogger("layerwise").setLevel(logging.INFO)
     return app

@@ -161,7 +161,7 @@ class Dispatcher:
             self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
             return
         self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
-                     param_count=result.get("param_count"))
+                     param_count=result.get("param_count"), diagnosis=result.get("diagnosis"))
 
     def _retry_or_fail(self, record: JobRecord, error: str) -> None:
         current = self.store.get(record.id)
@@ -198,4 +198,4 @@ class Dispatcher:
 
 
 def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k != "param_count"}
+    return {k: v for k, v in result.items() if k not in ("param_count", "diagnosis")}

@@ -19,6 +19,7 @@ from models.base import ModelConfigError
 from models.objectives import Objective, ObjectiveError
 from models.registry import family
 from services.spec import ExperimentSpec
+from workers.analysis.checks import analysis_problems
 from workers.data import DataBundle, DataError, load_data
 from workers.data.registry import builtin_dataset
 
@@ -73,6 +74,9 @@ def check_experiment(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
     except ModelConfigError as exc:
         raise SpecInvalid([SpecError(("model", *exc.loc), exc.msg)]) from exc
     _forward_one_batch(model, objective, bundle)
+    if problems := analysis_problems(spec, model, bundle.shape(), torch.as_tensor(
+            bundle.x_train[:DRY_RUN_EXAMPLES]), has_val=len(bundle.x_val) > 0):
+        raise SpecInvalid([SpecError(loc, msg) for loc, msg in problems])
     return DryRun(_with_dataset_defaults(spec), sum(p.numel() for p in model.parameters()),
                   bundle.task)
 

@@ -16,6 +16,7 @@ from models.objectives import Objective
 from services.spec import ExperimentSpec
 from workers.callbacks import Callback, EpochMetricLogger, LayerNormLogger, ProgressReporter
 from workers.data import DataBundle, load_data
+from workers.diagnostics import Diagnostics
 from workers.loop import Split, Trainer
 from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
@@ -87,11 +88,16 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         splits = to_splits(bundle, device)
         pretrain_steps = model.pretrain(splits["train"].x, splits["train"].y, objective,
                                         tracker.sink.log)
+        diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
         trainer = Trainer(spec, model, objective, splits, device=device,
-                          callbacks=_callbacks(spec, model, tracker, report))
+                          callbacks=diagnostics.attach(_callbacks(spec, model, tracker, report),
+                                                       splits["train"].x))
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         result = trainer.fit()
         result["param_count"] = sum(p.numel() for p in model.parameters())
+        result |= diagnostics.after_training(
+            {name: (split.x, split.y) for name, split in splits.items()}, objective, result,
+            step=max(0, trainer.step - 1), device=device)
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
         tracker.log_model(model)
