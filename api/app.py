@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +13,7 @@ from api.auth import TokenTable
 from api.errors import install_error_handlers, problem
 from api.routes import catalog, compare, experiments, health
 from services.dispatcher import Dispatcher
+from services.observability import API_LATENCY, configure_logging
 from services.settings import Settings
 from services.store import JobStore
 from services.tracking_store import prepare_tracking_store
@@ -50,9 +51,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
         if length and length.isdigit() and int(length) > settings.max_request_bytes:
             return problem(413, "Payload too large", f"the body has {length} bytes; the "
                            f"limit is {settings.max_request_bytes} (LAYERWISE_MAX_REQUEST_BYTES)")
-        return await call_next(request)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        API_LATENCY.labels(request.method, getattr(route, "path", "unmatched"),
+                           str(response.status_code)).observe(time.perf_counter() - started)
+        return response
 
     for module in (experiments, catalog, health, compare):
         app.include_router(module.router)
-    logging.getLogger("layerwise").setLevel(logging.INFO)
+    configure_logging()
     return app

@@ -16,7 +16,8 @@ from typing import Any
 import ray
 from mlflow.tracking import MlflowClient
 
-from services.lifecycle import IllegalTransition, Status
+from services.lifecycle import TERMINAL, IllegalTransition, Status, now
+from services.observability import DISPATCH_LATENCY, JOBS_FINISHED, JOBS_RETRIED, JOBS_STARTED
 from services.settings import Settings
 from services.store import JobRecord, JobStore
 from workers.ray_tasks import NAMESPACE, experiment_task, progress_board
@@ -99,6 +100,16 @@ class Dispatcher:
         total = ray.cluster_resources()
         return {"cpus": float(total.get("CPU", 0.0)), "gpus": float(total.get("GPU", 0.0))}
 
+    def largest_node(self) -> dict[str, float]:
+        """The most of each resource any one alive node has: one task runs on one node."""
+        largest: dict[str, float] = {}
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            for name, amount in node.get("Resources", {}).items():
+                largest[name] = max(largest.get(name, 0.0), float(amount))
+        return largest
+
     # -- launching ---------------------------------------------------------------------
     def _launch_what_fits(self) -> None:
         capacity = self.capacity()
@@ -118,10 +129,13 @@ class Dispatcher:
             self._launch(record, cpus, gpus)
 
     def _launch(self, record: JobRecord, cpus: float, gpus: float) -> None:
-        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus).remote(
+        custom = record.spec.get("resources", {}).get("custom") or {}
+        ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
             record.id, record.spec, self._worker_settings, self._board)
         self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)
-        log.info("launched job %s (attempt %d)", record.id, record.attempts)
+        JOBS_STARTED.labels(job_type=record.job_type).inc()
+        DISPATCH_LATENCY.observe(max(0.0, (now() - record.created_at).total_seconds()))
+        log.info("launched job", extra={"job_id": record.id, "attempt": record.attempts})
 
     # -- following -----------------------------------------------------------------------
     def _write_progress(self) -> None:
@@ -166,6 +180,7 @@ class Dispatcher:
     def _retry_or_fail(self, record: JobRecord, error: str) -> None:
         current = self.store.get(record.id)
         if current.attempts < current.max_attempts:
+            JOBS_RETRIED.labels(job_type=record.job_type).inc()
             self._finish(record.id, Status.QUEUED, error=error)
         else:
             self._finish(record.id, Status.FAILED,
@@ -173,9 +188,12 @@ class Dispatcher:
 
     def _finish(self, job_id: str, target: Status, **fields: Any) -> None:
         try:
-            self.store.move(job_id, target, **fields)
+            record = self.store.move(job_id, target, **fields)
         except IllegalTransition as exc:  # e.g. cancelled while the task was finishing
-            log.info("%s", exc)
+            log.info("%s", exc, extra={"job_id": job_id})
+            return
+        if target in TERMINAL:
+            JOBS_FINISHED.labels(job_type=record.job_type, status=target.value).inc()
 
     def _stop_cancelled(self) -> None:
         now = time.monotonic()

@@ -194,8 +194,11 @@ class AnalysisSpec(Strict):
 
 
 class ResourcesSpec(Strict):
-    cpus: float = Field(1.0, gt=0.0, le=512)
-    gpus: float = Field(0.0, ge=0.0, le=64)
+    cpus: float = Field(1.0, gt=0.0, le=512, description="Ray num_cpus; also torch's threads")
+    gpus: float = Field(0.0, ge=0.0, le=64, description="Ray num_gpus; fractions share a GPU")
+    custom: dict[str, float] = Field(default_factory=dict, description=(
+        "Ray custom resources the job needs, e.g. {worker_node: 1} to land on nodes started "
+        "with --resources='{\"worker_node\": 1}'"))
 
 
 class ExperimentSpec(Strict):

@@ -42,4 +42,6 @@ def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
-    return run_experiment(job_id, spec, WorkerSettings(**settings), report)
+    result = run_experiment(job_id, spec, WorkerSettings(**settings), report)
+    result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
+    return result

@@ -11,6 +11,7 @@ from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
 from services.dispatcher import Dispatcher
 from services.lifecycle import TERMINAL, Status
+from services.observability import JOBS_FINISHED
 from services.spec import ExperimentSpec
 from services.store import JobRecord
 from services.validation import SpecError, SpecInvalid, check_experiment
@@ -37,14 +38,20 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
 
 
 def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> None:
+    """Refuse what no node of the cluster could ever run (a task runs on one node)."""
     if dispatcher is None:
         return
-    capacity = dispatcher.capacity()
-    for field, asked in (("cpus", spec.resources.cpus), ("gpus", spec.resources.gpus)):
-        if asked > capacity[field]:
-            raise SpecInvalid([SpecError(("resources", field), (
-                f"asks for {asked} {field} but the cluster has {capacity[field]}; lower it or "
-                "add nodes that have them"))])
+    largest = dispatcher.largest_node()
+    asked = {("cpus",): ("CPU", spec.resources.cpus), ("gpus",): ("GPU", spec.resources.gpus)}
+    asked.update({("custom", name): (name, amount)
+                  for name, amount in spec.resources.custom.items()})
+    errors = [SpecError(("resources", *loc), (
+        f"asks for {amount:g} {resource} but the largest node has "
+        f"{largest.get(resource, 0.0):g}; lower it or add a node that has it"))
+        for loc, (resource, amount) in asked.items()
+        if amount > largest.get(resource, 0.0) + 1e-9]
+    if errors:
+        raise SpecInvalid(errors)
 
 
 @router.get("", response_model=ExperimentsPublic)
@@ -74,6 +81,7 @@ def cancel_experiment(job: JobDep, store: StoreDep, dispatcher: DispatcherDep) -
         raise HTTPException(409, f"job {job.id} is already {job.status}; only queued or "
                                  "running jobs can be cancelled")
     record = store.move(job.id, Status.CANCELLED, error="cancelled by request")
+    JOBS_FINISHED.labels(job_type=record.job_type, status="cancelled").inc()
     if dispatcher is not None and job.status == Status.RUNNING:
         dispatcher.cancel_task(job.id, record.mlflow_run_id)
     return record

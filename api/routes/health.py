@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mlflow.tracking import MlflowClient
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import SettingsDep, StoreDep
+from services.observability import render
 
 router = APIRouter(tags=["health"])
 
@@ -14,6 +16,12 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(store: StoreDep) -> Response:
+    """Prometheus text format: jobs by status, launches, finishes, retries, latencies."""
+    return Response(render(store.count_by_status()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz")

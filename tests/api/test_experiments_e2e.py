@@ -130,3 +130,25 @@ def test_catalog_and_health(server):
     assert ready.status_code == 200 and ready.json()["checks"] == {
         "store": "ok", "ray": "ok", "mlflow": "ok"}
     assert http.get("/v1/experiments/does-not-exist").status_code == 404
+
+
+def test_resources_beyond_any_node_are_refused(server):
+    http = server.http()
+    for resources, loc in (({"gpus": 1}, ["resources", "gpus"]),
+                           ({"custom": {"tpu": 1}}, ["resources", "custom", "tpu"])):
+        response = http.post("/v1/experiments", json=mlp_spec(resources=resources))
+        assert response.status_code == 422
+        assert [e["loc"] for e in response.json()["errors"]] == [loc]
+        assert "largest node" in response.json()["detail"]
+
+
+def test_prometheus_metrics_count_jobs(server):
+    client = server.client()
+    client.wait(client.submit(mlp_spec(training={"epochs": 1}))["id"], timeout=120)
+    text = server.http().get("/metrics").text
+    assert 'layerwise_jobs{status="succeeded"}' in text
+    started = [line for line in text.splitlines()
+               if line.startswith('layerwise_jobs_started_total{job_type="experiment"}')]
+    assert started and float(started[0].split()[-1]) >= 1
+    assert "layerwise_api_request_seconds_bucket" in text
+    assert "layerwise_dispatch_latency_seconds_count" in text

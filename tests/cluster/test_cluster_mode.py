@@ -1,0 +1,142 @@
+"""Cluster mode without containers: the compose topology as local processes.
+
+A Ray head and a second Ray node with its own custom resource, an MLflow server with the
+PostgreSQL backend and artifact serving, and the API joining through RAY_ADDRESS. An
+experiment that needs the custom resource runs on the second node, and its metrics and model
+reach the MLflow server over HTTP. Everything started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from api.client import LayerwiseClient
+from tests.utils.server import free_port
+from tests.utils.specs import mlp_spec
+
+POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres,
+              pytest.mark.skipif(POSTGRES_URL is None, reason="LAYERWISE_TEST_POSTGRES_URL is "
+                                 "not set (.ci/run sets it): the MLflow server needs PostgreSQL")]
+BIN = Path(sys.executable).parent
+
+
+def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _wait(check, what: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            time.sleep(0.5)
+        assert process.poll() is None or "ray start" in what, \
+            f"{what} exited: {log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} did not come up: {log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def _fresh_database(name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict]:
+    workdir = Path(tempfile.mkdtemp(prefix="lwc"))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "COLUMNS": "200"}
+    env.pop("RAY_ADDRESS", None)
+    ray_port, mlflow_port, api_port = free_port(), free_port(), free_port()
+    processes: list[subprocess.Popen] = []
+    try:
+        head_log = workdir / "head.log"
+        processes.append(_start([str(BIN / "ray"), "start", "--head", f"--port={ray_port}",
+                                 "--num-cpus=1", "--include-dashboard=false", "--block",
+                                 f"--temp-dir={workdir / 'ray'}"], env, head_log))
+        address = f"127.0.0.1:{ray_port}"
+        worker_log = workdir / "worker.log"
+        time.sleep(3)
+        processes.append(_start([str(BIN / "ray"), "start", f"--address={address}",
+                                 "--num-cpus=1", '--resources={"worker_node": 1}', "--block"],
+                                env, worker_log))
+        backend = _fresh_database("layerwise_cluster_mlflow")
+        mlflow_log = workdir / "mlflow.log"
+        processes.append(_start([sys.executable, "-m", "mlflow", "server", "--host",
+                                 "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+                                 "--backend-store-uri", backend, "--serve-artifacts",
+                                 "--artifacts-destination", str(workdir / "mlartifacts")],
+                                env, mlflow_log))
+        tracking = f"http://127.0.0.1:{mlflow_port}"
+        _wait(lambda: MlflowClient(tracking).search_experiments(max_results=1) is not None,
+              "mlflow server", processes[-1], mlflow_log)
+        api_env = {**env, "RAY_ADDRESS": address, "LAYERWISE_HOME": str(workdir / "home"),
+                   "LAYERWISE_DATABASE_URL": _fresh_database("layerwise_cluster_jobs"),
+                   "LAYERWISE_MLFLOW_TRACKING_URI": tracking}
+        api_log = workdir / "api.log"
+        processes.append(_start([sys.executable, "-m", "api.cli", "serve", "--port",
+                                 str(api_port)], api_env, api_log))
+        client = LayerwiseClient(f"http://127.0.0.1:{api_port}")
+        _wait(client.ready, "api", processes[-1], api_log, timeout=180)
+        yield {"client": client, "tracking": tracking, "address": address, "workdir": workdir}
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+def test_an_experiment_runs_on_the_worker_node_and_logs_to_the_mlflow_server(cluster):
+
+    client = cluster["client"]
+    job = client.submit(mlp_spec(resources={"custom": {"worker_node": 1}},
+                                 training={"epochs": 2}))
+    done = client.wait(job["id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    nodes = subprocess.run([sys.executable, "-c", (
+        f"import json, ray; ray.init(address='{cluster['address']}', log_to_driver=False); "
+        "print(json.dumps([[n['NodeID'], n['Resources'].get('worker_node', 0)] "
+        "for n in ray.nodes() if n['Alive']]))")],
+        capture_output=True, text=True, timeout=120, env={**os.environ,
+                                                          "RAY_AUTH_MODE": "token"})
+    assert nodes.returncode == 0, nodes.stderr[-2000:]
+    worker_nodes = {node for node, mark in json.loads(nodes.stdout) if mark}
+    assert done["result"]["node_id"] in worker_nodes
+    mlflow = MlflowClient(cluster["tracking"])
+    run = mlflow.get_run(done["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert len(mlflow.get_metric_history(run.info.run_id, "grad_norm/layers.0")) == \
+        done["progress"]["step"]
+    models = mlflow.search_logged_models(experiment_ids=[done["mlflow_experiment_id"]])
+    assert any(m.source_run_id == run.info.run_id for m in models)
+    artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
+    assert {"spec.yaml", "layers.json"} <= artifacts
