@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -118,7 +118,7 @@ def update_norms(steps: np.ndarray, layers: list[str], updates: np.ndarray,
     return figure
 
 
-def loss_accuracy(curves: dict[str, tuple[Sequence[int], Sequence[float]]]) -> Figure:
+def loss_accuracy(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> Figure:
     """Loss curves on the left; accuracy (or mse) curves on the right when there are any."""
     losses = {k: v for k, v in curves.items() if k.endswith("/loss") and v[0]}
     scores = {k: v for k, v in curves.items()

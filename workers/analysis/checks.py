@@ -25,7 +25,7 @@ def analysis_problems(spec: ExperimentSpec, model: Any, shape: DataShape, x: tor
               "adversarial": bool(analysis.adversarial.fgsm_eps or analysis.adversarial.deepfool),
               "bptt_norms": analysis.bptt_norms}
     if not model.uses_gradients:
-        return [(("analysis", name), f"needs gradients, and model kind {spec.model.kind!r} "
+        return [(("analysis", name), f"needs gradients, and model kind {_kind(spec)!r} "
                                      "learns without them; remove it")
                 for name, on in wanted.items() if on]
     problems: list[Problem] = []
@@ -40,6 +40,10 @@ def analysis_problems(spec: ExperimentSpec, model: Any, shape: DataShape, x: tor
     if wanted["bptt_norms"]:
         problems += _bptt(spec, model, x)
     return problems
+
+
+def _kind(spec: ExperimentSpec) -> str:
+    return str(spec.model.kind)  # type: ignore[attr-defined]
 
 
 def _adversarial(shape: DataShape, model: Any, x: torch.Tensor) -> list[Problem]:
@@ -68,7 +72,7 @@ def _prune(spec: ExperimentSpec, shape: DataShape, has_val: bool) -> list[Proble
     try:
         build_model(spec.model, pruned_shape(shape, k))
     except ModelConfigError as exc:
-        return [(loc, f"a {spec.model.kind} model cannot be built on {k} flat inputs "
+        return [(loc, f"a {_kind(spec)} model cannot be built on {k} flat inputs "
                       f"({exc.msg}); use a kind that reads flat features, such as mlp")]
     return []
 
@@ -78,7 +82,7 @@ def _bptt(spec: ExperimentSpec, model: Any, x: torch.Tensor) -> list[Problem]:
     with torch.no_grad():
         found = model.states_through_time(x[:2])
     if found is None:
-        return [(loc, f"model kind {spec.model.kind!r} has no hidden state through time; the "
+        return [(loc, f"model kind {_kind(spec)!r} has no hidden state through time; the "
                       "gradient through time is for recurrent and autoregressive nets")]
     z, states = found
     per_step = z.dim() == 3 and z.shape[1] == len(states)

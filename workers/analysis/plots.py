@@ -82,6 +82,7 @@ def adversarial_examples(picture: tuple[int, int], deepfool: DeepFoolResult,
     """Rows: original, DeepFool's adversarial example, its perturbation (and FGSM's example at
     the largest epsilon); titled with the classes."""
     assert deepfool.originals is not None and deepfool.perturbations is not None
+    assert deepfool.labels is not None and deepfool.adversarial_labels is not None
     count = min(EXAMPLE_PANELS, len(deepfool.originals))
     rows = 3 + (fgsm is not None and fgsm.examples is not None)
     figure = Figure(figsize=(1.5 * max(count, 1) + 0.5, 1.6 * rows + 0.3), layout="constrained")

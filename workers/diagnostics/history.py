@@ -58,10 +58,10 @@ class NormHistory:
     def series(self, prefix: str, layers: list[str]) -> np.ndarray | None:
         """(S, L): `prefix/<layer>` for each layer, or None when that norm was not logged."""
         index = {key: i for i, key in enumerate(self.keys)}
-        columns = [index.get(f"{prefix}/{layer}") for layer in layers]
-        if not layers or any(c is None for c in columns):
+        wanted = [f"{prefix}/{layer}" for layer in layers]
+        if not layers or any(key not in index for key in wanted):
             return None
-        return self.values()[:, columns]
+        return self.values()[:, [index[key] for key in wanted]]
 
     def column(self, key: str) -> np.ndarray | None:
         return self.values()[:, self.keys.index(key)] if key in self.keys else None

@@ -10,7 +10,7 @@ thread, so they overlap with the rest of the run's end (the model upload).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from matplotlib.figure import Figure
@@ -24,6 +24,7 @@ from workers.callbacks import Callback, LayerNormLogger
 from workers.diagnostics.activations import ActivationSampler, activation_modules
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.verdict import Diagnosis, diagnose
+from workers.metric_sink import MetricSink
 from workers.tracking import RunTracker
 
 
@@ -44,7 +45,7 @@ class Diagnostics:
         for callback in callbacks:
             if isinstance(callback, LayerNormLogger):
                 self.history = NormHistory(callback.sink)
-                callback.sink = self.history
+                callback.sink = cast(MetricSink, self.history)  # a proxy with its interface
         diag = self.spec.diagnostics
         added: list[Callback] = [self.epochs]
         if diag.activation_stats and activation_modules(self.model):
