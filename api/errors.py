@@ -7,13 +7,37 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.caps import QueueFull
 from services.lifecycle import IllegalTransition
 from services.store import JobNotFound
 from services.validation import SpecInvalid
 
 PROBLEM = "application/problem+json"
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem; `errors` lists each refused field for 422."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses a route can give."""
+    return {status: {"model": Problem, "content": {PROBLEM: {}},
+                     "description": _title(status)} for status in statuses}
 
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
@@ -43,6 +67,11 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [{"loc": list(e.loc), "msg": e.msg} for e in exc.errors]
         return problem(422, "The spec cannot run", str(exc), type_="/problems/spec",
                        errors=errors)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        return problem(429, "Too many queued jobs", str(exc), type_="/problems/queue-full",
+                       headers={"Retry-After": "10"})
 
     @app.exception_handler(JobNotFound)
     async def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:

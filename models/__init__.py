@@ -2,6 +2,8 @@
 
 from models import (  # noqa: F401  (registration side effects: one family per line)
     autoencoder,
+    autoregressive,
+    captioner,
     cnn,
     hopfield,
     kernel,
@@ -9,6 +11,8 @@ from models import (  # noqa: F401  (registration side effects: one family per l
     mlp,
     rbm,
     resnet,
+    rnn,
+    transformer,
 )
 from models.base import DataShape, LayerwiseModel, ModelConfigError
 from models.registry import build_model, family, model_families

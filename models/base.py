@@ -93,6 +93,11 @@ class LayerwiseModel(nn.Module):
         statistics); none by default."""
         return []
 
+    def epoch_artifacts(self, epoch: int) -> dict[str, str]:
+        """Text artifacts to record after epoch `epoch` (1-based), keyed by artifact path: a
+        language model's generated sample, for example. None by default."""
+        return {}
+
     def states_through_time(self, x: torch.Tensor
                             ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         """A forward pass of `x` that also hands out the hidden state of every time step, for

@@ -65,6 +65,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._board: Any = None
         self._last_cancel_poll = 0.0
+        self._last_heartbeat = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list))
@@ -92,8 +93,24 @@ class Dispatcher:
         self._write_progress()
         self._collect_finished()
         self._stop_cancelled()
+        self._heartbeat_and_recover()
         if not self.paused:
             self._launch_what_fits()
+
+    # -- recovery ------------------------------------------------------------------------
+    def _heartbeat_and_recover(self) -> None:
+        """Vouch for the jobs this dispatcher runs; re-queue running jobs nobody vouched for
+        (their dispatcher died, and with it, as their Ray owner, their tasks)."""
+        now_s = time.monotonic()
+        if now_s - self._last_heartbeat < self.settings.heartbeat_s:
+            return
+        self._last_heartbeat = now_s
+        self.store.touch(list(self.in_flight))
+        for orphan in self.store.orphans(self.settings.orphan_after_s,
+                                         exclude=set(self.in_flight)):
+            log.warning("re-queueing an orphaned job", extra={"job_id": orphan.id})
+            self._retry_or_fail(orphan, "its dispatcher stopped while it ran (service restart "
+                                        "or crash)")
 
     def capacity(self) -> dict[str, float]:
         """The cluster's total CPUs and GPUs."""
@@ -109,6 +126,20 @@ class Dispatcher:
             for name, amount in node.get("Resources", {}).items():
                 largest[name] = max(largest.get(name, 0.0), float(amount))
         return largest
+
+    def waiting_reason(self, record: JobRecord) -> str:
+        """Why a queued job has not started: its request against what is free, and the queue."""
+        cpus, gpus = requested(record)
+        capacity = self.capacity()
+        free_cpus = capacity["cpus"] - sum(f.cpus for f in self.in_flight.values())
+        free_gpus = capacity["gpus"] - sum(f.gpus for f in self.in_flight.values())
+        ahead = self.store.jobs_ahead(record.id)
+        parts = [f"needs {cpus:g} CPU and {gpus:g} GPU; free now: {max(free_cpus, 0):g} of "
+                 f"{capacity['cpus']:g} CPU, {max(free_gpus, 0):g} of {capacity['gpus']:g} GPU",
+                 f"{ahead} queued job(s) ahead of it"]
+        if self.paused:
+            parts.append("the dispatcher is paused")
+        return "; ".join(parts)
 
     # -- launching ---------------------------------------------------------------------
     def _launch_what_fits(self) -> None:

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(0.05, gt=0.0)
     max_request_bytes: int = Field(1_000_000, gt=0)
     dispatcher_enabled: bool = True
+    heartbeat_s: float = Field(5.0, gt=0, description="how often the dispatcher vouches for "
+                                                      "the jobs it runs")
+    orphan_after_s: float = Field(30.0, gt=0, description="a running job nobody vouched for "
+                                  "this long is orphaned (its dispatcher died) and re-queued")
+    # Service-wide caps, each refused at submission with the cap's name.
+    max_epochs: int = Field(10_000, gt=0, description="cap on training.epochs")
+    max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
+    max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
+    max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
 
     @field_validator("database_url")
     @classmethod

@@ -7,7 +7,7 @@ Every status change goes through `lifecycle.transition`. Rows stay in here; call
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,6 +51,7 @@ class JobRecord(BaseModel):
     diagnosis: dict[str, Any] | None
     mlflow_run_id: str | None
     mlflow_experiment_id: str | None
+    waiting: str | None = None  # for a queued job: why it has not started yet
 
     @classmethod
     def of(cls, row: JobRow) -> JobRecord:
@@ -143,6 +144,20 @@ class JobStore:
         next_cursor = rows[limit - 1].seq if len(rows) > limit else None
         return [JobRecord.of(r) for r in rows[:limit]], next_cursor
 
+    def count_queued(self, owner: str) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count()).where(
+                JobRow.owner == owner, JobRow.status == Status.QUEUED.value)) or 0
+
+    def jobs_ahead(self, job_id: str) -> int:
+        """Queued jobs that the dispatcher will consider before this one."""
+        with self.session() as session:
+            row = self._row(session, job_id)
+            return session.scalar(select(func.count()).where(
+                JobRow.status == Status.QUEUED.value, JobRow.seq != row.seq,
+                (JobRow.priority > row.priority)
+                | ((JobRow.priority == row.priority) & (JobRow.seq < row.seq)))) or 0
+
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
@@ -195,6 +210,22 @@ class JobStore:
         if row is None:
             raise JobNotFound(job_id)
         return row
+
+    def touch(self, job_ids: list[str]) -> None:
+        """The heartbeat: the dispatcher running these jobs is alive."""
+        if not job_ids:
+            return
+        with self.session() as session, session.begin():
+            session.execute(update(JobRow).where(JobRow.id.in_(job_ids))
+                            .values(updated_at=now()))
+
+    def orphans(self, older_than_s: float, *, exclude: set[str]) -> list[JobRecord]:
+        """Running jobs whose heartbeat is older than `older_than_s` seconds."""
+        cutoff = now() - timedelta(seconds=older_than_s)
+        with self.session() as session:
+            rows = session.scalars(select(JobRow).where(
+                JobRow.status == Status.RUNNING.value, JobRow.updated_at < cutoff))
+            return [JobRecord.of(r) for r in rows if r.id not in exclude]
 
     def ping(self) -> None:
         with self.session() as session:

@@ -62,7 +62,8 @@ class DryRun:
 def check_experiment(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
     """Raises SpecInvalid; returns the spec with dataset params filled in, and facts."""
     bundle = _load(spec, data_roots)
-    errors = _unsupported_settings(spec) + _monitor_errors(spec, bundle)
+    errors = (_unsupported_settings(spec) + _monitor_errors(spec, bundle)
+              + _token_noise_errors(spec, bundle))
     if errors:
         raise SpecInvalid(errors)
     try:
@@ -123,6 +124,15 @@ def _unsupported_settings(spec: ExperimentSpec) -> list[SpecError]:
             if is_on(spec) and setting not in supports]
 
 
+def _token_noise_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]:
+    tokens = bool(bundle.extra.get("vocab_size")) and bundle.x_train.ndim == 2  # (N, T) ids
+    if spec.regularization.input_noise_std > 0 and tokens:
+        return [SpecError(("regularization", "input_noise_std"),
+                          "this data's inputs are token ids, which Gaussian noise would turn "
+                          "into other tokens; set input_noise_std: 0 (use dropout instead)")]
+    return []
+
+
 def _monitor_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]:
     stopping = spec.regularization.early_stopping
     if stopping.patience is None:
@@ -131,10 +141,12 @@ def _monitor_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]
         return [SpecError(("regularization", "early_stopping", "monitor"),
                           f"{stopping.monitor} needs validation data; set data.val_fraction > 0")]
     logged = {"train/loss", "val/loss"}
-    logged |= ({"train/accuracy", "val/accuracy"} if bundle.task != "regression"
+    logged |= ({"train/accuracy", "val/accuracy"} if bundle.task not in ("regression", "sequence")
                else {"train/mse", "val/mse"})
     if bundle.task == "recall":  # recall logs both accuracy and mse
         logged |= {"train/mse", "val/mse"}
+    if bundle.task == "language_model":
+        logged |= {"train/perplexity", "val/perplexity"}
     if stopping.monitor not in logged:
         return [SpecError(("regularization", "early_stopping", "monitor"),
                           f"{stopping.monitor!r} is not logged for this run; "

@@ -102,6 +102,18 @@ class EpochMetricLogger(Callback):
         self.sink.log(metrics, step=max(0, trainer.step - 1))
 
 
+class EpochArtifactLogger(Callback):
+    """Records the text artifacts a model offers after each epoch (`epoch_artifacts`): a
+    language model's generated sample, for example. Models that offer none cost one call."""
+
+    def __init__(self, log_text: Callable[[str, str], None]):
+        self.log_text = log_text  # (text, artifact_file)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        for artifact_file, text in trainer.model.epoch_artifacts(trainer.epoch + 1).items():
+            self.log_text(text, artifact_file)
+
+
 class ProgressReporter(Callback):
     """Hands {epoch, epochs, step, metrics} to `report` after each epoch (to the job store)."""
 

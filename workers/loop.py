@@ -191,6 +191,8 @@ class Trainer:
             out[f"{prefix}/accuracy"] = host["correct"] / count
         if "sq_error" in host:
             out[f"{prefix}/mse"] = host["sq_error"] / count
+        if self.objective.task == "language_model":  # the loss is the mean per-token NLL
+            out[f"{prefix}/perplexity"] = math.exp(min(out[f"{prefix}/loss"], 700.0))
         return out
 
     def _epoch_metrics(self, train_sums: dict[str, torch.Tensor], seconds: float,

@@ -14,7 +14,13 @@ import torch
 from models import build_model
 from models.objectives import Objective
 from services.spec import ExperimentSpec
-from workers.callbacks import Callback, EpochMetricLogger, LayerNormLogger, ProgressReporter
+from workers.callbacks import (
+    Callback,
+    EpochArtifactLogger,
+    EpochMetricLogger,
+    LayerNormLogger,
+    ProgressReporter,
+)
 from workers.data import DataBundle, load_data
 from workers.diagnostics import Diagnostics
 from workers.loop import Split, Trainer
@@ -110,7 +116,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
 
 def _callbacks(spec: ExperimentSpec, model: Any, tracker: RunTracker, report: Report
                ) -> list[Callback]:
-    callbacks: list[Callback] = [EpochMetricLogger(tracker.sink), ProgressReporter(report)]
+    callbacks: list[Callback] = [EpochMetricLogger(tracker.sink), ProgressReporter(report),
+                                 EpochArtifactLogger(tracker.log_text)]
     diag = spec.diagnostics
     if diag.grad_norms or diag.update_norms or diag.weight_norms:
         probe = LayerNormProbe(model.layer_groups(), grads=diag.grad_norms,

@@ -68,6 +68,9 @@ class RunTracker:
     def log_json(self, payload: Any, artifact_file: str) -> None:
         self.client.log_text(self.run_id, json.dumps(payload, indent=2), artifact_file)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
     def log_spec(self, spec: ExperimentSpec) -> None:
         self.client.log_text(self.run_id, yaml.safe_dump(spec.model_dump(mode="json"),
                                                          sort_keys=False), "spec.yaml")

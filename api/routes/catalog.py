@@ -7,6 +7,7 @@ from typing import get_args
 from fastapi import APIRouter
 
 from api.deps import PrincipalDep
+from api.errors import problem_responses
 from api.schemas import Catalog
 from models.activations import activation_names
 from models.initializers import init_names
@@ -16,7 +17,7 @@ from models.regularizers import REGULARIZERS
 from services.spec import OptimizerSpec, ScheduleSpec
 from workers.data import builtin_datasets
 
-router = APIRouter(prefix="/v1", tags=["catalog"])
+router = APIRouter(prefix="/v1", tags=["catalog"], responses=problem_responses(401))
 
 
 @router.get("/catalog", response_model=Catalog)

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from mlflow.tracking import MlflowClient
 
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
+from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
+from services.caps import check_caps, check_queue_room
 from services.dispatcher import Dispatcher
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
@@ -16,7 +18,8 @@ from services.spec import ExperimentSpec
 from services.store import JobRecord
 from services.validation import SpecError, SpecInvalid, check_experiment
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
 
 
 @router.post("", response_model=JobRecord, status_code=201,
@@ -27,7 +30,9 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
                       ) -> JobRecord:
     """Validate the spec, dry-run it on one small batch, and queue it."""
     dry = check_experiment(spec, settings.data_root_list)
+    check_caps(dry.spec, dry.param_count, settings)
     _check_resources(dry.spec, dispatcher)
+    check_queue_room(store, principal.owner, settings)
     record, created = store.create(
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
@@ -70,7 +75,9 @@ def list_experiments(store: StoreDep, principal: PrincipalDep,
 
 
 @router.get("/{job_id}", response_model=JobRecord)
-def get_experiment(job: JobDep) -> JobRecord:
+def get_experiment(job: JobDep, dispatcher: DispatcherDep) -> JobRecord:
+    if job.status == Status.QUEUED and dispatcher is not None:
+        return job.model_copy(update={"waiting": dispatcher.waiting_reason(job)})
     return job
 
 

@@ -24,7 +24,7 @@ def metrics(store: StoreDep) -> Response:
     return Response(render(store.count_by_status()), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
 def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """Ready when the job store, Ray and MLflow all answer."""
     checks: dict[str, str] = {}

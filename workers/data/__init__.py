@@ -7,9 +7,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from workers.data import patterns, tabular  # noqa: F401  (registers the built-in datasets)
+from workers.data import (  # noqa: F401  (registers the built-in datasets)
+    patterns,
+    sequences,
+    tabular,
+)
 from workers.data.bundle import DataBundle, DataError, split, targets_for_task
-from workers.data.files import load_file, resolve_data_path
+from workers.data.files import load_file, read_text, resolve_data_path
 from workers.data.registry import builtin_dataset, builtin_datasets
 
 __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
@@ -28,9 +32,14 @@ def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
     if data.source == "builtin":
         x, y, natural, extra, seed = _generate(data)
     else:
-        arrays = load_file(resolve_data_path(data.path, data_roots))
-        x, y, seed, extra = arrays["x"], arrays["y"], 0, {}
-        natural = "classification" if y.dtype.kind in "iub" else "regression"
+        path = resolve_data_path(data.path, data_roots)
+        if path.suffix == ".txt":
+            arrays = {}
+            x, y, natural, extra, seed = sequences.text_file(read_text(path), data.params)
+        else:
+            arrays = load_file(path)
+            x, y, seed, extra = arrays["x"], arrays["y"], 0, {}
+            natural = "classification" if y.dtype.kind in "iub" else "regression"
     task = natural if task == "auto" else task
     _check_task(natural, task, y)
     y, output_dim = targets_for_task(y, task)

@@ -41,7 +41,11 @@ class DataBundle:
 
     def shape(self, task: str | None = None) -> DataShape:
         task = task or self.task
-        return DataShape(tuple(self.x_train.shape[1:]), self.output_dim, task, dict(self.extra))
+        extra = dict(self.extra)
+        # a target at every step: (N, T) class ids or (N, T, F) values
+        extra.setdefault("per_step", task in ("classification", "language_model", "sequence")
+                         and self.y_train.ndim >= 2)
+        return DataShape(tuple(self.x_train.shape[1:]), self.output_dim, task, extra)
 
     def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         out = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val)}
@@ -64,9 +68,15 @@ def split(x: np.ndarray, y: np.ndarray, *, val_fraction: float, test_fraction: f
 
 def targets_for_task(y: np.ndarray, task: str) -> tuple[np.ndarray, int]:
     """Targets in the dtype and shape the objective expects, and the output width."""
-    if task == "classification":
-        y = y.astype(np.int64).reshape(-1)
+    if task in ("classification", "language_model"):
+        y = y.astype(np.int64)
+        # one class per example (N,), or one per step (N, T) for sequence targets
+        y = y.reshape(-1) if y.ndim == 1 or int(np.prod(y.shape[1:])) == 1 else y
         return y, int(y.max()) + 1 if len(y) else 1
+    if task == "sequence":
+        y = y.astype(np.float32)
+        y = y[..., None] if y.ndim == 2 else y  # (N, T, F): F values per step
+        return y, int(y.shape[-1])
     if task == "binary":
         return y.astype(np.float32).reshape(-1, 1), 1
     y = y.astype(np.float32)

@@ -84,9 +84,17 @@ def load_csv(path: Path) -> dict[str, np.ndarray]:
     return {"x": x, "y": y.astype(np.int64) if np.all(y == np.round(y)) else y}
 
 
+def read_text(path: Path) -> str:
+    """A .txt corpus for a language model, as UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(LOC, f"{path.name} is not readable UTF-8 text: {exc}") from exc
+
+
 def load_file(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         return load_npz(path)
     if path.suffix == ".csv":
         return load_csv(path)
-    raise DataError(LOC, f"unsupported file type {path.suffix!r}; use .npz or .csv")
+    raise DataError(LOC, f"unsupported file type {path.suffix!r}; use .npz, .csv or .txt")

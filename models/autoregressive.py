@@ -1,0 +1,104 @@
+"""Autoregressive feed-forward nets: causal, dilated 1-D convolutions (WaveNet-like) that
+predict the next sample from the past k, p(x_n | x_{n-k}, ..., x_{n-1}).
+
+Layer l convolves with kernel size K at dilation d_l = growth^l and pads only on the left, so
+step n sees steps n - (K-1) d_l ... n and never the future. The past k the net sees is its
+receptive field, 1 + (K-1) * sum_l d_l. Discrete data (token ids: text, or `sine` with
+`levels`) gets a softmax over the next value, which generation samples from; continuous data
+gets the predicted mean.
+
+Layers: `embedding` (tokens), `input` (a 1x1 convolution to the channel width), `layers.0`,
+`layers.1`, ... (the dilated convolutions), `head` (a 1x1 convolution to the outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from models.activations import ActivationName, make_activation
+from models.base import DataShape
+from models.initializers import InitName, initialize
+from models.objectives import OutputName
+from models.registry import register_model
+from models.sequence_base import SequenceData, SequenceModel, resolve_many_to_one
+
+
+class AutoregressiveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["autoregressive"] = "autoregressive"
+    channels: int = Field(32, ge=1, le=65_536, description="width of every convolution")
+    layers: int = Field(4, ge=1, le=64, description="dilated causal convolutions")
+    kernel_size: int = Field(2, ge=1, le=64)
+    dilation_growth: int = Field(2, ge=1, le=16, description="layer l has dilation growth^l")
+    activation: ActivationName = "relu"
+    residual: bool = Field(True, description="add each layer's input to its output")
+    embed_dim: int = Field(16, ge=1, le=65_536, description="token inputs: embedding size")
+    mode: Literal["auto", "many_to_one", "many_to_many"] = "auto"
+    output: OutputName = "auto"
+    init: InitName = "glorot_normal"
+
+    def receptive_field(self) -> int:
+        """k: how many past samples the prediction of the next one depends on."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilation_growth ** layer
+                                                for layer in range(self.layers))
+
+
+class CausalConv1d(nn.Conv1d):
+    """A convolution that pads only the past: output step n depends on inputs <= n."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__(channels, channels, kernel_size, dilation=dilation)
+        self.left = (kernel_size - 1) * dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.left, 0)))  # (B, C, T)
+
+
+class Autoregressive(SequenceModel):
+    def __init__(self, config: AutoregressiveConfig, data: SequenceData, dropout: float = 0.0):
+        super().__init__()
+        self.data, self.config = data, config
+        self.many_to_one = resolve_many_to_one(config.mode, data)
+        self.embedding = nn.Embedding(data.vocab_size, config.embed_dim) if data.tokens else None
+        n_in = config.embed_dim if data.tokens else data.features
+        self.input = nn.Conv1d(n_in, config.channels, 1)
+        self.layers = nn.ModuleList(
+            CausalConv1d(config.channels, config.kernel_size, config.dilation_growth ** layer)
+            for layer in range(config.layers))
+        self.activation = make_activation(config.activation)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.head = nn.Conv1d(config.channels, data.out_dim, 1)
+        initialize(self, config.init)
+        self._hidden: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = self.inputs(x)
+        if self.embedding is not None:
+            seq = self.embedding(seq)  # (B, T, E)
+        h = self.input(seq.transpose(1, 2))  # (B, C, T)
+        hidden = []
+        for layer in self.layers:
+            out = self.activation(layer(h))  # (B, C, T)
+            if self.dropout is not None:
+                out = self.dropout(out)
+            h = h + out if self.config.residual else out
+            hidden.append(h)
+        self._hidden = hidden
+        return self.last_or_all(self.head(h).transpose(1, 2))  # (B, T, out) or (B, out)
+
+    def hidden_activations(self) -> list[torch.Tensor]:
+        return self._hidden
+
+
+@register_model(AutoregressiveConfig, description="Autoregressive feed-forward net: causal "
+                                                  "dilated 1-D convolutions predicting the "
+                                                  "next sample from the past k; generates by "
+                                                  "sampling.")
+def build_autoregressive(config: AutoregressiveConfig, shape: DataShape, dropout: float = 0.0
+                         ) -> Autoregressive:
+    return Autoregressive(config, SequenceData.read(shape, "autoregressive"), dropout)

@@ -1,0 +1,134 @@
+"""Recurrent nets: vanilla (tanh or ReLU), LSTM and its variants, GRU; stacked, optionally
+bidirectional, many-to-one or many-to-many, trained with (optionally truncated) backpropagation
+through time.
+
+Layers for the per-layer norms: `embedding` (token inputs), then per recurrent layer its gates
+(`rnn.0.forget_gate`, `rnn.0.input_gate`, ..., `rnn.0.cell_input`) or, for the vanilla cell,
+`rnn.0.input` and `rnn.0.recurrent`; a bidirectional layer has `rnn.0.fwd.*` and `rnn.0.bwd.*`;
+then `head`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from models.base import DataShape, ModelConfigError
+from models.initializers import InitName, initialize
+from models.objectives import OutputName
+from models.recurrent_cells import CellName, LSTMVariant, make_cell, set_forget_bias
+from models.registry import register_model
+from models.sequence_base import SequenceData, SequenceModel, require_causal, resolve_many_to_one
+
+
+class RNNConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["rnn"] = "rnn"
+    cell: CellName = "lstm"
+    hidden: int = Field(32, ge=1, le=65_536, description="state size of each recurrent layer")
+    layers: int = Field(1, ge=1, le=64, description="stacked recurrent layers")
+    bidirectional: bool = Field(False, description="a second layer reads the sequence "
+                                                   "backwards; refused for language models")
+    mode: Literal["auto", "many_to_one", "many_to_many"] = Field(
+        "auto", description="one output per sequence or one per step; auto follows the data")
+    activation: Literal["tanh", "relu"] = Field("tanh", description="vanilla cell only")
+    variant: LSTMVariant = Field(
+        "standard", description="LSTM only: Greff et al.'s variants; standard has peepholes, "
+                                "no_peepholes is the lecture's slide and torch's nn.LSTM")
+    bptt: int | None = Field(None, ge=1, description="truncated BPTT: the error reaches back at "
+                                                     "most this many steps; null: the whole "
+                                                     "sequence")
+    embed_dim: int = Field(16, ge=1, le=65_536, description="token inputs: embedding size")
+    forget_bias: float = Field(1.0, description="LSTM: initial forget-gate bias")
+    output: OutputName = "auto"
+    init: InitName = Field("glorot_normal", description="input weights; recurrent weights "
+                                                        "start orthogonal")
+
+
+class Bidirectional(nn.Module):
+    """Two cells over one sequence: `fwd` reads it forwards, `bwd` backwards."""
+
+    def __init__(self, make: Callable[[], nn.Module]):
+        super().__init__()
+        self.fwd = make()
+        self.bwd = make()
+
+    def forward(self, x: torch.Tensor, *, truncate: int | None) -> torch.Tensor:
+        ahead, _ = self.fwd(x, truncate=truncate)  # (B, T, H)
+        behind, _ = self.bwd(x.flip(1), truncate=truncate)  # (B, T, H), reversed time
+        return torch.cat([ahead, behind.flip(1)], dim=-1)  # (B, T, 2H)
+
+
+class RNN(SequenceModel):
+    def __init__(self, config: RNNConfig, data: SequenceData, dropout: float = 0.0):
+        super().__init__()
+        self.data, self.config = data, config
+        self.many_to_one = resolve_many_to_one(config.mode, data)
+        self.causal = not config.bidirectional
+        self.embedding = nn.Embedding(data.vocab_size, config.embed_dim) if data.tokens else None
+        n_in = config.embed_dim if data.tokens else data.features
+        directions = 2 if config.bidirectional else 1
+        self.rnn = nn.ModuleList()
+        for layer in range(config.layers):
+            width = n_in if layer == 0 else config.hidden * directions
+
+            def make(width: int = width) -> nn.Module:
+                return make_cell(config.cell, width, config.hidden, variant=config.variant,
+                                 activation=config.activation)
+
+            self.rnn.append(Bidirectional(make) if config.bidirectional else make())
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.head = nn.Linear(config.hidden * directions, data.out_dim)
+        initialize(self, config.init)
+        set_forget_bias(self, config.forget_bias)
+        self._hidden: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = self.inputs(x)
+        if self.embedding is not None:
+            seq = self.embedding(seq)  # (B, T, E)
+        hidden = []
+        for index, layer in enumerate(self.rnn):
+            if index and self.dropout is not None:
+                seq = self.dropout(seq)  # between stacked layers, as in torch
+            if isinstance(layer, Bidirectional):
+                seq = layer(seq, truncate=self.config.bptt)  # (B, T, 2H)
+            else:
+                seq, _ = layer(seq, truncate=self.config.bptt)  # (B, T, H)
+            hidden.append(seq)
+        self._hidden = hidden
+        if self.dropout is not None:
+            seq = self.dropout(seq)  # and before the head, so one layer honours it too
+        if self.many_to_one and self.config.bidirectional:
+            half = self.config.hidden
+            # the backward cell has read the whole sequence when it reaches step 0
+            return self.head(torch.cat([seq[:, -1, :half], seq[:, 0, half:]], dim=-1))
+        return self.head(self.last_or_all(seq))  # (B, out) or (B, T, out)
+
+    def hidden_activations(self) -> list[torch.Tensor]:
+        return self._hidden
+
+
+def _check(config: RNNConfig, data: SequenceData) -> None:
+    if config.variant != "standard" and config.cell != "lstm":
+        raise ModelConfigError(("variant",), f"variants are the LSTM's; cell {config.cell!r} "
+                                             "has none: set cell: lstm or drop variant")
+    if config.activation != "tanh" and config.cell != "vanilla":
+        raise ModelConfigError(("activation",), f"the {config.cell} cell's activations are "
+                                                "fixed by its gates; activation is for cell: "
+                                                "vanilla")
+    if config.bidirectional:
+        require_causal(data, "bidirectional", "a bidirectional net")
+
+
+@register_model(RNNConfig, description="Recurrent net: vanilla (tanh/ReLU), LSTM and its "
+                                       "variants, or GRU; stacked, bidirectional, many-to-one "
+                                       "or many-to-many, truncated BPTT.")
+def build_rnn(config: RNNConfig, shape: DataShape, dropout: float = 0.0) -> RNN:
+    data = SequenceData.read(shape, "rnn")
+    _check(config, data)
+    return RNN(config, data, dropout)

@@ -1,0 +1,66 @@
+"""Per-epoch checkpoints, so a job re-run after a crash resumes where it stopped.
+
+A checkpoint holds the model, the optimizer and the schedule, the epoch and step counters,
+early stopping's best so far, and every RNG state (Python, NumPy, torch, the batch shuffler),
+so the resumed run draws the same batches it would have. Files are written to a temporary
+name and renamed, so a crash mid-write leaves the previous checkpoint intact, and read with
+`torch.load(weights_only=True)`: a checkpoint cannot carry code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from workers.callbacks import Callback
+
+if TYPE_CHECKING:
+    from workers.loop import Trainer
+
+
+def checkpoint_path(home: str, job_id: str) -> Path:
+    return Path(home, "checkpoints", f"{job_id}.pt")
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": list(random.getstate()[1]), "python_version": random.getstate()[0],
+            "python_gauss": random.getstate()[2],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointEveryEpoch(Callback):
+    """Writes the trainer's state after every epoch (metrics of that epoch already logged)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        save(self.path, trainer.state_dict())
