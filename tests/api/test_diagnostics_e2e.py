@@ -18,7 +18,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def two_runs(server):
+def two_runs(server, recurrent_job):
     """A vanishing sigmoid net attacked and probed, and a healthy residual ReLU net."""
     client = server.client()
     deep = {"optimizer": {"name": "sgd", "lr": 0.1}, "training": {"epochs": 1}}
@@ -31,6 +31,29 @@ def two_runs(server):
         **deep, name="residual-6", model={"hidden": [32] * 6, "activation": "relu",
                                           "residual": True}, diagnostics={"plots": False}))
     return [client.wait(job["id"], timeout=240) for job in (sigmoid, residual)]
+
+
+@pytest.fixture(scope="module")
+def recurrent_job(server):
+    """Submitted before the two runs above are waited for, so that they share the cores."""
+    return server.client().submit(mlp_spec(
+        data={"name": "adding", "params": {"n": 200, "length": 20}},
+        model={"kind": "rnn", "cell": "vanilla", "hidden": 8}, training={"epochs": 1},
+        analysis={"bptt_norms": True, "max_examples": 32}, diagnostics={"every_steps": 5}))
+
+
+def test_a_recurrent_run_logs_its_gradient_through_time(server, recurrent_job, two_runs):
+    client = server.client()
+    done = client.wait(recurrent_job["id"], timeout=240)
+    assert done["status"] == "succeeded", done["error"]
+    assert 0 < done["result"]["bptt/first_over_last"] < 1
+    mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
+    run_id = done["mlflow_run_id"]
+    assert "bptt_norms.json" in {a.path for a in mlflow.list_artifacts(run_id)}
+    assert "plots/bptt_norms.png" in {a.path for a in mlflow.list_artifacts(run_id, "plots")}
+    path = mlflow.download_artifacts(run_id, "bptt_norms.json", str(server.settings.home_dir))
+    with open(path) as handle:
+        assert len(json.load(handle)["norms"]["20"]["norm"]) == 20
 
 
 def test_the_record_carries_the_verdict_and_the_analyses(server, two_runs):

@@ -3,6 +3,8 @@ retraining on the top inputs, and the submission checks that refuse what cannot 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,16 @@ from workers.loop import Split, Trainer
 from workers.run import prepare
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small nets on a shared 2-core machine train faster on one thread, as the worker runs
+    them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _train(spec: ExperimentSpec, model, objective, splits: dict[str, Split]) -> dict:
@@ -129,6 +141,12 @@ def test_a_pure_noise_feature_ranks_last_and_pruning_keeps_the_accuracy():
     ({"analysis": {"sensitivity": True},
       "data": {"name": "patterns", "params": {"source": "random", "patterns": 3, "size": 16}},
       "model": {"kind": "hopfield"}}, ["analysis", "sensitivity"]),
+    ({"analysis": {"sensitivity": True},
+      "data": {"name": "sine", "params": {"n": 32, "length": 12, "levels": 8}},
+      "model": {"kind": "rnn", "hidden": 4}}, ["analysis", "sensitivity"]),
+    ({"analysis": {"bptt_norms": True, "bptt_steps": [3]},
+      "data": {"name": "adding", "params": {"n": 32, "length": 12}},
+      "model": {"kind": "rnn", "hidden": 4}}, ["analysis", "bptt_steps"]),
 ])
 def test_analyses_that_cannot_run_are_refused_at_submission(overrides, loc):
     body = mlp_spec(**overrides)

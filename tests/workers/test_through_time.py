@@ -1,109 +1,101 @@
-"""Gradients through time through the `states_through_time` hook: a vanilla RNN's gradient
-decays faster with n - k than an LSTM's, truncation cuts it, and steps are checked."""
+"""Gradients through time through the `states_through_time` hook of the sequence families: a
+vanilla RNN's gradient decays faster with n - k than an LSTM's on the same task, truncated
+BPTT cuts it, an autoregressive net's reaches back exactly its receptive field, and the hook
+computes what `forward` computes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import torch
-from torch import nn
 
-from models import build_model
-from models.base import DataShape, LayerwiseModel
-from models.objectives import Objective
 from services.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
 from workers.analysis.bptt import gradient_through_time
+from workers.loop import Split, Trainer
+from workers.run import prepare
 
-T = 20
-
-
-class TinyRecurrent(LayerwiseModel):
-    """A one-layer vanilla RNN or LSTM (torch's own weights, PyTorch's default init; the LSTM
-    with forget bias 1) that answers the hook with its states h[1..T], step by step."""
-
-    def __init__(self, cell: str, *, hidden: int = 16, per_step: bool = False,
-                 truncate: int | None = None):
-        super().__init__()
-        self.lstm = cell == "lstm"
-        self.rnn = (nn.LSTM if self.lstm else nn.RNN)(1, hidden, batch_first=True)
-        if self.lstm:
-            with torch.no_grad():
-                self.rnn.bias_ih_l0[hidden:2 * hidden] = 1.0  # forget gate
-        self.head = nn.Linear(hidden, 2)
-        self.per_step, self.truncate = per_step, truncate
-
-    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        r = self.rnn
-        h = x.new_zeros(len(x), r.hidden_size)  # (B, H)
-        c = h
-        states = []
-        for t in range(x.shape[1]):
-            if self.truncate and t and t % self.truncate == 0:
-                h, c = h.detach(), c.detach()
-            pre = x[:, t] @ r.weight_ih_l0.T + r.bias_ih_l0 + h @ r.weight_hh_l0.T \
-                + r.bias_hh_l0  # (B, G*H)
-            if self.lstm:
-                i, f, g, o = pre.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-            else:
-                h = torch.tanh(pre)
-            states.append(h)
-        out = torch.stack(states, dim=1) if self.per_step else h  # (B, T, H) or (B, H)
-        return self.head(out), states
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)[0]
-
-    def states_through_time(self, x: torch.Tensor):
-        return self._run(x)
+CPU = torch.device("cpu")
+ADDING = {"name": "adding", "params": {"n": 400, "length": 30}}
+SINE = {"name": "sine", "params": {"n": 64, "length": 24}}
 
 
-def _task() -> tuple[torch.Tensor, torch.Tensor]:
-    """Remember the sign of the first input over T steps."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(128, T, 1, generator=g)
-    return x, (x[:, 0, 0] > 0).long()
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small recurrent kernels on a shared 2-core machine run many times faster on one thread,
+    as the worker runs them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _built(data: dict[str, Any], model: dict[str, Any], epochs: int = 0):
+    body = mlp_spec(data=data, optimizer={"name": "adam", "lr": 0.01},
+                    training={"epochs": max(1, epochs), "batch_size": 32})
+    spec = ExperimentSpec.model_validate({**body, "model": model})
+    torch.manual_seed(0)
+    bundle, objective, net = prepare(spec, [], CPU)
+    splits = {name: Split(torch.as_tensor(x), torch.as_tensor(y))
+              for name, (x, y) in bundle.splits().items()}
+    if epochs:
+        Trainer(spec, net, objective, splits, device=CPU).fit()
+    return net, objective, splits["val"].x[:64], splits["val"].y[:64]
 
 
 def test_a_vanilla_rnn_loses_the_gradient_through_time_faster_than_an_lstm():
-    x, y = _task()
-    objective = Objective.resolve("classification")
     decay = {}
     for cell in ("vanilla", "lstm"):
-        torch.manual_seed(0)
-        through = gradient_through_time(TinyRecurrent(cell), objective, x, y)
-        assert through is not None and through.steps == [T]
-        norms = through.norms[T]
-        assert len(norms) == T and all(v > 0 for v in norms)
+        net, objective, x, y = _built(ADDING, {"kind": "rnn", "cell": cell, "hidden": 16},
+                                      epochs=1)
+        through = gradient_through_time(net, objective, x, y)
+        assert through is not None and through.steps == [30]  # many-to-one: the last step
+        assert len(through.norms[30]) == 30 and all(v > 0 for v in through.norms[30])
         decay[cell] = through.decay()
     assert decay["vanilla"]["bptt/first_over_last"] < 1e-2 * decay["lstm"]["bptt/first_over_last"]
-    assert decay["vanilla"]["bptt/decay_per_step"] < decay["lstm"]["bptt/decay_per_step"] < 1
+    assert decay["vanilla"]["bptt/decay_per_step"] < decay["lstm"]["bptt/decay_per_step"]
 
 
-def test_many_to_many_steps_and_truncation():
-    x, _ = _task()
-    y = (x[..., 0] > 0).long()  # (B, T): a target at every step
-    objective = Objective.resolve("classification")
-    torch.manual_seed(0)
-    through = gradient_through_time(TinyRecurrent("lstm", per_step=True), objective, x, y)
-    assert through is not None and through.steps == [T // 2, T]
-    assert len(through.norms[T // 2]) == T // 2
+@pytest.mark.parametrize(("data", "model"), [
+    (ADDING, {"kind": "rnn", "cell": "lstm", "hidden": 8, "layers": 2}),
+    (ADDING, {"kind": "rnn", "cell": "gru", "hidden": 8, "bidirectional": True}),
+    (SINE, {"kind": "rnn", "cell": "vanilla", "hidden": 8, "bptt": 5}),
+    (SINE, {"kind": "autoregressive", "channels": 8, "layers": 2}),
+    (SINE, {"kind": "transformer", "width": 16, "heads": 2, "layers": 1}),
+])
+def test_the_hook_computes_what_forward_computes(data, model):
+    net, _, x, _ = _built(data, model)
+    net.eval()
+    z, states = net.states_through_time(x)
+    assert torch.allclose(z, net(x), atol=1e-5)
+    assert len(states) == x.shape[1] and all(s.shape[0] == len(x) for s in states)
+    assert all(s.requires_grad for s in states)
 
-    truncated = TinyRecurrent("vanilla", per_step=True, truncate=5)
-    through = gradient_through_time(truncated, objective, x, y, [12])
-    assert through is not None
-    # the error at step 12 reaches back to step 11 (the chunk 11..15 starts there), no further
-    assert all(v == 0 for v in through.norms[12][:10]) and through.norms[12][10] > 0
 
+def test_truncation_and_the_receptive_field_bound_the_gradient():
+    net, objective, x, y = _built(SINE, {"kind": "rnn", "cell": "vanilla", "hidden": 8,
+                                         "bptt": 5})
+    through = gradient_through_time(net, objective, x, y, [12])
+    assert through is not None and through.steps == [12]
+    # state detached before steps 6 and 11: the error at step 12 reaches back to step 11 only
+    norms = through.norms[12]
+    assert all(v == 0 for v in norms[:10]) and all(v > 0 for v in norms[10:])
+
+    net, objective, x, y = _built(SINE, {"kind": "autoregressive", "channels": 8, "layers": 2,
+                                         "kernel_size": 2, "dilation_growth": 2})
+    field = 4  # 1 + (2 - 1) * (1 + 2)
+    through = gradient_through_time(net, objective, x, y)
+    assert through is not None and through.steps == [12, 24]  # many-to-many: middle and last
+    norms = through.norms[24]
+    assert all(v == 0 for v in norms[:24 - field]) and all(v > 0 for v in norms[24 - field:])
+
+
+def test_steps_outside_the_outputs_are_refused_and_other_kinds_answer_none():
+    net, objective, x, y = _built(ADDING, {"kind": "rnn", "cell": "gru", "hidden": 8})
     with pytest.raises(ValueError, match="bptt_steps"):
-        gradient_through_time(TinyRecurrent("lstm"), objective, x, y[:, 0], [5])
-
-
-def test_kinds_without_a_state_through_time_answer_none():
-    spec = ExperimentSpec.model_validate(mlp_spec())
-    mlp = build_model(spec.model, DataShape((3,), 2, "classification"))
-    objective = Objective.resolve("classification")
-    x = torch.zeros(4, 3)
+        gradient_through_time(net, objective, x, y, [5])  # many-to-one: only step 30
+    mlp, objective, x, y = _built({"name": "xor"}, {"kind": "mlp", "hidden": [4]})
     assert mlp.states_through_time(x) is None
-    assert gradient_through_time(mlp, objective, x, torch.zeros(4, dtype=torch.long)) is None
+    assert gradient_through_time(mlp, objective, x, y) is None
