@@ -13,7 +13,10 @@ from models.base import DataShape
 from models.objectives import Objective
 from services.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.run import WorkerSettings, run_experiment
+from workers.analysis.fit import fit_curve
+from workers.analysis.plots import fit_plot
+from workers.loop import Split, Trainer
+from workers.run import WorkerSettings, prepare, run_experiment
 
 M = 8
 
@@ -59,8 +62,28 @@ def test_negating_a_tanh_units_in_and_out_weights_leaves_the_loss_unchanged():
     assert _loss(net, x, y) != pytest.approx(before, rel=1e-3)
 
 
+# Each bar is a small share of the target's variance on [-1, 1] (square 0.089, sin 0.5, abs
+# 0.083, sign 1.0); sign's jump is the hardest for 8 smooth units.
+@pytest.mark.parametrize(("fn", "bar"), [("square", 0.01), ("sin", 0.05), ("abs", 0.01),
+                                        ("sign", 0.15)])
+def test_a_few_tanh_units_approximate_each_function(fn, bar):
+    spec = ExperimentSpec.model_validate(mlp_spec(
+        data={"name": "function", "params": {"fn": fn, "n": 256}},
+        model={"hidden": [M], "activation": "tanh"}, optimizer={"name": "adam", "lr": 0.03},
+        training={"epochs": 40, "batch_size": 32}))
+    torch.manual_seed(0)
+    bundle, objective, net = prepare(spec, [], torch.device("cpu"))
+    splits = {name: Split(torch.as_tensor(x), torch.as_tensor(y))
+              for name, (x, y) in bundle.splits().items()}
+    result = Trainer(spec, net, objective, splits, device=torch.device("cpu")).fit()
+    assert result["val/mse"] < bar, result["val/mse"]
+    fit = fit_curve(net, objective, splits["val"].x, splits["val"].y, splits["train"].x)
+    assert fit.hidden is not None and fit.hidden.shape == (len(fit.grid), M)
+    assert fit_plot(fit.x, fit.y, fit.grid, fit.prediction, fit.hidden).axes
+
+
 @pytest.mark.slow
-def test_a_few_tanh_units_fit_the_function_and_the_fit_is_drawn(settings):
+def test_a_run_on_the_function_data_draws_its_fit(settings):
     worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
                             data_roots=settings.data_root_list)
     spec = mlp_spec(data={"name": "function", "params": {"fn": "square", "n": 256}},

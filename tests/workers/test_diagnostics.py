@@ -120,12 +120,12 @@ def test_diagnostics_off_registers_nothing_and_gives_no_diagnosis(settings):
            "activation_stats": False, "plots": False}
     spec = ExperimentSpec.model_validate(mlp_spec(diagnostics=off))
     model = build_model(spec.model, DataShape((64,), 10, "classification"))
-    tracker = SimpleNamespace(sink=ListSink())
+    tracker = SimpleNamespace(sink=ListSink(), log_text=lambda text, path: None)
     diagnostics = Diagnostics(spec, model, tracker, DataShape((64,), 10, "classification"))
     callbacks = diagnostics.attach(_callbacks(spec, model, tracker, lambda u: None),
                                    torch.randn(8, 64))
     names = {type(c).__name__ for c in callbacks}
-    assert not names & {"LayerNormLogger", "ActivationSampler"}
+    assert not names & {"LayerNormLogger", "ActivationSampler", "EpochHistory"}
     assert diagnostics.diagnose() is None
 
     on = ExperimentSpec.model_validate(mlp_spec())

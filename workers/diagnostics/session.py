@@ -40,14 +40,15 @@ class Diagnostics:
     # -- during training -------------------------------------------------------------------
     def attach(self, callbacks: list[Callback], train_x: torch.Tensor) -> list[Callback]:
         """`callbacks` plus the recorders: the norm logger's flushes are kept (its sink is
-        wrapped), the epoch metrics are kept, and activations are sampled when the spec asks
-        and the model has activation modules to sample."""
+        wrapped), the epoch metrics are kept for the plots, and activations are sampled when
+        the spec asks and the model has activation modules to sample. With diagnostics and
+        plots off, nothing is added."""
         for callback in callbacks:
             if isinstance(callback, LayerNormLogger):
                 self.history = NormHistory(callback.sink)
                 callback.sink = cast(MetricSink, self.history)  # a proxy with its interface
         diag = self.spec.diagnostics
-        added: list[Callback] = [self.epochs]
+        added: list[Callback] = [self.epochs] if diag.plots else []
         if diag.activation_stats and activation_modules(self.model):
             self.sampler = ActivationSampler(
                 self.model, train_x[:diag.activation_examples], self.tracker.sink,
