@@ -122,8 +122,9 @@ class DiagnosisThresholds(Strict):
     """When the gradient-flow verdict calls a run vanishing, exploding, dead or saturated."""
 
     vanishing_ratio: float = Field(
-        1e-3, gt=0.0, description="vanishing: the first layer's gradient norm is below this "
-                                  "fraction of the last layer's (median over the run)")
+        1e-3, gt=0.0, lt=1.0, description="vanishing: the first layer's gradient norm is below "
+                                          "this fraction of the last layer's (median over "
+                                          "the run)")
     exploding_ratio: float = Field(
         1e3, gt=1.0, description="exploding: the first layer's gradient norm is above this "
                                  "multiple of the last layer's (median over the run)")
@@ -140,13 +141,6 @@ class DiagnosisThresholds(Strict):
     saturation_derivative: float = Field(
         0.1, gt=0.0, lt=1.0, description="an activation counts as saturated where its "
                                          "derivative is below this fraction of its maximum")
-
-    @model_validator(mode="after")
-    def _ratios_apart(self) -> DiagnosisThresholds:
-        if self.vanishing_ratio >= 1.0:
-            raise ValueError("vanishing_ratio is a fraction of the last layer's gradient norm "
-                             "and must be below 1 (e.g. 1e-3)")
-        return self
 
 
 class DiagnosticsSpec(Strict):
