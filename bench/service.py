@@ -53,6 +53,18 @@ def _plain_seconds() -> float:
     return time.perf_counter() - started
 
 
+def _submit_when_agent_ready(jobs_client: Any, entrypoint: str) -> str:
+    """Ray's job agent comes up some seconds after the dashboard; until then it says so."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return jobs_client.submit_job(entrypoint=entrypoint)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     import ray
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -77,7 +89,7 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
         script.write_text(PLAIN_SCRIPT)
         for _ in range(max(1, jobs // 3)):
             started = time.perf_counter()
-            job = jobs_client.submit_job(entrypoint=f"{sys.executable} {script}")
+            job = _submit_when_agent_ready(jobs_client, f"{sys.executable} {script}")
             while jobs_client.get_job_status(job) not in (JobStatus.SUCCEEDED,
                                                            JobStatus.FAILED):
                 time.sleep(0.01)

@@ -13,6 +13,11 @@ class DenseLayer(nn.Linear):
 
     The skip is the identity when widths match and a learned matrix W^(l-1,l) when they do
     not (or when `weighted_skip` asks for one), so a residual net of any widths can be built.
+
+    Dropout is the lecture's Bernoulli mask m_j on each hidden unit during training, inverted
+    (kept units scaled by 1 / (1 - p)), so at inference the plain unit is already the expected
+    activation. `units(x)` gives the activations f(W x + b) before the mask: what activity
+    penalties and unit statistics look at.
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str, *,
@@ -28,8 +33,12 @@ class DenseLayer(nn.Linear):
         if self.skip_weight is not None:
             nn.init.xavier_normal_(self.skip_weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.activation(super().forward(x))  # (B, out)
+    def units(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(super().forward(x))  # (B, out)
+
+    def forward(self, x: torch.Tensor, units: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer's output; pass `units` when `units(x)` was already computed."""
+        h = self.units(x) if units is None else units  # (B, out)
         if self.dropout is not None:
             h = self.dropout(h)
         if self.residual:

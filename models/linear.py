@@ -35,6 +35,7 @@ class LinearModel(LayerwiseModel):
 
 
 @register_model(LinearConfig, description="Linear, logistic or softmax regression, or the "
-                                          "perceptron (output: hardlimit).")
+                                          "perceptron (output: hardlimit).",
+                supports=frozenset({"input_noise"}))  # no hidden units: no dropout, no activity
 def build_linear(config: LinearConfig, shape: DataShape, dropout: float = 0.0) -> LinearModel:
     return LinearModel(config, shape)

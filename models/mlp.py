@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,9 +45,10 @@ class MLP(LayerwiseModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)  # (B, D)
         hidden = []
-        for layer in self.layers:
-            h = layer(h)  # (B, H_l)
-            hidden.append(h)
+        for layer in cast(list[DenseLayer], self.layers):
+            units = layer.units(h)  # (B, H_l), before the dropout mask
+            hidden.append(units)
+            h = layer(h, units)  # (B, H_l)
         self._hidden = hidden
         return self.output(h)  # (B, out)
 

@@ -68,7 +68,7 @@ class Dispatcher:
         self._last_heartbeat = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-            data_roots=settings.data_root_list))
+            data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s))
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
@@ -162,7 +162,8 @@ class Dispatcher:
     def _launch(self, record: JobRecord, cpus: float, gpus: float) -> None:
         custom = record.spec.get("resources", {}).get("custom") or {}
         ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
-            record.id, record.spec, self._worker_settings, self._board)
+            record.id, record.spec, self._worker_settings, self._board,
+            record.mlflow_run_id if record.attempts > 1 else None)
         self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)
         JOBS_STARTED.labels(job_type=record.job_type).inc()
         DISPATCH_LATENCY.observe(max(0.0, (now() - record.created_at).total_seconds()))

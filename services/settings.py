@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(0.05, gt=0.0)
     max_request_bytes: int = Field(1_000_000, gt=0)
     dispatcher_enabled: bool = True
+    checkpoint_every_s: float = Field(2.0, ge=0, description="least seconds between two "
+                                      "per-epoch checkpoints of a job")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the dispatcher vouches for "
                                                       "the jobs it runs")
     orphan_after_s: float = Field(30.0, gt=0, description="a running job nobody vouched for "

@@ -17,39 +17,19 @@ import torch
 from models import build_model
 from models.base import ModelConfigError
 from models.objectives import Objective, ObjectiveError
-from models.registry import family
+from services.applicability import ForwardFacts, data_errors, declared_errors, model_errors
 from services.spec import ExperimentSpec
+from services.spec_errors import SpecError, SpecInvalid
 from workers.analysis.checks import analysis_problems
 from workers.data import DataBundle, DataError, load_data
 from workers.data.registry import builtin_dataset
+from workers.loop import summarize
+
+__all__ = ["DryRun", "SpecError", "SpecInvalid", "check_experiment"]
 
 DRY_RUN_EXAMPLES = 8
 _CACHE_SIZE = 32
 _data_cache: OrderedDict[str, DataBundle] = OrderedDict()
-
-# Settings a kind must declare in `supports` before they may be switched on.
-_OPTIONAL_SETTINGS = {
-    "dropout": (("regularization", "dropout"), lambda s: s.regularization.dropout > 0),
-    "activity_regularization": (
-        ("regularization", "activity_l1"),
-        lambda s: s.regularization.activity_l1 > 0 or s.regularization.activity_l2 > 0),
-    "input_noise": (("regularization", "input_noise_std"),
-                    lambda s: s.regularization.input_noise_std > 0),
-}
-
-
-@dataclass
-class SpecError:
-    loc: tuple[str | int, ...]
-    msg: str
-
-
-class SpecInvalid(ValueError):
-    """A spec that parses but cannot run; `errors` name each field and the fix."""
-
-    def __init__(self, errors: list[SpecError]):
-        super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
-        self.errors = errors
 
 
 @dataclass
@@ -62,24 +42,32 @@ class DryRun:
 def check_experiment(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
     """Raises SpecInvalid; returns the spec with dataset params filled in, and facts."""
     bundle = _load(spec, data_roots)
-    errors = (_unsupported_settings(spec) + _monitor_errors(spec, bundle)
+    errors = (declared_errors(spec) + data_errors(spec, bundle.x_train, len(bundle.x_val) > 0)
               + _token_noise_errors(spec, bundle))
-    if errors:
-        raise SpecInvalid(errors)
     try:
         objective = Objective.resolve(bundle.task, getattr(spec.model, "output", "auto"),
                                       spec.loss)
         model = build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
     except ObjectiveError as exc:
-        raise SpecInvalid([SpecError(exc.loc, exc.msg)]) from exc
+        raise SpecInvalid([*errors, SpecError(exc.loc, exc.msg)]) from exc
     except ModelConfigError as exc:
-        raise SpecInvalid([SpecError(("model", *exc.loc), exc.msg)]) from exc
-    _forward_one_batch(model, objective, bundle)
-    if problems := analysis_problems(spec, model, bundle.shape(), torch.as_tensor(
-            bundle.x_train[:DRY_RUN_EXAMPLES]), has_val=len(bundle.x_val) > 0):
-        raise SpecInvalid([SpecError(loc, msg) for loc, msg in problems])
+        raise SpecInvalid([*errors, SpecError(("model", *exc.loc), exc.msg)]) from exc
+    facts = _forward_one_batch(spec, model, objective, bundle)
+    errors += model_errors(spec, model, facts)
+    errors += [SpecError(loc, msg) for loc, msg in analysis_problems(
+        spec, model, bundle.shape(), torch.as_tensor(bundle.x_train[:DRY_RUN_EXAMPLES]),
+        has_val=len(bundle.x_val) > 0)]
+    if errors:
+        raise SpecInvalid(_first_per_field(errors))
     return DryRun(_with_dataset_defaults(spec), sum(p.numel() for p in model.parameters()),
                   bundle.task)
+
+
+def _first_per_field(errors: list[SpecError]) -> list[SpecError]:
+    seen: dict[tuple[str | int, ...], SpecError] = {}
+    for error in errors:
+        seen.setdefault(error.loc, error)
+    return list(seen.values())
 
 
 def _with_dataset_defaults(spec: ExperimentSpec) -> ExperimentSpec:
@@ -116,14 +104,6 @@ def _mtime(spec: ExperimentSpec, data_roots: list[str]) -> float | None:
     return max(times) if times else None
 
 
-def _unsupported_settings(spec: ExperimentSpec) -> list[SpecError]:
-    supports = family(spec.model.kind).supports
-    return [SpecError(loc, f"model kind {spec.model.kind!r} does not support {setting}; "
-                           "remove the setting or choose a kind that has it")
-            for setting, (loc, is_on) in _OPTIONAL_SETTINGS.items()
-            if is_on(spec) and setting not in supports]
-
-
 def _token_noise_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]:
     tokens = bool(bundle.extra.get("vocab_size")) and bundle.x_train.ndim == 2  # (N, T) ids
     if spec.regularization.input_noise_std > 0 and tokens:
@@ -133,35 +113,31 @@ def _token_noise_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecEr
     return []
 
 
-def _monitor_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecError]:
-    stopping = spec.regularization.early_stopping
-    if stopping.patience is None:
-        return []
-    if stopping.monitor.startswith("val/") and len(bundle.x_val) == 0:
-        return [SpecError(("regularization", "early_stopping", "monitor"),
-                          f"{stopping.monitor} needs validation data; set data.val_fraction > 0")]
-    logged = {"train/loss", "val/loss"}
-    logged |= ({"train/accuracy", "val/accuracy"} if bundle.task not in ("regression", "sequence")
-               else {"train/mse", "val/mse"})
-    if bundle.task == "recall":  # recall logs both accuracy and mse
-        logged |= {"train/mse", "val/mse"}
-    if bundle.task == "language_model":
-        logged |= {"train/perplexity", "val/perplexity"}
-    if stopping.monitor not in logged:
-        return [SpecError(("regularization", "early_stopping", "monitor"),
-                          f"{stopping.monitor!r} is not logged for this run; "
-                          f"choose one of {sorted(logged)}")]
-    return []
+def _forward_one_batch(spec: ExperimentSpec, model: Any, objective: Objective,
+                       bundle: DataBundle) -> ForwardFacts:
+    """One training step's forward (and backward) on a few examples, as the loop runs it.
 
-
-def _forward_one_batch(model: Any, objective: Objective, bundle: DataBundle) -> None:
+    Returns what the step showed: hidden activations, and the metric keys the loop will log.
+    """
     x = torch.as_tensor(bundle.x_train[:DRY_RUN_EXAMPLES])
     y = torch.as_tensor(bundle.y_train[:DRY_RUN_EXAMPLES])
     try:
-        out = model.training_step(x, y, objective) if model.uses_gradients else None
-        if out is not None:
+        if model.uses_gradients:
+            out = model.training_step(x, y, objective)
             out["loss"].backward()
+        else:
+            with torch.no_grad():
+                out = model.training_step(x, y, objective)
+        sums = objective.metrics(out["output"].detach(), y)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise SpecInvalid([SpecError(("model",), f"the model cannot run on this data "
                                                  f"(input shape {tuple(x.shape[1:])}): {exc}")]
                           ) from exc
+    names = [key.split("/", 1)[1]  # loss, accuracy, ...
+             for key in summarize("train", sums, task=objective.task)]
+    splits = ["train", "val"] if len(bundle.x_val) else ["train"]
+    keys = {f"{split}/{name}" for split in splits for name in names}
+    reg = spec.regularization
+    if model.uses_gradients and (reg.l1 or reg.l2 or reg.activity_l1 or reg.activity_l2):
+        keys.add("train/penalty")
+    return ForwardFacts(has_hidden=bool(model.hidden_activations()), metric_keys=frozenset(keys))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +58,15 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 class CheckpointEveryEpoch(Callback):
-    """Writes the trainer's state after every epoch (metrics of that epoch already logged)."""
+    """Writes the trainer's state at the end of an epoch (its metrics already logged), at
+    most once per `every_s` seconds: epochs of a few milliseconds would otherwise spend more
+    time saving than training. A crash loses at most that much work."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, *, every_s: float = 0.0):
+        self.path, self.every_s = path, every_s
+        self._last = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        save(self.path, trainer.state_dict())
+        if time.monotonic() - self._last >= self.every_s:
+            save(self.path, trainer.state_dict())
+            self._last = time.monotonic()

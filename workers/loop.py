@@ -1,32 +1,38 @@
 """The one training loop every model kind runs through.
 
-Mini-batches from tensors already on the device, the model's `training_step`, penalties,
-backward, clipping, the optimizer, constraints; per epoch the train and validation metrics,
-early stopping and the schedule. Diagnostics and logging hook in through `Callback` events.
+Mini-batches from tensors already on the device, input corruption, the model's
+`training_step`, penalties, backward, clipping, the optimizer, constraints; per epoch the train
+and validation metrics, the schedule and early stopping. Diagnostics, logging and early
+stopping hook in through `Callback` events.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from models.base import LayerwiseModel
+from models.mc_dropout import mc_output
 from models.objectives import Objective
 from models.regularizers import (
     activity_penalty,
-    apply_max_norm,
+    apply_constraints,
+    binary_pivot,
+    bit_flip,
+    constrained_weights,
     gaussian_noise,
     penalized_weights,
     weight_penalty,
 )
 from services.spec import ExperimentSpec
 from workers.callbacks import Callback
+from workers.early_stopping import EarlyStopping
 from workers.optim import build_optimizer, build_schedule
 
 EVAL_CHUNK = 4096
@@ -49,7 +55,8 @@ class Trainer:
     """Trains `model` on `splits["train"]` as the spec says.
 
     Attributes the callbacks read: model, optimizer, step (optimizer steps done), epoch
-    (0-based, current), epochs, device, last_loss (a device tensor).
+    (0-based, current), epochs, device, last_loss (a device tensor). A callback ends training
+    after the current epoch with `request_stop(reason)`.
     """
 
     def __init__(self, spec: ExperimentSpec, model: LayerwiseModel, objective: Objective,
@@ -57,27 +64,88 @@ class Trainer:
                  callbacks: list[Callback] | None = None):
         self.spec, self.model, self.objective, self.splits = spec, model, objective, splits
         self.device = device
-        self.callbacks = callbacks or []
         self.epochs = spec.training.epochs
         self.step = 0
         self.epoch = 0
-        self.reg = spec.regularization
+        self.reg = reg = spec.regularization
         self.optimizer = (build_optimizer(spec.optimizer, list(model.parameters()))
                           if model.uses_gradients and any(True for _ in model.parameters())
                           else None)
         self.schedule = (build_schedule(spec.schedule, self.optimizer, self.epochs)
                          if self.optimizer else None)
-        self._penalized = penalized_weights(model, include_biases=self.reg.penalize_biases)
-        self._has_penalty = (self.reg.l1 > 0 or self.reg.l2 > 0) and bool(self._penalized)
-        self._has_activity = self.reg.activity_l1 > 0 or self.reg.activity_l2 > 0
+        # fp16 gradients underflow without loss scaling; disabled, the scaler is a pass-through.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=(
+            spec.training.precision == "fp16" and self.optimizer is not None))
+        self._penalized = penalized_weights(model, include_biases=reg.penalize_biases)
+        self._has_penalty = (reg.l1 > 0 or reg.l2 > 0) and bool(self._penalized)
+        self._has_activity = reg.activity_l1 > 0 or reg.activity_l2 > 0
+        self._constrained = (constrained_weights(model) if reg.max_norm is not None
+                             or reg.unit_norm or reg.non_neg else [])
+        self._flip_pivot = self._binary_pivot(splits["train"].x)
+        self._mc_samples = (reg.dropout_inference.samples
+                            if reg.dropout_inference.mode == "mc" else 0)
         self._generator = torch.Generator(device="cpu").manual_seed(spec.training.seed)
-        self.best: dict[str, Any] = {}
-        self.stopped_epoch: int | None = None
+        self.early_stopping = (EarlyStopping(reg.early_stopping)
+                               if reg.early_stopping.patience is not None else None)
+        # Early stopping first: it restores the best weights before other callbacks'
+        # on_train_end (final analyses) look at the model.
+        self.callbacks = [*([self.early_stopping] if self.early_stopping else []),
+                          *(callbacks or [])]
+        self.stop_reason: str | None = None
+        self.start_epoch = 0
+        # A NaN or infinite loss is caught within one step. On the CPU reading the flag is a
+        # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
+        self._divergence_every = 1 if device.type == "cpu" else 16
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue as if it had not stopped."""
+        from workers.checkpoints import rng_state
+
+        stopping = self.early_stopping
+        return {
+            "epoch": self.epoch + 1, "step": self.step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+            "scaler": self.scaler.state_dict(), "rng": rng_state(self._generator),
+            "early_stopping": None if stopping is None else {
+                "best_score": stopping.best_score, "best_epoch": stopping.best_epoch,
+                "best_value": stopping.best_value, "best_state": stopping.best_state},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: training resumes at the epoch after it."""
+        from workers.checkpoints import restore_rng
+
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"], self._generator)
+        if self.early_stopping is not None and state["early_stopping"] is not None:
+            for key, value in state["early_stopping"].items():
+                setattr(self.early_stopping, key, value)
+        self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
+
+    def _binary_pivot(self, x: torch.Tensor) -> float | None:
+        if self.reg.input_flip_prob == 0:
+            return None
+        pivot = binary_pivot(x)
+        if pivot is None:
+            raise ValueError("regularization.input_flip_prob needs binary inputs ({0, 1} or "
+                             "{-1, 1})")
+        return pivot
 
     # -- events --------------------------------------------------------------------------
     def _fire(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current epoch (its callbacks still run)."""
+        self.stop_reason = self.stop_reason or reason
 
     # -- training ------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -93,16 +161,17 @@ class Trainer:
         deadline = (time.monotonic() + self.spec.training.max_runtime_s
                     if self.spec.training.max_runtime_s else math.inf)
         metrics: dict[str, float] = {}
-        for epoch in range(self.epochs):
+        for epoch in range(self.start_epoch, self.epochs):
             self.epoch = epoch
             started = time.perf_counter()
             sums = self._train_epoch(train, batch)
             metrics = self._epoch_metrics(sums, time.perf_counter() - started, len(train))
+            if time.monotonic() > deadline:
+                self.request_stop("max_runtime_s")
             self._fire("on_epoch_end", metrics)
             if self.schedule is not None:
                 self.schedule.step()
-            if self._should_stop(metrics) or time.monotonic() > deadline:
-                self.stopped_epoch = self.epoch + 1
+            if self.stop_reason is not None:
                 break
         self._fire("on_train_end")
         return self._final_result(metrics)
@@ -110,18 +179,32 @@ class Trainer:
     def _train_epoch(self, train: Split, batch: int) -> dict[str, torch.Tensor]:
         self.model.train()
         order = torch.randperm(len(train), generator=self._generator).to(self.device)
+        corrupts = self.reg.input_noise_std > 0 or self._flip_pivot is not None
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(train), batch):
             index = order[start:start + batch]
             x, y = train.x[index], train.y[index]
-            if self.reg.input_noise_std > 0:
-                x = gaussian_noise(x, self.reg.input_noise_std)
-            output = self._step(x, y)
-            for key, value in self.objective.metrics(output.detach(), y).items():
+            if corrupts:
+                x = self._corrupt(x)
+            output, penalty = self._step(x, y)
+            metrics = self.objective.metrics(output.detach(), y)
+            if penalty is not None:  # summed per example like the loss: the epoch's mean
+                metrics["penalty"] = penalty * metrics["count"]
+            for key, value in metrics.items():
                 sums[key] = sums[key] + value if key in sums else value
         return sums
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The lecture's input corruption, during training only: bit flips, Gaussian noise."""
+        if self._flip_pivot is not None:
+            x = bit_flip(x, self.reg.input_flip_prob, self._flip_pivot)
+        if self.reg.input_noise_std > 0:
+            x = gaussian_noise(x, self.reg.input_noise_std)
+        return x
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One update. Returns the step's output and its penalty (a device scalar, or None)."""
         if self.optimizer is None:  # Hebbian storage, contrastive divergence, ...
             self._fire("on_before_update")
             with torch.no_grad():
@@ -129,33 +212,43 @@ class Trainer:
             self.last_loss = out["loss"]
             self.step += 1
             self._fire("on_step_end")
-            return out["output"]
+            return out["output"], None
         with self._autocast():
             out = self.model.training_step(x, y, self.objective)
             loss = out["loss"]
-            total = loss + self._penalties()
+            penalty = self._penalties()
+            total = loss if penalty is None else loss + penalty
         self.last_loss = loss.detach()
+        if self.step % self._divergence_every == 0 and not bool(torch.isfinite(self.last_loss)):
+            raise Diverged(f"diverged at step {self.step}: the training loss is "
+                           f"{float(self.last_loss)}; lower optimizer.lr or set "
+                           "training.grad_clip_norm")
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients
         self._fire("on_after_backward")
         self._clip()
         self._fire("on_before_update")
-        self.optimizer.step()
-        if self.reg.max_norm is not None:
-            apply_max_norm(self.model, self.reg.max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self._constrained:
+            apply_constraints(self._constrained, max_norm=self.reg.max_norm,
+                              unit_norm=self.reg.unit_norm, non_neg=self.reg.non_neg)
         self.step += 1
         self._fire("on_step_end")
-        return out["output"]
+        return out["output"], None if penalty is None else penalty.detach()
 
-    def _penalties(self) -> torch.Tensor | float:
-        total: torch.Tensor | float = 0.0
+    def _penalties(self) -> torch.Tensor | None:
+        """Weight and activity penalties of the forward pass that just ran, or None."""
+        total: torch.Tensor | None = None
         if self._has_penalty:
             total = weight_penalty(self._penalized, l1=self.reg.l1, l2=self.reg.l2)
         if self._has_activity:
             hidden = self.model.hidden_activations()
             if hidden:
-                total = total + activity_penalty(hidden, l1=self.reg.activity_l1,
-                                                 l2=self.reg.activity_l2)
+                activity = activity_penalty(hidden, l1=self.reg.activity_l1,
+                                            l2=self.reg.activity_l2)
+                total = activity if total is None else total + activity
         return total
 
     def _clip(self) -> None:
@@ -175,70 +268,79 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, torch.Tensor]:
+        """Metric sums over `split` (device tensors), dropout at its inference rule."""
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
-        for start in range(0, len(split), EVAL_CHUNK):
-            x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
-            for key, value in self.objective.metrics(self.model(x), y).items():
-                sums[key] = sums[key] + value if key in sums else value
+        with self._fixed_masks():
+            for start in range(0, len(split), EVAL_CHUNK):
+                x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
+                z = (mc_output(self.model, x, self.objective, self._mc_samples)
+                     if self._mc_samples else self.model(x))
+                for key, value in self.objective.metrics(z, y).items():
+                    sums[key] = sums[key] + value if key in sums else value
         return sums
 
-    def _summarize(self, prefix: str, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        host = {k: float(v) for k, v in sums.items()}  # one sync per split per epoch
-        count = max(host.pop("count", 1.0), 1.0)
-        out = {f"{prefix}/loss": host["loss"] / count}
-        if "correct" in host:
-            out[f"{prefix}/accuracy"] = host["correct"] / count
-        if "sq_error" in host:
-            out[f"{prefix}/mse"] = host["sq_error"] / count
-        if self.objective.task == "language_model":  # the loss is the mean per-token NLL
-            out[f"{prefix}/perplexity"] = math.exp(min(out[f"{prefix}/loss"], 700.0))
-        return out
+    @contextmanager
+    def _fixed_masks(self) -> Iterator[None]:
+        """MC evaluation draws the same masks every time from its own seed: the same weights
+        give the same validation metrics, and training's random stream is not disturbed."""
+        if not self._mc_samples:
+            yield
+            return
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.spec.training.seed)
+            yield
 
     def _epoch_metrics(self, train_sums: dict[str, torch.Tensor], seconds: float,
                        n_train: int) -> dict[str, float]:
-        metrics = self._summarize("train", train_sums)
+        metrics = summarize("train", train_sums, task=self.objective.task)
         if not math.isfinite(metrics["train/loss"]):
             raise Diverged(f"diverged at step {self.step}: the training loss is "
                            f"{metrics['train/loss']}; lower optimizer.lr or set "
                            "training.grad_clip_norm")
         if "val" in self.splits and len(self.splits["val"]):
-            metrics.update(self._summarize("val", self.evaluate(self.splits["val"])))
+            metrics.update(summarize("val", self.evaluate(self.splits["val"]),
+                                     task=self.objective.task))
         metrics.update(self.model.epoch_metrics())  # what non-gradient kinds measure
         if self.optimizer is not None:
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["throughput/samples_per_s"] = n_train / max(seconds, 1e-9)
         return metrics
 
-    # -- early stopping --------------------------------------------------------------------
-    def _should_stop(self, metrics: dict[str, float]) -> bool:
-        stopping = self.reg.early_stopping
-        value = metrics.get(stopping.monitor)
-        if value is None:
-            return False
-        maximize = stopping.mode == "max" or (stopping.mode == "auto" and "accuracy" in
-                                               stopping.monitor)
-        score = value if maximize else -value
-        if not self.best or score > self.best["score"] + stopping.min_delta:
-            self.best = {"score": score, "epoch": self.epoch + 1, "value": value}
-            if stopping.patience is not None and stopping.restore_best:
-                self.best["state"] = copy.deepcopy(self.model.state_dict())
-            return False
-        return (stopping.patience is not None
-                and self.epoch + 1 - self.best["epoch"] >= stopping.patience)
-
     def _final_result(self, last: dict[str, float]) -> dict[str, Any]:
-        if "state" in self.best:
-            self.model.load_state_dict(self.best["state"])
+        """Final val/test metrics of the model as it ends (the best epoch's weights when early
+        stopping restored them), and how training ended."""
         result: dict[str, Any] = {}
         for name in ("val", "test"):
             if name in self.splits and len(self.splits[name]):
-                result.update(self._summarize(name, self.evaluate(self.splits[name])))
+                result.update(summarize(name, self.evaluate(self.splits[name]),
+                                        task=self.objective.task))
         result["train/loss"] = last.get("train/loss")
         result["epochs_run"] = self.epoch + 1
         result["steps"] = self.step
-        if self.best:
-            result["best_epoch"] = self.best["epoch"]
-        if self.stopped_epoch is not None:
-            result["stopped_epoch"] = self.stopped_epoch
+        if self.early_stopping is not None:
+            result.update(self.early_stopping.facts())
+        if self.stop_reason is not None:
+            result["stopped_epoch"] = self.epoch + 1
+            result["stop_reason"] = self.stop_reason
         return result
+
+
+# Metric sums (from Objective.metrics, plus the loop's "penalty") and the names they get.
+_PER_EXAMPLE = {"loss": "loss", "correct": "accuracy", "sq_error": "mse", "penalty": "penalty"}
+
+
+def summarize(prefix: str, sums: dict[str, torch.Tensor], *, task: str | None = None
+              ) -> dict[str, float]:
+    """Per-example means of an epoch's metric sums, keyed as in MLflow (`train/loss`, ...).
+
+    A language model's loss is the mean per-token NLL, so its perplexity is exp(loss).
+    """
+    host = {k: float(v) for k, v in sums.items()}  # one sync per split per epoch
+    count = max(host.pop("count", 1.0), 1.0)
+    out = {f"{prefix}/{_PER_EXAMPLE.get(key, key)}": value / count
+           for key, value in host.items()}
+    if task == "language_model":
+        out[f"{prefix}/perplexity"] = math.exp(min(out[f"{prefix}/loss"], 700.0))
+    return out

@@ -32,16 +32,20 @@ class ProgressBoard:
 
 
 def progress_board() -> Any:
+    # Detached: a non-detached named actor dies when the dispatcher that created it drops its
+    # handle, and a dispatcher started right after (a restarted service, a second test server)
+    # could get that dying actor from get_if_exists and fail every tick.
     return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE,
-                                 get_if_exists=True).remote()
+                                 get_if_exists=True, lifetime="detached").remote()
 
 
 @ray.remote(max_retries=0)
 def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
-                    board: Any) -> dict[str, Any]:
+                    board: Any, resume_run_id: str | None = None) -> dict[str, Any]:
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
-    result = run_experiment(job_id, spec, WorkerSettings(**settings), report)
+    result = run_experiment(job_id, spec, WorkerSettings(**settings), report,
+                            resume_run_id=resume_run_id)
     result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
     return result

@@ -14,6 +14,7 @@ import torch
 from models import build_model
 from models.objectives import Objective
 from services.spec import ExperimentSpec
+from workers import checkpoints
 from workers.callbacks import (
     Callback,
     EpochArtifactLogger,
@@ -39,6 +40,7 @@ class WorkerSettings:
     tracking_uri: str
     home: str
     data_roots: list[str] = field(default_factory=lambda: ["./data"])
+    checkpoint_every_s: float = 2.0
 
 
 def seed_everything(seed: int) -> None:
@@ -72,11 +74,13 @@ def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
 
 
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
-                   report: Report = lambda update: None) -> dict[str, Any]:
+                   report: Report = lambda update: None, *, resume_run_id: str | None = None
+                   ) -> dict[str, Any]:
     """Train the experiment and record it in MLflow. Returns the final metrics.
 
     `report` receives {"mlflow_run_id", "mlflow_experiment_id"} once the run exists, then
-    {"progress": ...} after every epoch.
+    {"progress": ...} after every epoch. With `resume_run_id` (a retry after a crash), the
+    MLflow run continues and training resumes from the job's last checkpoint, if any.
     """
     spec = ExperimentSpec.model_validate(spec_payload)
     set_threads(spec.resources.cpus)
@@ -85,21 +89,31 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     bundle, objective, model = prepare(spec, settings.data_roots, device)
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
-                               home=settings.home)
+                               home=settings.home, run_id=resume_run_id)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
+    saved = checkpoints.checkpoint_path(settings.home, job_id)
+    state = checkpoints.load(saved) if resume_run_id else None
     try:
         layers = model.layer_names()
         tracker.sink.call_soon(lambda: tracker.log_spec(spec))
         tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
         splits = to_splits(bundle, device)
-        pretrain_steps = model.pretrain(splits["train"].x, splits["train"].y, objective,
-                                        tracker.sink.log)
+        pretrain_steps = 0 if state else model.pretrain(
+            splits["train"].x, splits["train"].y, objective, tracker.sink.log)
         diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
         trainer = Trainer(spec, model, objective, splits, device=device,
-                          callbacks=diagnostics.attach(_callbacks(spec, model, tracker, report),
-                                                       splits["train"].x))
+                          callbacks=diagnostics.attach([
+                              *_callbacks(spec, model, tracker, report),
+                              checkpoints.CheckpointEveryEpoch(
+                                  saved, every_s=settings.checkpoint_every_s)],
+                              splits["train"].x))
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
-        result = trainer.fit()
+        if state:
+            trainer.load_state_dict(state)
+            result_extra = {"resumed_from_epoch": trainer.start_epoch}
+        else:
+            result_extra = {}
+        result = {**trainer.fit(), **result_extra}
         result["param_count"] = sum(p.numel() for p in model.parameters())
         result |= diagnostics.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}, objective, result,
@@ -111,6 +125,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         tracker.finish("FAILED")
         raise
     tracker.finish("FINISHED")
+    saved.unlink(missing_ok=True)
     return result
 
 

@@ -18,6 +18,8 @@ from workers.data.registry import DatasetParams, register_dataset
 class DigitsParams(DatasetParams):
     layout: Literal["flat", "image"] = Field(
         "flat", description="flat: 64 features; image: 1x8x8 arrays for convolutional nets")
+    binarize: bool = Field(False, description="pixels above half intensity 1, others 0: "
+                                              "binary inputs (bit-flip corruption, RBMs)")
 
 
 @register_dataset("digits", DigitsParams,
@@ -25,6 +27,8 @@ class DigitsParams(DatasetParams):
 def digits(p: DigitsParams):
     bunch = skd.load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
+    if p.binarize:
+        x = (x > 0.5).astype(np.float32)
     if p.layout == "image":
         x = x.reshape(-1, 1, 8, 8)
     return x, bunch.target.astype(np.int64), "classification", {"image_shape": [1, 8, 8]}

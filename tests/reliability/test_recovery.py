@@ -1,0 +1,151 @@
+"""Nothing lost, nothing run twice: a killed Ray worker and a killed service, for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from api.client import LayerwiseClient
+from services.settings import Settings
+from tests.utils.server import ServerThread, free_port
+from tests.utils.specs import mlp_spec
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
+LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 15, "batch_size": 32})
+
+
+def _wait_for_epoch(client: LayerwiseClient, job_id: str, epoch: int, timeout: float = 180
+                    ) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = client.get(job_id)
+        if record["status"] == "running" and record["progress"]["epoch"] >= epoch:
+            return record
+        assert record["status"] in ("queued", "running"), record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach epoch {epoch}")
+
+
+def _task_workers() -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "experiment_task" in cmdline and "ray::" in cmdline:
+            found.append(process)
+    return found
+
+
+@pytest.fixture(scope="module")
+def retrying(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[ServerThread]:
+    home: Path = tmp_path_factory.mktemp("retry")
+    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
+                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
+                        admin_tokens=None, checkpoint_every_s=0)
+    with ServerThread(settings) as server:
+        yield server
+
+
+def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(retrying):
+    client = retrying.client()
+    job = client.submit(LONG)
+    running = _wait_for_epoch(client, job["id"], 3)
+    workers = _task_workers()
+    assert workers, "no Ray worker is running the task"
+    for worker in workers:
+        worker.send_signal(signal.SIGKILL)
+    done = client.wait(job["id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+    assert done["result"]["resumed_from_epoch"] >= 3
+    assert done["mlflow_run_id"] == running["mlflow_run_id"]
+    run = MlflowClient(tracking_uri=retrying.settings.tracking_uri).get_run(
+        done["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+
+
+def _serve(home: Path, port: int, database_url: str | None) -> subprocess.Popen:
+    env = {**os.environ, "LAYERWISE_HOME": str(home), "LAYERWISE_RAY_NUM_CPUS": "1",
+           "LAYERWISE_ORPHAN_AFTER_S": "2", "LAYERWISE_HEARTBEAT_S": "0.5",
+           "LAYERWISE_CHECKPOINT_EVERY_S": "0", "COLUMNS": "200"}
+    env.pop("RAY_ADDRESS", None)
+    if database_url:
+        env["LAYERWISE_DATABASE_URL"] = database_url
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+                            cwd=home.parent, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _ready(client: LayerwiseClient, service: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    while not client.ready():
+        assert service.poll() is None, "the service exited"
+        assert time.monotonic() < deadline, "the service did not become ready"
+        time.sleep(0.3)
+
+
+def _kill_group(service: subprocess.Popen) -> None:
+    try:
+        os.killpg(service.pid, signal.SIGKILL)  # the service and the Ray it started
+    except ProcessLookupError:
+        return
+    service.wait(timeout=60)
+
+
+def _backends() -> list:
+    marks = pytest.mark.skipif(POSTGRES_URL is None,
+                               reason="LAYERWISE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    return ["sqlite", pytest.param("postgres", marks=[marks, pytest.mark.postgres])]
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_a_killed_service_recovers_every_job_exactly_once(backend, tmp_path):
+    database_url = None
+    if backend == "postgres":
+        from sqlalchemy import create_engine
+
+        from services.db import Base
+        engine = create_engine(POSTGRES_URL)
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+        database_url = POSTGRES_URL
+    home = tmp_path / "home"
+    port = free_port()
+    client = LayerwiseClient(f"http://127.0.0.1:{port}")
+    service = _serve(home, port, database_url)
+    try:
+        _ready(client, service)
+        long_job = client.submit(LONG)
+        queued = [client.submit(mlp_spec(name=f"queued-{i}")) for i in range(2)]
+        running = _wait_for_epoch(client, long_job["id"], 3)
+        assert all(client.get(j["id"])["status"] == "queued" for j in queued)
+        _kill_group(service)  # SIGKILL: no shutdown code runs
+
+        service = _serve(home, port, database_url)
+        _ready(client, service)
+        finals = {j["id"]: client.wait(j["id"], timeout=300) for j in [long_job, *queued]}
+    finally:
+        _kill_group(service)
+    resumed = finals[long_job["id"]]
+    assert resumed["status"] == "succeeded", resumed["error"]
+    assert resumed["attempts"] == 2 and resumed["result"]["resumed_from_epoch"] >= 3
+    assert resumed["mlflow_run_id"] == running["mlflow_run_id"]
+    for job in queued:
+        assert finals[job["id"]]["status"] == "succeeded"
+        assert finals[job["id"]]["attempts"] == 1
+    mlflow = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    for job_id, record in finals.items():
+        runs = mlflow.search_runs([record["mlflow_experiment_id"]],
+                                  filter_string=f"tags.`layerwise.job_id` = '{job_id}'")
+        assert [r.info.run_id for r in runs] == [record["mlflow_run_id"]]
+        assert runs[0].info.status == "FINISHED"
