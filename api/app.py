@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from api.auth import TokenTable
 from api.errors import install_error_handlers, problem
-from api.routes import catalog, experiments, health, sweeps
+from api.routes import catalog, compare, experiments, health, sweeps
 from services.dispatcher import Dispatcher
 from services.observability import API_LATENCY, configure_logging
 from services.settings import Settings
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
                            str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
-    for module in (experiments, sweeps, catalog, health):
+    for module in (experiments, sweeps, catalog, health, compare):
         app.include_router(module.router)
     configure_logging()
     return app

@@ -1,5 +1,5 @@
 """The `layerwise` command: serve, dispatcher, submit, status, list, cancel, sweep, sweeps,
-sweep-status, sweep-cancel, catalog, ui."""
+sweep-status, sweep-cancel, catalog, ui, compare."""
 
 from __future__ import annotations
 
@@ -110,6 +110,8 @@ def _show_outcome(record: dict[str, Any]) -> None:
     for key, value in sorted((record.get("result") or {}).items()):
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+    if record.get("diagnosis"):
+        console.print(f"diagnosis: [bold]{record['diagnosis']['verdict']}[/bold]")
     if record.get("mlflow_run_id"):
         ui = os.environ.get("LAYERWISE_MLFLOW_UI_URL", "http://127.0.0.1:5000")
         console.print(f"MLflow run: {ui}/#/experiments/{record['mlflow_experiment_id']}"
@@ -294,6 +296,36 @@ def ui(port: int = 5000, host: str = "127.0.0.1") -> None:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
                settings.tracking_uri, "--host", host, "--port", str(port), "--workers", "1"]
     raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def compare(job_ids: Annotated[list[str], typer.Argument(help="two or more job ids")],
+            metric: Annotated[str, typer.Option(help="grad_norm, update_norm or weight_norm")
+                              ] = "grad_norm",
+            out: Annotated[str, typer.Option(help="where to save the figure (PNG)")
+                           ] = "compare.png",
+            url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Several runs' per-layer curves side by side: a table here, a figure in --out."""
+    with _client(url, token) as client:
+        try:
+            table = client.compare(job_ids, metric=metric)
+            png = client.compare_png(job_ids, metric=metric)
+        except LayerwiseError as exc:
+            _fail(exc)
+    layers = list(dict.fromkeys(s["layer"] for run in table["runs"] for s in run["layers"]))
+    view = Table("run", "kind", "verdict", "first/last", *layers)
+    for run in table["runs"]:
+        medians = {s["layer"]: s["median"] for s in run["layers"]}
+        ratio = run["first_last_ratio"]
+        view.add_row(run["name"] or run["id"][:8], run["model_kind"], run["verdict"] or "",
+                     f"{ratio:.2e}" if ratio is not None else "",
+                     *[f"{medians[layer]:.2e}" if medians.get(layer) is not None else ""
+                       for layer in layers])
+    console.print(f"median {metric} per layer")
+    console.print(view)
+    with open(out, "wb") as handle:
+        handle.write(png)
+    console.print(f"figure: {out}")
 
 
 if __name__ == "__main__":

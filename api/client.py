@@ -111,6 +111,19 @@ class LayerwiseClient:
         return self._poll(self.get_sweep, sweep_id, timeout=timeout, poll_s=poll_s,
                           on_update=on_update, command="sweep-status")
 
+    def compare(self, job_ids: list[str], *, metric: str = "grad_norm") -> dict[str, Any]:
+        """The per-layer comparison table of several runs."""
+        return self._call("GET", "/v1/compare", params={"ids": ",".join(job_ids),
+                                                        "metric": metric})
+
+    def compare_png(self, job_ids: list[str], *, metric: str = "grad_norm") -> bytes:
+        """The runs' per-layer curves side by side, as a PNG."""
+        response = self._http.get("/v1/compare", params={"ids": ",".join(job_ids),
+                                                         "metric": metric, "format": "png"})
+        if response.status_code >= 400:
+            raise LayerwiseError(response.status_code, response.json())
+        return response.content
+
     def catalog(self) -> dict[str, Any]:
         return self._call("GET", "/v1/catalog")
 

@@ -77,10 +77,23 @@ class Autoregressive(SequenceModel):
         self._hidden: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, None)
+
+    def states_through_time(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """h[k] (B, C), the input projection at step k that the dilated stack reads: the error
+        at step n reaches back only as far as the receptive field."""
+        states: list[torch.Tensor] = []
+        return self._forward(x, states), states
+
+    def _forward(self, x: torch.Tensor, states: list[torch.Tensor] | None) -> torch.Tensor:
         seq = self.inputs(x)
         if self.embedding is not None:
             seq = self.embedding(seq)  # (B, T, E)
         h = self.input(seq.transpose(1, 2))  # (B, C, T)
+        if states is not None:  # every step its own tensor, the stack rebuilt from them
+            states += h.unbind(dim=2)  # T x (B, C)
+            h = torch.stack(states, dim=2)  # (B, C, T)
         hidden = []
         for layer in self.layers:
             out = self.activation(layer(h))  # (B, C, T)

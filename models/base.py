@@ -98,6 +98,18 @@ class LayerwiseModel(nn.Module):
         language model's generated sample, for example. None by default."""
         return {}
 
+    def states_through_time(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """A forward pass of `x` that also hands out the hidden state of every time step, for
+        the gradient through time (the lecture's "issues with RNNs").
+
+        Returns (z, [h[1], ..., h[T]]): `z` as `forward` returns it, each h[k] (B, H) a tensor
+        of the graph that produced `z` and that later steps are computed from, so that
+        dJ_n/dh[k] = autograd.grad(J_n, h[k]) is the whole derivative through time. None (the
+        default) for kinds that have no state through time.
+        """
+        return None
+
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters grouped by layer, keyed by module path, ordered input to output.
 

@@ -93,6 +93,23 @@ class RecurrentCell(nn.Module):
             outputs.append(out)
         return torch.cat(outputs, dim=1), state  # (B, T, H)
 
+    def step_outputs(self, x: torch.Tensor, *, truncate: int | None = None
+                     ) -> list[torch.Tensor]:
+        """The outputs z[1], ..., z[T] (B, H) of `forward`, by the step loop (never the fused
+        kernel): each is a tensor the later steps are computed from, so the gradient through
+        time can be taken with respect to it. Truncation detaches the state as `forward`
+        does."""
+        state = self.initial_state(x.shape[0], x)
+        weight, bias, recurrent = self._weights()
+        projected = x @ weight.T + bias  # (B, T, G*H)
+        outputs = []
+        for n in range(x.shape[1]):
+            if truncate and n and n % truncate == 0:
+                state = tuple(s.detach() for s in state)
+            z, state = self.step(projected[:, n], state, recurrent)  # (B, H)
+            outputs.append(z)
+        return outputs
+
     def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.use_fused and self.fused_kind is not None:
             return self._run_fused(x, state)

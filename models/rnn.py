@@ -20,7 +20,13 @@ from torch import nn
 from models.base import DataShape, ModelConfigError
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
-from models.recurrent_cells import CellName, LSTMVariant, make_cell, set_forget_bias
+from models.recurrent_cells import (
+    CellName,
+    LSTMVariant,
+    RecurrentCell,
+    make_cell,
+    set_forget_bias,
+)
 from models.registry import register_model
 from models.sequence_base import SequenceData, SequenceModel, require_causal, resolve_many_to_one
 
@@ -88,6 +94,17 @@ class RNN(SequenceModel):
         self._hidden: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, None)
+
+    def states_through_time(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last recurrent layer's outputs z[1..T], by its step loop (of a bidirectional
+        layer, the forward cell's)."""
+        states: list[torch.Tensor] = []
+        return self._forward(x, states), states
+
+    def _forward(self, x: torch.Tensor, states: list[torch.Tensor] | None) -> torch.Tensor:
+        """`states`: when given, the last layer runs step by step and its outputs land here."""
         seq = self.inputs(x)
         if self.embedding is not None:
             seq = self.embedding(seq)  # (B, T, E)
@@ -95,7 +112,9 @@ class RNN(SequenceModel):
         for index, layer in enumerate(self.rnn):
             if index and self.dropout is not None:
                 seq = self.dropout(seq)  # between stacked layers, as in torch
-            if isinstance(layer, Bidirectional):
+            if states is not None and index == len(self.rnn) - 1:
+                seq = self._stepped(layer, seq, states)  # (B, T, H) or (B, T, 2H)
+            elif isinstance(layer, Bidirectional):
                 seq = layer(seq, truncate=self.config.bptt)  # (B, T, 2H)
             else:
                 seq, _ = layer(seq, truncate=self.config.bptt)  # (B, T, H)
@@ -111,6 +130,17 @@ class RNN(SequenceModel):
 
     def hidden_activations(self) -> list[torch.Tensor]:
         return self._hidden
+
+    def _stepped(self, layer: nn.Module, seq: torch.Tensor, states: list[torch.Tensor]
+                 ) -> torch.Tensor:
+        cell = layer.fwd if isinstance(layer, Bidirectional) else layer
+        assert isinstance(cell, RecurrentCell), "every recurrent layer is a RecurrentCell"
+        states += cell.step_outputs(seq, truncate=self.config.bptt)
+        ahead = torch.stack(states, dim=1)  # (B, T, H)
+        if not isinstance(layer, Bidirectional):
+            return ahead
+        behind, _ = layer.bwd(seq.flip(1), truncate=self.config.bptt)  # reversed time
+        return torch.cat([ahead, behind.flip(1)], dim=-1)  # (B, T, 2H)
 
 
 def _check(config: RNNConfig, data: SequenceData) -> None:

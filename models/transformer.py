@@ -144,6 +144,15 @@ class Transformer(SequenceModel):
         self._hidden: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, None)
+
+    def states_through_time(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """h[k] (B, M), step k's embedding plus position, that the attention blocks read."""
+        states: list[torch.Tensor] = []
+        return self._forward(x, states), states
+
+    def _forward(self, x: torch.Tensor, states: list[torch.Tensor] | None) -> torch.Tensor:
         x = self.inputs(x)
         steps = x.shape[1]
         assert steps <= self.data.length, f"at most {self.data.length} steps, got {steps}"
@@ -153,6 +162,9 @@ class Transformer(SequenceModel):
         else:
             h = h + self.position_table[:steps]
         h = self.embed_dropout(h)
+        if states is not None:  # every step its own tensor, the sequence rebuilt from them
+            states += h.unbind(dim=1)  # T x (B, M)
+            h = torch.stack(states, dim=1)  # (B, T, M)
         allowed = self.allowed[:steps, :steps]
         hidden = []
         for block in self.blocks:

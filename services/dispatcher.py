@@ -262,7 +262,7 @@ class Dispatcher:
             self._record_sweep(job_id, result)
             return
         self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
-                     param_count=result.get("param_count"))
+                     param_count=result.get("param_count"), diagnosis=result.get("diagnosis"))
 
     def _record_sweep(self, job_id: str, summary: dict[str, Any]) -> None:
         rows = {row["trial_id"]: row for row in summary.pop("trials", [])}
@@ -353,4 +353,4 @@ class Dispatcher:
 
 
 def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k != "param_count"}
+    return {k: v for k, v in result.items() if k not in ("param_count", "diagnosis")}

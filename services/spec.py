@@ -171,25 +171,73 @@ class TrainingSpec(Strict):
         return self
 
 
+class DiagnosisThresholds(Strict):
+    """When the gradient-flow verdict calls a run vanishing, exploding, dead or saturated."""
+
+    vanishing_ratio: float = Field(
+        1e-3, gt=0.0, lt=1.0, description="vanishing: the first layer's gradient norm is below "
+                                          "this fraction of the last layer's (median over "
+                                          "the run)")
+    exploding_ratio: float = Field(
+        1e3, gt=1.0, description="exploding: the first layer's gradient norm is above this "
+                                 "multiple of the last layer's (median over the run)")
+    exploding_growth: float = Field(
+        1e3, gt=1.0, description="exploding: grad_norm/total rises to this multiple of its "
+                                 "median over the first tenth of the run")
+    dead_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="dead_units: more than this fraction of ReLU units "
+                                         "output 0 for every sampled example")
+    saturated_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="saturated: more than this fraction of sigmoid, tanh, "
+                                         "arctan or step activations sit where the derivative "
+                                         "is nearly 0")
+    saturation_derivative: float = Field(
+        0.1, gt=0.0, lt=1.0, description="an activation counts as saturated where its "
+                                         "derivative is below this fraction of its maximum")
+
+
 class DiagnosticsSpec(Strict):
     every_steps: int = Field(1, ge=1, description="log per-layer norms every this many steps")
     grad_norms: bool = True
     update_norms: bool = True
     weight_norms: bool = True
-    activation_stats: bool = True
+    activation_stats: bool = Field(True, description="sample dead and saturated units of "
+                                                     "every activation layer now and then")
+    activation_every_steps: int = Field(100, ge=1, description="activation statistics every "
+                                                               "this many steps (and at the "
+                                                               "start and end)")
+    activation_examples: int = Field(256, ge=1, le=100_000, description="training examples "
+                                                                        "the statistics see")
+    plots: bool = Field(True, description="draw plots/*.png after training (costs a few "
+                                          "tenths of a second per run)")
+    thresholds: DiagnosisThresholds = Field(default_factory=DiagnosisThresholds)
 
 
 class AdversarialSpec(Strict):
-    fgsm_eps: list[float] = Field(default_factory=list)
-    deepfool: bool = False
-    max_examples: int = Field(256, ge=1)
+    fgsm_eps: list[Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
+        default_factory=list, max_length=100,
+        description="fast gradient sign: the accuracy at each of these L-infinity budgets")
+    deepfool: bool = Field(False, description="DeepFool: the smallest L2 perturbation that "
+                                              "flips each correctly classified example")
+    deepfool_max_iter: int = Field(50, ge=1, le=1000)
+    deepfool_overshoot: float = Field(0.02, ge=0.0, le=1.0)
+    max_examples: int = Field(256, ge=1, le=100_000, description="validation examples attacked")
 
 
 class AnalysisSpec(Strict):
-    sensitivity: bool = False
-    prune_top_k: int | None = Field(None, ge=1)
+    sensitivity: bool = Field(False, description="rank inputs by mean |dJ/dx| over validation "
+                                                 "examples (a saliency map for images)")
+    prune_top_k: int | None = Field(None, ge=1, description="retrain on the k most influential "
+                                                            "inputs and report the change")
+    max_examples: int = Field(512, ge=1, le=100_000, description="validation examples the "
+                                                                 "sensitivity and gradient "
+                                                                 "through time average over")
     adversarial: AdversarialSpec = Field(default_factory=AdversarialSpec)
-    bptt_norms: bool = False
+    bptt_norms: bool = Field(False, description="recurrent and autoregressive nets: "
+                                                "|dJ_n/dh[k]| for k = n, ..., 1")
+    bptt_steps: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, max_length=16,
+        description="the steps n (1-based) to measure from; empty: the last and the middle step")
 
 
 class ResourcesSpec(Strict):

@@ -20,6 +20,7 @@ from models.objectives import Objective, ObjectiveError
 from services.applicability import ForwardFacts, data_errors, declared_errors, model_errors
 from services.spec import ExperimentSpec
 from services.spec_errors import SpecError, SpecInvalid
+from workers.analysis.checks import analysis_problems
 from workers.data import DataBundle, DataError, load_data
 from workers.data.registry import builtin_dataset
 from workers.loop import summarize
@@ -53,6 +54,9 @@ def check_experiment(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
         raise SpecInvalid([*errors, SpecError(("model", *exc.loc), exc.msg)]) from exc
     facts = _forward_one_batch(spec, model, objective, bundle)
     errors += model_errors(spec, model, facts)
+    errors += [SpecError(loc, msg) for loc, msg in analysis_problems(
+        spec, model, bundle.shape(), torch.as_tensor(bundle.x_train[:DRY_RUN_EXAMPLES]),
+        has_val=len(bundle.x_val) > 0)]
     if errors:
         raise SpecInvalid(_first_per_field(errors))
     return DryRun(_with_dataset_defaults(spec), sum(p.numel() for p in model.parameters()),

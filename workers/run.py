@@ -25,6 +25,7 @@ from workers.callbacks import (
     ProgressReporter,
 )
 from workers.data import DataBundle, load_data
+from workers.diagnostics import Diagnostics
 from workers.loop import Split, Trainer
 from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
@@ -139,9 +140,14 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         splits = to_splits(bundle, device)
         pretrain_steps = 0 if state else model.pretrain(
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
-        trainer = Trainer(spec, model, objective, splits, device=device, callbacks=[
-            *_callbacks(spec, model, tracker, report), *options.callbacks(tracker),
-            checkpoints.CheckpointEveryEpoch(saved, every_s=settings.checkpoint_every_s)])
+        diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
+        trainer = Trainer(spec, model, objective, splits, device=device,
+                          callbacks=diagnostics.attach([
+                              *_callbacks(spec, model, tracker, report),
+                              *options.callbacks(tracker),
+                              checkpoints.CheckpointEveryEpoch(
+                                  saved, every_s=settings.checkpoint_every_s)],
+                              splits["train"].x))
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         extra: dict[str, Any] = {}
         if state:
@@ -151,6 +157,9 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             options.before_fit(trainer)
         result = {**trainer.fit(), **extra}
         result["param_count"] = sum(p.numel() for p in model.parameters())
+        result |= diagnostics.after_training(
+            {name: (split.x, split.y) for name, split in splits.items()}, objective, result,
+            step=max(0, trainer.step - 1), device=device)
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
         options.log_model(tracker, model)

@@ -1,0 +1,59 @@
+"""/v1/compare: several runs' per-layer curves side by side, as one table or one figure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from mlflow.tracking import MlflowClient
+
+from api.deps import PrincipalDep, SettingsDep, StoreDep, visible_job
+from services.comparison import Comparison, NormName, layer_curves, run_layers, summarize
+
+router = APIRouter(prefix="/v1", tags=["compare"])
+
+MAX_RUNS = 8
+
+
+@router.get("/compare", response_model=Comparison,
+            responses={200: {"content": {"image/png": {}},
+                             "description": "the table (JSON), or with format=png the figure"}})
+def compare(store: StoreDep, settings: SettingsDep, principal: PrincipalDep,
+            ids: Annotated[list[str], Query(description="job ids, repeated or comma-separated")],
+            metric: NormName = "grad_norm",
+            format: Literal["json", "png"] = "json") -> Comparison | Response:
+    """Per-layer `metric` curves of each run: a table of per-layer medians and last values
+    with each run's verdict and final metrics, or (format=png) one panel per run, side by
+    side on a shared log scale."""
+    job_ids = [part for value in ids for part in value.split(",") if part]
+    if not 1 <= len(job_ids) <= MAX_RUNS or len(set(job_ids)) != len(job_ids):
+        raise HTTPException(422, f"ids: give 1 to {MAX_RUNS} different job ids, e.g. "
+                                 "?ids=ID1,ID2")
+    records = [visible_job(job_id, store, principal) for job_id in job_ids]
+    for record in records:
+        if record.mlflow_run_id is None:
+            raise HTTPException(409, f"job {record.id} has no MLflow run yet (status "
+                                     f"{record.status}); compare it once it has started")
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    rows, curves = [], []
+    for record in records:
+        assert record.mlflow_run_id is not None
+        layers = run_layers(client, record)
+        steps, values = layer_curves(client, record.mlflow_run_id, metric, layers)
+        rows.append(summarize(record, layers, values))
+        curves.append((record, layers, steps, values))
+    if format == "json":
+        return Comparison(metric=metric, runs=rows)
+    from workers.plots import RunCurves, compare_runs, png_bytes  # matplotlib: only here
+
+    figure = compare_runs([RunCurves(_title(record.name, record.id, row.verdict), layers,
+                                     steps, values)
+                           for (record, layers, steps, values), row in zip(curves, rows,
+                                                                           strict=True)],
+                          metric)
+    return Response(png_bytes(figure), media_type="image/png")
+
+
+def _title(name: str | None, job_id: str, verdict: str | None) -> str:
+    label = name or job_id[:8]
+    return f"{label} ({verdict})" if verdict else label

@@ -1,0 +1,84 @@
+"""Several runs' per-layer curves, read back from MLflow, for side-by-side comparison."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any, Literal
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
+
+from services.store import JobRecord
+
+NormName = Literal["grad_norm", "update_norm", "weight_norm"]
+
+
+class LayerSummary(BaseModel):
+    layer: str
+    median: float | None
+    last: float | None
+
+
+class RunComparison(BaseModel):
+    """One run's row of the comparison table."""
+
+    id: str
+    name: str | None
+    status: str
+    model_kind: str
+    verdict: str | None
+    first_last_ratio: float | None  # median over steps of first layer / last layer
+    layers: list[LayerSummary]
+    result: dict[str, Any]
+
+
+class Comparison(BaseModel):
+    metric: NormName
+    runs: list[RunComparison]
+
+
+def run_layers(client: MlflowClient, record: JobRecord) -> list[str]:
+    """Layer names, input to output: from the diagnosis, else the run's `layers.json`."""
+    if record.diagnosis and record.diagnosis.get("layers"):
+        return list(record.diagnosis["layers"])
+    assert record.mlflow_run_id is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(record.mlflow_run_id, "layers.json", tmp)
+        with open(path) as handle:
+            return list(json.load(handle))
+
+
+def layer_curves(client: MlflowClient, run_id: str, metric: str, layers: list[str]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (S,), values (S, L)) of `metric/<layer>` for each layer; NaN where a layer has
+    no value at a step."""
+    histories = [{m.step: m.value for m in client.get_metric_history(run_id, f"{metric}/{layer}")}
+                 for layer in layers]
+    steps = np.array(sorted({step for history in histories for step in history}), dtype=int)
+    values = np.array([[history.get(int(step), np.nan) for history in histories]
+                       for step in steps]).reshape(len(steps), len(layers))
+    return steps, values
+
+
+def summarize(record: JobRecord, layers: list[str], values: np.ndarray) -> RunComparison:
+    def stat(column: np.ndarray, last: bool) -> float | None:
+        finite = column[np.isfinite(column)]
+        if not finite.size:
+            return None
+        return float(finite[-1] if last else np.median(finite))
+
+    ratio = None
+    if values.size and len(layers) > 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = values[:, 0] / values[:, -1]
+        finite = ratios[np.isfinite(ratios)]
+        ratio = float(np.median(finite)) if finite.size else None
+    return RunComparison(
+        id=record.id, name=record.name, status=record.status,
+        model_kind=str(record.spec.get("model", {}).get("kind", "")),
+        verdict=(record.diagnosis or {}).get("verdict"), first_last_ratio=ratio,
+        layers=[LayerSummary(layer=layer, median=stat(values[:, i], False),
+                             last=stat(values[:, i], True)) for i, layer in enumerate(layers)],
+        result=record.result or {})

@@ -1,0 +1,83 @@
+"""Host copies of what a run logs, kept for the verdict and the plots at the end.
+
+The per-layer norms are recorded where they already reach the host: `NormHistory` sits
+between `LayerNormLogger` and the metric sink and keeps each flushed block as a numpy array,
+so recording adds no device work and no host synchronization to a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workers.callbacks import Callback
+
+if TYPE_CHECKING:
+    from workers.loop import Trainer
+
+
+class NormHistory:
+    """A metric sink proxy: forwards everything, and keeps the rows of `log_rows` calls whose
+    keys are per-layer norms (`grad_norm/...`, `update_norm/...`, `weight_norm/...`)."""
+
+    PREFIXES = ("grad_norm/", "update_norm/", "weight_norm/")
+
+    def __init__(self, sink: Any):
+        self._sink = sink
+        self.keys: list[str] = []
+        self._blocks: list[np.ndarray] = []
+        self._steps: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:  # log, call_soon, close, ...: the sink's own
+        return getattr(self._sink, name)
+
+    def log_rows(self, keys: list[str], rows: Iterable[Iterable[float]], steps: list[int],
+                 timestamps_ms: list[int]) -> None:
+        rows = list(rows)
+        self._sink.log_rows(keys, rows, steps, timestamps_ms)
+        if not rows or not all(key.startswith(self.PREFIXES) for key in keys):
+            return
+        if self.keys and keys != self.keys:
+            raise ValueError("one NormHistory records one probe's keys")
+        self.keys = list(keys)
+        self._blocks.append(np.asarray(rows, dtype=np.float64))  # (S, K)
+        self._steps.append(np.asarray(steps, dtype=np.int64))
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.concatenate(self._steps) if self._steps else np.zeros(0, dtype=np.int64)
+
+    def values(self) -> np.ndarray:
+        """(S, K): one row per logged step, columns in the order of `keys`."""
+        if not self._blocks:
+            return np.zeros((0, len(self.keys)))
+        return np.concatenate(self._blocks)
+
+    def series(self, prefix: str, layers: list[str]) -> np.ndarray | None:
+        """(S, L): `prefix/<layer>` for each layer, or None when that norm was not logged."""
+        index = {key: i for i, key in enumerate(self.keys)}
+        wanted = [f"{prefix}/{layer}" for layer in layers]
+        if not layers or any(key not in index for key in wanted):
+            return None
+        return self.values()[:, [index[key] for key in wanted]]
+
+    def column(self, key: str) -> np.ndarray | None:
+        return self.values()[:, self.keys.index(key)] if key in self.keys else None
+
+
+class EpochHistory(Callback):
+    """The epoch metrics (train/, val/, ...) as the loop computed them, with their step."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.metrics: list[dict[str, float]] = []
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.steps.append(max(0, trainer.step - 1))
+        self.metrics.append(dict(metrics))
+
+    def curve(self, key: str) -> tuple[list[int], list[float]]:
+        points = [(s, m[key]) for s, m in zip(self.steps, self.metrics, strict=True) if key in m]
+        return [s for s, _ in points], [v for _, v in points]

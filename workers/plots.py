@@ -1,0 +1,186 @@
+"""Figures of a run's training: gradient norms layer by step, update norms, loss and accuracy,
+activation statistics; and several runs' per-layer curves side by side.
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, so
+the API can draw in its request threads). Layers are coloured input (dark) to output
+(light), so the depth order reads at a glance.
+
+The plots of every run are drawn at the end of each job, so they are kept cheap: fixed
+margins instead of a layout engine, and log10 of the values on a linear axis instead of a log
+axis (whose tick labels are typeset as math), which together cost about a third as much.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # workers and the API have no display
+
+import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+MAX_COLUMNS = 400  # heatmap columns: longer runs are binned, each bin its geometric mean
+DPI = 80
+
+
+def run_figure(panels: int, width: float = 5.5, height: float = 3.6) -> tuple[Figure, np.ndarray]:
+    """A figure of `panels` axes side by side, with fixed margins (no layout engine)."""
+    figure = Figure(figsize=(width * panels, height), dpi=DPI)
+    axes = np.atleast_1d(figure.subplots(1, panels))
+    figure.subplots_adjust(left=0.1 / panels, right=1 - 0.02 / panels, bottom=0.14, top=0.9,
+                           wspace=0.28)
+    return figure, axes
+
+
+def log10(values: np.ndarray) -> np.ndarray:
+    """log10 of positive finite values; NaN (a gap in a line) elsewhere."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(values) & (values > 0), np.log10(values), np.nan)
+
+
+def layer_colors(count: int) -> list[tuple[float, float, float, float]]:
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * i / max(1, count - 1)) for i in range(count)]
+
+
+def png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def binned(steps: np.ndarray, values: np.ndarray, columns: int = MAX_COLUMNS
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """At most `columns` rows of (S, L) `values`: each the geometric mean of its bin (zeros
+    and non-finite values are left out), at the bin's first step."""
+    if len(steps) <= columns:
+        return steps, values
+    edges = np.linspace(0, len(steps), columns + 1).astype(int)
+    logs = np.where(np.isfinite(values) & (values > 0), np.log(np.abs(values) + 1e-300), np.nan)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        chunk = logs[lo:hi]
+        counts = np.isfinite(chunk).sum(axis=0)
+        sums = np.nansum(chunk, axis=0)
+        rows.append(np.where(counts > 0, np.exp(sums / np.maximum(counts, 1)), np.nan))
+    return steps[edges[:-1]], np.stack(rows)
+
+
+def grad_norm_heatmap(steps: np.ndarray, layers: list[str], grads: np.ndarray,
+                      *, title: str = "gradient norm per layer") -> Figure:
+    """Layers (rows, input at the top) by step (columns), colour = log10 of the norm."""
+    steps, grads = binned(steps, grads)
+    logs = log10(grads).T  # (L, S)
+    figure = Figure(figsize=(8, 1.4 + 0.3 * len(layers)), dpi=DPI)
+    axes = figure.subplots()
+    label_width = max((len(layer) for layer in layers), default=4)
+    figure.subplots_adjust(left=min(0.4, 0.03 + 0.0085 * label_width), right=0.97,
+                           bottom=0.5 / (1.4 + 0.3 * len(layers)) + 0.04, top=0.88)
+    finite = logs[np.isfinite(logs)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    span = (steps[0], steps[-1] + 1) if len(steps) else (0, 1)
+    image = axes.imshow(logs, aspect="auto", interpolation="nearest", cmap="magma",
+                        norm=Normalize(low, max(high, low + 1e-6)),
+                        extent=(span[0], span[1], len(layers) - 0.5, -0.5))
+    axes.set_yticks(range(len(layers)), layers, fontsize=7)
+    axes.set(xlabel="step", title=title)
+    figure.colorbar(image, ax=axes, label="log10 ||dJ/dW||", pad=0.02)
+    return figure
+
+
+def update_norms(steps: np.ndarray, layers: list[str], updates: np.ndarray,
+                 weights: np.ndarray | None) -> Figure:
+    """Per layer: ||W_after - W_before|| and, with weight norms, ||dW|| / ||W||."""
+    figure, axes = run_figure(2 if weights is not None else 1)
+    colors = layer_colors(len(layers))
+    steps_u, updates_b = binned(steps, updates)
+    for i, layer in enumerate(layers):
+        axes[0].plot(steps_u, log10(updates_b[:, i]), color=colors[i], label=layer, lw=1)
+    axes[0].set(xlabel="step", ylabel="log10 ||dW||", title="update norm per layer")
+    if weights is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = updates / weights
+        steps_r, ratios_b = binned(steps, ratios)
+        for i in range(len(layers)):
+            axes[1].plot(steps_r, log10(ratios_b[:, i]), color=colors[i], lw=1)
+        axes[1].set(xlabel="step", ylabel="log10 ||dW|| / ||W||",
+                    title="update relative to weight")
+    axes[0].legend(fontsize=6, ncol=max(1, math.ceil(len(layers) / 8)))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return figure
+
+
+def loss_accuracy(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> Figure:
+    """Loss curves on the left; accuracy (or mse) curves on the right when there are any."""
+    losses = {k: v for k, v in curves.items() if k.endswith("/loss") and v[0]}
+    scores = {k: v for k, v in curves.items()
+              if k.endswith(("/accuracy", "/mse")) and v[0]}
+    figure, axes = run_figure(2 if scores else 1)
+    score_title = " / ".join(sorted({k.rsplit("/", 1)[1] for k in scores}))
+    for ax, group, title in ((axes[0], losses, "loss"),
+                             (axes[-1] if scores else None, scores, score_title)):
+        if ax is None:
+            continue
+        for key, (steps, values) in sorted(group.items()):
+            ax.plot(steps, values, marker="." if len(steps) <= 40 else None, label=key)
+        ax.set(xlabel="step", title=title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return figure
+
+
+def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray) -> Figure:
+    """The sampled dead and saturated fractions per activation module and in total."""
+    figure, (axes,) = run_figure(1, width=6.5)
+    modules = [k for k in keys if k.count("/") == 2]
+    colors = layer_colors(len(modules))
+    for i, key in enumerate(keys):
+        total = key.count("/") == 1
+        label = key.split("/", 1)[1].replace("_fraction", "")
+        axes.plot(steps, values[:, i], label=label, lw=2.2 if total else 1,
+                  color="black" if total else colors[modules.index(key)],
+                  ls="--" if "saturated" in key and total else "-")
+    axes.set(xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02),
+             title="dead ReLU units / saturated activations (sampled)")
+    axes.legend(fontsize=6)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+@dataclass
+class RunCurves:
+    """One run's per-layer curves of one norm, for the side-by-side comparison."""
+
+    title: str
+    layers: list[str]
+    steps: np.ndarray  # (S,)
+    values: np.ndarray  # (S, L)
+
+
+def compare_runs(runs: list[RunCurves], metric: str) -> Figure:
+    """One panel per run, side by side, sharing the y axis (log scale)."""
+    figure = Figure(figsize=(4.2 * len(runs), 3.8), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(runs), sharey=True))
+    for ax, run in zip(axes, runs, strict=True):
+        colors = layer_colors(len(run.layers))
+        steps, values = binned(run.steps, run.values)
+        for i, layer in enumerate(run.layers):
+            ax.plot(steps, _positive(values[:, i]), color=colors[i], label=layer, lw=1)
+        ax.set(yscale="log", xlabel="step", title=run.title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel(f"{metric} per layer")
+    return figure
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Zeros and non-finite values cannot be drawn on a log scale: leave a gap."""
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
