@@ -385,7 +385,8 @@ def test_the_autoregressive_net_predicts_sine_better_than_the_last_value():
 # -- examples -------------------------------------------------------------------------------
 
 ZOO2_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml")
-                       if yaml.safe_load(p.read_text())["model"]["kind"] in SEQUENCE_KINDS
+                       if yaml.safe_load(p.read_text()).get("model", {}).get("kind")
+                       in SEQUENCE_KINDS
                        or "sentiment" in p.name)
 
 
