@@ -64,3 +64,13 @@ def test_nan_loss_stops_within_one_step():
     step = int(str(info.value).split("diverged at step ")[1].split(":")[0])
     assert step == trainer.step  # the failing step was not applied
     assert trainer.epoch == 0 and step < 40  # the first epoch has 40 steps
+
+
+def test_device_placement_on_the_cpu():
+    from workers.run import pick_device, to_device
+
+    assert pick_device(0).type == "cpu"
+    if not torch.cuda.is_available():  # no GPU here: a GPU request still trains, on the CPU
+        assert pick_device(1).type == "cpu"
+    moved = to_device([[1.0, 2.0]], torch.device("cpu"))
+    assert moved.device.type == "cpu" and moved.shape == (1, 2)
