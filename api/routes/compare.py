@@ -8,9 +8,11 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from mlflow.tracking import MlflowClient
 
 from api.deps import PrincipalDep, SettingsDep, StoreDep, visible_job
+from api.errors import problem_responses
 from services.comparison import Comparison, NormName, layer_curves, run_layers, summarize
 
-router = APIRouter(prefix="/v1", tags=["compare"])
+router = APIRouter(prefix="/v1", tags=["compare"],
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
 
 MAX_RUNS = 8
 
