@@ -205,6 +205,8 @@ class Dispatcher:
             if flight.ref in ready:
                 del self.in_flight[job_id]
                 self._record_outcome(flight)
+                if flight.record.job_type == "sweep":
+                    self._board.forget_sweep.remote(job_id)
 
     def _record_outcome(self, flight: InFlight) -> None:
         job_id = flight.record.id
@@ -292,6 +294,7 @@ class Dispatcher:
             ray.cancel(flight.ref, force=True)
         if flight is not None and flight.record.job_type == "sweep":
             self._close_sweep_runs(job_id, "KILLED")
+            self._board.forget_sweep.remote(job_id)
         elif mlflow_run_id:
             client = MlflowClient(tracking_uri=self.settings.tracking_uri)
             client.set_terminated(mlflow_run_id, status="KILLED")
