@@ -263,7 +263,7 @@ class TrialTable(tune.Callback):
         self.trials: list[Trial] = []
         self._sent: dict[str, str] = {}
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]
         self._sent = {}  # a restored experiment reports every trial again
         _tables[self.sweep_id] = self
 

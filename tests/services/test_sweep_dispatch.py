@@ -3,8 +3,9 @@ recovery that queues again the sweeps a stopped service left running."""
 
 from __future__ import annotations
 
-from services.dispatcher import JOB_TYPES, Dispatcher, reserved
+from services.dispatcher import JOB_TYPES, Dispatcher
 from services.store import JobStore
+from services.sweep_jobs import reserved
 from tests.utils.specs import mlp_spec
 
 
