@@ -67,6 +67,20 @@ def _live_placement_groups() -> set[str]:
             if pg["state"] != "REMOVED"}
 
 
+def _remove_leaked_placement_groups(before: set[str], quiet_s: float = 1.0) -> None:
+    """A killed driver leaves its trials' placement groups (the reason the dispatcher stops a
+    sweep through Tune instead); a pending one may still be created after the kill."""
+    deadline = time.monotonic() + 30
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
+        leaked = _live_placement_groups() - before
+        for pg_id in leaked:
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+        if leaked:
+            quiet_since = time.monotonic()
+        time.sleep(0.1)
+
+
 def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_trials(
         ray_cluster, settings):
     driver = Driver(settings)
@@ -91,12 +105,14 @@ def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_tri
     ray.cancel(first, force=True)
     with pytest.raises(ray.exceptions.RayError):
         ray.get(first, timeout=60)
-    # A killed driver leaves its trials' placement groups (see the dispatcher's cancel).
-    for pg_id in _live_placement_groups() - groups_before:
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+    _remove_leaked_placement_groups(groups_before)
     parent_run_id = driver.job["mlflow_run_id"]
 
-    summary = ray.get(driver.launch("resume-1", spec, parent_run_id), timeout=300)
+    second = driver.launch("resume-1", spec, parent_run_id)
+    ready, _ = ray.wait([second], timeout=300)
+    assert ready, (f"the resumed sweep did not end: {driver.follow('resume-1')}, "
+                   f"{ray.available_resources()}, {ray.util.placement_group_table()}")
+    summary = ray.get(second)
 
     assert summary["restored"] is True and not summary["cancelled"]
     assert [r["status"] for r in summary["trials"]] == ["succeeded"] * 4
