@@ -11,21 +11,22 @@ resources here (one trial's CPUs and GPUs times the trials it may run at once).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ray
 from mlflow.tracking import MlflowClient
 
-from services import mlflow_names
+from services import sweep_jobs
 from services.lifecycle import TERMINAL, IllegalTransition, Status, now
 from services.observability import DISPATCH_LATENCY, JOBS_FINISHED, JOBS_RETRIED, JOBS_STARTED
 from services.settings import Settings
-from services.store import JobRecord, JobStore
-from services.sweep_table import best_trial, cancel_live_trials, merge_trials
+from services.store import JobNotFound, JobRecord, JobStore
+from services.sweep_jobs import requested, reserved  # noqa: F401  (requested lived here)
 from workers.ray_tasks import NAMESPACE, experiment_task, progress_board, sweep_task
 from workers.run import WorkerSettings
 
@@ -50,27 +51,6 @@ def ensure_ray(settings: Settings) -> None:
     else:
         ray.init(num_cpus=settings.ray_num_cpus, namespace=NAMESPACE, include_dashboard=False,
                  log_to_driver=False)
-
-
-def requested(record: JobRecord) -> tuple[float, float]:
-    """CPUs and GPUs of one run: the experiment, or one trial of a sweep."""
-    spec = record.spec.get("base", {}) if record.job_type == "sweep" else record.spec
-    resources = spec.get("resources", {})
-    return float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
-
-
-def reserved(record: JobRecord, capacity: dict[str, float]) -> tuple[float, float]:
-    """What a job holds while it runs: an experiment its own resources, a sweep one trial's
-    times the trials it may run at once (`search.max_concurrent`, else as many as fit)."""
-    cpus, gpus = requested(record)
-    if record.job_type != "sweep":
-        return cpus, gpus
-    fit = min(math.floor(capacity["cpus"] / cpus + 1e-9) if cpus > 0 else math.inf,
-              math.floor(capacity["gpus"] / gpus + 1e-9) if gpus > 0 else math.inf)
-    limit = record.spec.get("search", {}).get("max_concurrent") or math.inf
-    total = (record.result or {}).get("trials_total") or math.inf
-    concurrent = max(1, min(fit, limit, total))
-    return cpus * concurrent, gpus * concurrent
 
 
 @dataclass
@@ -213,22 +193,12 @@ class Dispatcher:
             fields: dict[str, Any] = {}
             for update in updates:
                 fields.update(update)
-            if fields:
-                self.store.update(job_id, **fields)
+            with _unknown_job_ignored(job_id):
+                if fields:
+                    self.store.update(job_id, **fields)
         for sweep_id, rows in trials.items():
-            self._merge_trials(sweep_id, rows)
-
-    def _merge_trials(self, sweep_id: str, rows: dict[str, dict[str, Any]],
-                      **summary: Any) -> JobRecord:
-        """Fold trial rows (and, at the end, the driver's summary) into the sweep's result."""
-        record = self.store.get(sweep_id)
-        result = {**(record.result or {}), **summary}
-        table = merge_trials(result.get("trials", []), rows)
-        if record.status == Status.CANCELLED:
-            table = cancel_live_trials(table)
-        mode = record.spec.get("search", {}).get("mode", "min")
-        return self.store.update(sweep_id, result={**result, "trials": table,
-                                                   "best": best_trial(table, mode)})
+            with _unknown_job_ignored(sweep_id):
+                sweep_jobs.merge_reports(self.store, sweep_id, rows)
 
     def _collect_finished(self) -> None:
         if not self.in_flight:
@@ -242,6 +212,8 @@ class Dispatcher:
             if flight.ref in ready:
                 del self.in_flight[job_id]
                 self._record_outcome(flight)
+                if flight.record.job_type == "sweep":
+                    self._board.forget_sweep.remote(job_id)
 
     def _record_outcome(self, flight: InFlight) -> None:
         job_id = flight.record.id
@@ -256,25 +228,18 @@ class Dispatcher:
             cause = exc.cause if exc.cause is not None else exc
             self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
             if flight.record.job_type == "sweep":
-                self._close_sweep_runs(job_id, "FAILED")
+                sweep_jobs.close_runs(self.store.get(job_id), self.settings.tracking_uri,
+                                      "FAILED")
             return
         if flight.record.job_type == "sweep":
-            self._record_sweep(job_id, result)
+            rows = {row["trial_id"]: row for row in result.pop("trials", [])}
+            ended = sweep_jobs.outcome(sweep_jobs.merge_reports(self.store, job_id, rows,
+                                                                **result))
+            if ended is not None:
+                self._finish(job_id, ended[0], error=ended[1])
             return
         self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
                      param_count=result.get("param_count"), diagnosis=result.get("diagnosis"))
-
-    def _record_sweep(self, job_id: str, summary: dict[str, Any]) -> None:
-        rows = {row["trial_id"]: row for row in summary.pop("trials", [])}
-        record = self._merge_trials(job_id, rows, **summary)
-        table = (record.result or {}).get("trials", [])
-        if record.status != Status.RUNNING:
-            return  # cancelled through the store; the driver has closed the runs
-        if table and all(row.get("status") == "failed" for row in table):
-            first = next((row.get("error") for row in table if row.get("error")), None)
-            self._finish(job_id, Status.FAILED, error=f"every trial failed; the first: {first}")
-        else:
-            self._finish(job_id, Status.SUCCEEDED)
 
     def _retry_or_fail(self, record: JobRecord, error: str) -> None:
         current = self.store.get(record.id)
@@ -332,24 +297,21 @@ class Dispatcher:
         if flight is not None:
             ray.cancel(flight.ref, force=True)
         if flight is not None and flight.record.job_type == "sweep":
-            self._close_sweep_runs(job_id, "KILLED")
+            sweep_jobs.close_runs(self.store.get(job_id), self.settings.tracking_uri, "KILLED")
+            self._board.forget_sweep.remote(job_id)
         elif mlflow_run_id:
             client = MlflowClient(tracking_uri=self.settings.tracking_uri)
             client.set_terminated(mlflow_run_id, status="KILLED")
 
-    def _close_sweep_runs(self, job_id: str, status: str) -> None:
-        """Close a sweep's parent run with `status` and its still-open trial runs as KILLED
-        (the driver normally does this; here it could not)."""
-        record = self.store.get(job_id)
-        if not record.mlflow_run_id or not record.mlflow_experiment_id:
-            return
-        client = MlflowClient(tracking_uri=self.settings.tracking_uri)
-        query = (f"tags.`{mlflow_names.PARENT_RUN_TAG}` = '{record.mlflow_run_id}' "
-                 "and attributes.status = 'RUNNING'")
-        for run in client.search_runs([record.mlflow_experiment_id], filter_string=query,
-                                      max_results=5000):
-            client.set_terminated(run.info.run_id, status="KILLED")
-        client.set_terminated(record.mlflow_run_id, status=status)
+
+@contextmanager
+def _unknown_job_ignored(job_id: str) -> Iterator[None]:
+    """Reports for a job this store does not hold are dropped, not allowed to stop the others:
+    the board outlives a service, and one cluster may serve several."""
+    try:
+        yield
+    except JobNotFound:
+        log.debug("progress for job %s, which this store does not hold", job_id)
 
 
 def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:

@@ -53,16 +53,19 @@ class ProgressBoard:
     def stop_requested(self, sweep_id: str) -> bool:
         return sweep_id in self._stop
 
-    def forget(self, sweep_id: str) -> None:
+    def forget_sweep(self, sweep_id: str) -> None:
+        """Drop what is kept for a sweep nobody follows any more."""
         self._stop.discard(sweep_id)
+        self._trials.pop(sweep_id, None)
+        self._updates.pop(sweep_id, None)
 
 
 def progress_board() -> Any:
-    # Detached: a non-detached named actor dies when the dispatcher that created it drops its
-    # handle, and a dispatcher started right after (a restarted service, a second test server)
-    # could get that dying actor from get_if_exists and fail every tick.
-    return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE,
-                                 get_if_exists=True, lifetime="detached").remote()
+    """The board, created on first use. Detached: a non-detached named actor dies with the
+    handles of whoever created it, even while another dispatcher (one started later in the
+    same process, or after a restart on a shared cluster) still uses it."""
+    return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE, get_if_exists=True,
+                                 lifetime="detached").remote()
 
 
 @ray.remote(max_retries=0)

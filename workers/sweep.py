@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,6 @@ from services.sweep_spec import (
     SweepSpec,
     UniformDomain,
 )
-from workers.ray_tasks import NAMESPACE, PROGRESS_BOARD
 from workers.run import WorkerSettings
 from workers.sweep_summary import ParentRun
 from workers.sweep_trial import FINAL_KEY, RUN_ID_KEY, TrialContext, train_trial
@@ -49,6 +50,7 @@ TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S
 STOP_POLL_S = 0.5
 _cancelled: set[str] = set()  # sweeps whose stop was requested, in this driver process
 _tables: dict[str, TrialTable] = {}  # the table callback Tune runs (restored from its state)
+_boards: dict[str, Any] = {}  # the board each sweep driven in this process reports to
 
 
 def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, board: Any, *,
@@ -63,6 +65,23 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
     parent = ParentRun.open(sweep, sweep_id, settings, run_id=parent_run_id)
     board.report.remote(sweep_id, {"mlflow_run_id": parent.run_id,
                                    "mlflow_experiment_id": parent.experiment_id})
+    _boards[sweep_id] = board
+    try:
+        grid, restored = _fit(sweep, sweep_id, settings, parent, board)
+        table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
+        cancelled = sweep_id in _cancelled
+        summary = parent.finish(table.final_rows(grid), cancelled=cancelled)
+    finally:
+        _boards.pop(sweep_id, None)
+        _cancelled.discard(sweep_id)
+    return {**summary, "trials_total": sweep.trial_count(), "restored": restored,
+            "cancelled": cancelled}
+
+
+def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: ParentRun,
+         board: Any) -> tuple[Any, bool]:
+    """Tune's run of the sweep, resumed from its saved state when there is one. Returns the
+    result grid and whether it was resumed."""
     root = tune_storage(settings)
     path = f"{root}/{sweep_id}"
     restored = tune.Tuner.can_restore(path)
@@ -78,13 +97,30 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         tuner = build_tuner(sweep, sweep_id, trainable, root)
-    grid = tuner.fit()
-    table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
-    rows = table.final_rows(grid)
-    cancelled = sweep_id in _cancelled
-    summary = parent.finish(rows, cancelled=cancelled)
-    return {**summary, "trials_total": sweep.trial_count(), "restored": restored,
-            "cancelled": cancelled}
+    return tuner.fit(), restored
+
+
+def run_sweep_now(payload: dict[str, Any], settings: WorkerSettings, *,
+                  sweep_id: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Check a SweepSpec dict and run it on the connected Ray cluster as the service would
+    (a driver task, Tune, MLflow), without the job store or HTTP; wait for the summary.
+    For benchmarks and scripts: `ray.init()` first.
+
+    Raises:
+        SpecInvalid: the sweep would be refused at submission.
+    """
+    from services.sweep_check import check_sweep
+    from workers.ray_tasks import progress_board, sweep_task
+
+    checked = check_sweep(SweepSpec.model_validate(payload), settings.data_roots)
+    board = progress_board()
+    sweep_id = sweep_id or uuid.uuid4().hex
+    ref = sweep_task.remote(sweep_id, checked.sweep.model_dump(mode="json"), asdict(settings),
+                            board)
+    try:
+        return ray.get(ref, timeout=timeout)
+    finally:
+        board.forget_sweep.remote(sweep_id)  # nobody drains this sweep's reports
 
 
 def tune_storage(settings: WorkerSettings) -> str:
@@ -187,8 +223,11 @@ class FinishAwarePBT(PopulationBasedTraining):
 
 
 # -- following the trials --------------------------------------------------------------------
-def _board() -> Any:
-    return ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
+def _board(sweep_id: str) -> Any:
+    """The progress board this driver reports to. Kept per sweep in the driver process rather
+    than in the callbacks: a restored experiment's callbacks come back from Tune's saved
+    state, which holds the board handle of the service that started it."""
+    return _boards[sweep_id]
 
 
 class CancelStop(tune.Stopper):
@@ -210,7 +249,7 @@ class CancelStop(tune.Stopper):
         if now - self._checked < STOP_POLL_S:
             return False
         self._checked = now
-        if ray.get(_board().stop_requested.remote(self.sweep_id)):
+        if ray.get(_board(self.sweep_id).stop_requested.remote(self.sweep_id)):
             _cancelled.add(self.sweep_id)
             return True
         return False
@@ -224,7 +263,7 @@ class TrialTable(tune.Callback):
         self.trials: list[Trial] = []
         self._sent: dict[str, str] = {}
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]
         self._sent = {}  # a restored experiment reports every trial again
         _tables[self.sweep_id] = self
 
@@ -236,7 +275,7 @@ class TrialTable(tune.Callback):
             if self._sent.get(trial.trial_id) == status:
                 continue
             update = self.row(trial, status, first=trial.trial_id not in self._sent)
-            board = board or _board()
+            board = board or _board(self.sweep_id)
             board.report_trial.remote(self.sweep_id, trial.trial_id, update)
             self._sent[trial.trial_id] = status
 

@@ -28,7 +28,7 @@ def metric_vs_params(rows: list[dict[str, Any]], sweep: SweepSpec, metric: str) 
         listed = isinstance(domain, ChoiceDomain | GridDomain) or domain is None
         if listed:
             labels = sorted({_label(v) for v in values})
-            xs = [labels.index(_label(v)) for v in values]
+            xs = [float(labels.index(_label(v))) for v in values]
             ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         else:
             xs = [float(v) for v in values]

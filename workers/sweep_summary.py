@@ -52,8 +52,8 @@ class ParentRun:
         return parent
 
     def _log_settings(self) -> None:
-        params = {f"space.{path}": json.dumps(domain.model_dump(mode="json"))
-                  for path, domain in self.sweep.space.items()}
+        params: dict[str, Any] = {f"space.{path}": json.dumps(domain.model_dump(mode="json"))
+                                  for path, domain in self.sweep.space.items()}
         params.update({f"search.{k}": v for k, v in self.sweep.search.model_dump().items()})
         params.update({f"scheduler.{k}": v
                        for k, v in self.sweep.scheduler.model_dump().items()})
@@ -84,7 +84,7 @@ class ParentRun:
         self.close_open_children("KILLED" if cancelled else "FINISHED")
         best = best_trial(rows, mode)
         configurations = configuration_stats(rows, mode)
-        counts = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
         for row in rows:
             counts[row.get("status", "queued")] += 1
         values = {f"trials/{status}": float(n) for status, n in counts.items()}

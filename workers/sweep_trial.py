@@ -8,6 +8,7 @@ carries FINAL_KEY, which tells the driver a finished trial from one a scheduler 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ TAG_TRIAL_STATUS = "layerwise.trial_status"
 STATE_FILE = "state.pt"
 
 _sweeps: dict[str, SweepSpec] = {}  # parsed once per worker process; Tune reuses the actor
+# mlflow.pytorch warns about the pickle format on every save: once per trial is noise.
+logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 
 class TrialSpecInvalid(ValueError):
