@@ -3,6 +3,8 @@ recovery that queues again the sweeps a stopped service left running."""
 
 from __future__ import annotations
 
+import time
+
 from services.dispatcher import JOB_TYPES, Dispatcher
 from services.store import JobStore
 from services.sweep_jobs import reserved
@@ -38,11 +40,15 @@ def test_sweeps_left_running_by_a_stopped_service_are_queued_again(settings):
     claimed = {store.claim_next(job_types=JOB_TYPES).id, store.claim_next(job_types=JOB_TYPES).id}
     assert claimed == {sweep.id, experiment.id}
 
-    Dispatcher(store, settings).recover_sweeps()
+    # Nobody vouches for them any more: the heartbeat check re-queues both, sweep included.
+    time.sleep(0.2)
+    quick = settings.model_copy(update={"orphan_after_s": 0.1})
+    Dispatcher(store, quick)._heartbeat_and_recover()
 
     again = store.get(sweep.id)
-    assert again.status == "queued" and "restarted" in again.error
+    assert again.status == "queued" and "dispatcher stopped" in again.error
     assert again.result["trials_total"] == 10  # the table it had is kept
-    assert store.get(experiment.id).status == "running"
-    relaunched = store.claim_next(job_types=JOB_TYPES)
-    assert relaunched.id == sweep.id and relaunched.attempts == 2
+    assert store.get(experiment.id).status == "queued"
+    relaunched = {store.claim_next(job_types=JOB_TYPES).id for _ in range(2)}
+    assert relaunched == {sweep.id, experiment.id}
+    assert store.get(sweep.id).attempts == 2
