@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 
 from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible_job
+from api.errors import problem_responses
 from api.routes.experiments import _check_resources
 from services.lifecycle import TERMINAL, Status
 from services.store import JobNotFound, JobRecord
@@ -17,7 +18,8 @@ from services.sweep_spec import SweepSpec
 from services.sweep_table import SweepRecord, SweepsPublic
 from services.validation import SpecError, SpecInvalid
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"],
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
 
 
 def visible_sweep(sweep_id: str, store: StoreDep, principal: PrincipalDep) -> JobRecord:
