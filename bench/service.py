@@ -55,7 +55,7 @@ def _plain_seconds() -> float:
 
 def _submit_when_agent_ready(jobs_client: Any, entrypoint: str) -> str:
     """Ray's job agent comes up some seconds after the dashboard; until then it says so."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60
     while True:
         try:
             return jobs_client.submit_job(entrypoint=entrypoint)
@@ -87,19 +87,25 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "train.py")
         script.write_text(PLAIN_SCRIPT)
-        for _ in range(max(1, jobs // 3)):
-            started = time.perf_counter()
-            job = _submit_when_agent_ready(jobs_client, f"{sys.executable} {script}")
-            while jobs_client.get_job_status(job) not in (JobStatus.SUCCEEDED,
-                                                           JobStatus.FAILED):
-                time.sleep(0.01)
-            theirs.append(time.perf_counter() - started)
+        try:
+            for _ in range(max(1, jobs // 3)):
+                started = time.perf_counter()
+                job = _submit_when_agent_ready(jobs_client, f"{sys.executable} {script}")
+                while jobs_client.get_job_status(job) not in (JobStatus.SUCCEEDED,
+                                                               JobStatus.FAILED):
+                    time.sleep(0.01)
+                theirs.append(time.perf_counter() - started)
+        except RuntimeError as exc:  # Ray's job agent never came up: report, do not abort
+            note = f"Ray Jobs baseline unavailable: {exc}"
+        else:
+            note = ""
     our_ms = (statistics.median(ours) - plain) * 1000
-    ray_ms = (statistics.median(theirs) - plain) * 1000
+    ray_ms = (statistics.median(theirs) - plain) * 1000 if theirs else float("nan")
     return [{"row": "2 per-job service overhead (submit -> succeeded, minus training)",
              "baseline": "Ray Jobs submit -> done, same training", "layerwise_ms": our_ms,
              "baseline_ms": ray_ms, "ratio": our_ms / ray_ms, "target": "<= 150 ms",
-             "met": our_ms <= 150, "note": f"plain training {plain * 1000:.0f} ms"}]
+             "met": our_ms <= 150,
+             "note": f"plain training {plain * 1000:.0f} ms. {note}".strip()}]
 
 
 def api_throughput(database_url: str | None, label: str, submissions: int,
