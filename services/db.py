@@ -24,7 +24,7 @@ from services.lifecycle import now
 
 
 class Base(DeclarativeBase):
-    pass
+    """The metadata every table of the job store registers in."""
 
 
 class JobRow(Base):

@@ -195,7 +195,8 @@ def _load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder, STATE_FILE), map_location="cpu", weights_only=False)
+        # Tensors, numbers and optimizer state only: nothing in a checkpoint may carry code.
+        return torch.load(Path(folder, STATE_FILE), map_location="cpu", weights_only=True)
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
