@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 
+from workers.orphan_guard import StopWhenOrphaned
 from workers.run import RunOptions, WorkerSettings, run_experiment
 
 PROGRESS_BOARD = "layerwise-progress"
@@ -74,8 +75,10 @@ def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
+    # The guard comes before the checkpoint callback: an orphan must not overwrite it.
     result = run_experiment(job_id, spec, WorkerSettings(**settings), report,
-                            RunOptions(run_id=resume_run_id))
+                            RunOptions(run_id=resume_run_id,
+                                       callbacks=lambda tracker: [StopWhenOrphaned()]))
     result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
     return result
 

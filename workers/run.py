@@ -29,6 +29,7 @@ from workers.diagnostics import Diagnostics
 from workers.loop import Split, Trainer
 from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
+from workers.orphan_guard import Orphaned
 from workers.tracking import RunTracker
 
 Report = Callable[[dict[str, Any]], None]
@@ -94,7 +95,8 @@ def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
 
 
 def _close_as_failed(tracker: RunTracker, exc: BaseException) -> str | None:
-    return "FAILED"
+    # An orphaned worker leaves the run open: the re-queued attempt continues it.
+    return None if isinstance(exc, Orphaned) else "FAILED"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -108,8 +109,27 @@ def _backends() -> list:
     return ["sqlite", pytest.param("postgres", marks=[marks, pytest.mark.postgres])]
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture
+def subreaper() -> Iterator[None]:
+    """Make this process adopt the orphans of the killed service, as CI harnesses, `tini` and
+    `systemd --user` do. Ray then misses that a worker's raylet died (it watches for a re-parent
+    to PID 1), and only Layerwise's own guard stops the orphan."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) is not available here")
+    ours = {child.pid for child in psutil.Process().children()}
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    for child in psutil.Process().children():  # reap the adopted orphans, nothing else
+        if child.pid not in ours and child.status() == psutil.STATUS_ZOMBIE:
+            os.waitpid(child.pid, 0)
+
+
 @pytest.mark.parametrize("backend", _backends())
-def test_a_killed_service_recovers_every_job_exactly_once(backend, tmp_path):
+def test_a_killed_service_recovers_every_job_exactly_once(backend, tmp_path, subreaper):
     database_url = None
     if backend == "postgres":
         from sqlalchemy import create_engine

@@ -1,0 +1,49 @@
+"""Stops a Ray worker whose raylet died, before it finishes a job someone else now runs.
+
+Ray ends a worker whose raylet died only when the worker is re-parented to PID 1. Under a
+subreaper (CI harnesses, `tini`, `systemd --user`) it is re-parented there instead and trains
+on, unseen: its service restarted and re-queued the job, and the orphan would finish the MLflow
+run and delete the checkpoint that the re-run resumes from. The raylet's pid is in the
+worker's environment, so one `getppid()` per step (well under a microsecond) tells.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from workers.callbacks import Callback
+
+if TYPE_CHECKING:
+    from workers.loop import Trainer
+
+
+class Orphaned(RuntimeError):
+    """The worker's raylet is gone: nobody collects this run's result."""
+
+
+def raylet_gone(raylet_pid: str | None = None) -> bool:
+    pid = raylet_pid if raylet_pid is not None else os.environ.get("RAY_RAYLET_PID")
+    return bool(pid) and os.getppid() != int(pid)  # type: ignore[arg-type]
+
+
+class StopWhenOrphaned(Callback):
+    """Raises `Orphaned` at the first step, epoch end or training end after the raylet died.
+    Outside a Ray worker (no RAY_RAYLET_PID) it never fires."""
+
+    def __init__(self) -> None:
+        self.raylet_pid = os.environ.get("RAY_RAYLET_PID", "")
+
+    def check(self) -> None:
+        if self.raylet_pid and raylet_gone(self.raylet_pid):
+            raise Orphaned(f"the raylet (pid {self.raylet_pid}) that started this worker is "
+                           "gone; the job is re-run by the service that re-queued it")
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self.check()
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.check()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.check()
