@@ -64,6 +64,7 @@ _GRADIENT_ONLY: list[tuple[Loc, IsOn]] = [
     (("training", "grad_clip_value"), lambda s: s.training.grad_clip_value is not None),
     (("training", "precision"), lambda s: s.training.precision != "fp32"),
     (("schedule", "name"), lambda s: s.schedule.name != "constant"),
+    (("resources", "workers"), lambda s: s.resources.workers > 1),  # DDP averages gradients
 ]
 
 

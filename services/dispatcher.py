@@ -174,8 +174,11 @@ class Dispatcher:
             ref = sweep_task.remote(record.id, record.spec, self._worker_settings, self._board,
                                     record.mlflow_run_id)
         else:
-            custom = record.spec.get("resources", {}).get("custom") or {}
-            ref = experiment_task.options(num_cpus=cpus, num_gpus=gpus, resources=custom).remote(
+            resources = record.spec.get("resources", {})
+            held = {"num_cpus": cpus, "num_gpus": gpus, "resources": resources.get("custom") or {}}
+            if resources.get("workers", 1) > 1:  # Ray Train's workers hold the resources
+                held = {"num_cpus": 0, "num_gpus": 0, "resources": {}}
+            ref = experiment_task.options(**held).remote(
                 record.id, record.spec, self._worker_settings, self._board,
                 record.mlflow_run_id if record.attempts > 1 else None)
         self.in_flight[record.id] = InFlight(record, ref, cpus, gpus)

@@ -246,6 +246,9 @@ class ResourcesSpec(Strict):
     custom: dict[str, float] = Field(default_factory=dict, description=(
         "Ray custom resources the job needs, e.g. {worker_node: 1} to land on nodes started "
         "with --resources='{\"worker_node\": 1}'"))
+    workers: int = Field(1, ge=1, le=256, description=(
+        "data-parallel training workers (Ray Train, DDP); cpus, gpus and custom are per "
+        "worker; rank 0 logs"))
 
 
 class ExperimentSpec(Strict):

@@ -142,6 +142,12 @@ def _search_errors(sweep: SweepSpec, task: str) -> list[SpecError]:
             errors.append(SpecError(("scheduler", "perturbation_interval"), (
                 f"{scheduler.perturbation_interval} epochs between exploit steps leaves none in "
                 f"{sweep.base.training.epochs} epochs; lower it or raise base.training.epochs")))
+    if sweep.base.resources.workers > 1 or "resources.workers" in sweep.space:
+        loc = ("base", "resources", "workers") if "resources.workers" not in sweep.space else (
+            "space", "resources.workers")
+        errors.append(SpecError(loc, (
+            "a sweep trial trains on one worker (Tune runs trials side by side instead); "
+            "remove resources.workers from the sweep")))
     if sweep.trial_count() > MAX_TRIALS:
         errors.append(SpecError(("search", "num_samples"), (
             f"the sweep would run {sweep.trial_count()} trials (grid points x num_samples x "

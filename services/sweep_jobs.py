@@ -16,10 +16,12 @@ from services.sweep_table import best_trial, cancel_live_trials, merge_trials
 
 
 def requested(record: JobRecord) -> tuple[float, float]:
-    """CPUs and GPUs of one run: the experiment, or one trial of a sweep."""
+    """CPUs and GPUs of one run (all its workers): the experiment, or one trial of a sweep."""
     spec = record.spec.get("base", {}) if record.job_type == "sweep" else record.spec
     resources = spec.get("resources", {})
-    return float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+    workers = int(resources.get("workers", 1))  # data-parallel workers each hold a share
+    return (workers * float(resources.get("cpus", 1.0)),
+            workers * float(resources.get("gpus", 0.0)))
 
 
 def reserved(record: JobRecord, capacity: dict[str, float]) -> tuple[float, float]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from models.regularizers import (
 )
 from services.spec import ExperimentSpec
 from workers.callbacks import Callback
+from workers.data_parallel import DataParallel, TrainingStep
 from workers.early_stopping import EarlyStopping
 from workers.optim import build_optimizer, build_schedule
 
@@ -61,8 +63,9 @@ class Trainer:
 
     def __init__(self, spec: ExperimentSpec, model: LayerwiseModel, objective: Objective,
                  splits: dict[str, Split], *, device: torch.device,
-                 callbacks: list[Callback] | None = None):
+                 callbacks: list[Callback] | None = None, parallel: DataParallel | None = None):
         self.spec, self.model, self.objective, self.splits = spec, model, objective, splits
+        self.parallel = parallel
         self.device = device
         self.epochs = spec.training.epochs
         self.step = 0
@@ -96,6 +99,11 @@ class Trainer:
         # A NaN or infinite loss is caught within one step. On the CPU reading the flag is a
         # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
         self._divergence_every = 1 if device.type == "cpu" else 16
+        # What a step calls: the model's training step, or DDP around it (built in fit()).
+        self._training_step: Any = partial(model.training_step, objective=objective)
+        if parallel is not None and self.optimizer is None:
+            raise ValueError("resources.workers > 1 needs a kind that learns by gradient "
+                             "descent; set resources.workers to 1")
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -155,6 +163,8 @@ class Trainer:
             Diverged: the training loss became NaN or infinite.
         """
         self._fire("on_train_start")
+        if self.parallel is not None:
+            self._training_step = self.parallel.wrap(TrainingStep(self.model, self.objective))
         train = self.splits["train"]
         batch = len(train) if self.spec.training.batch_size == "full" else min(
             int(self.spec.training.batch_size), len(train))
@@ -169,6 +179,8 @@ class Trainer:
             if time.monotonic() > deadline:
                 self.request_stop("max_runtime_s")
             self._fire("on_epoch_end", metrics)
+            if self.parallel is not None:  # rank 0's decision, so every rank runs the same steps
+                self.stop_reason = self.parallel.broadcast(self.stop_reason)
             if self.schedule is not None:
                 self.schedule.step()
             if self.stop_reason is not None:
@@ -182,17 +194,21 @@ class Trainer:
         corrupts = self.reg.input_noise_std > 0 or self._flip_pivot is not None
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(train), batch):
-            index = order[start:start + batch]
+            index, weight = order[start:start + batch], 1.0
+            if self.parallel is not None:
+                index, weight = self.parallel.shard(index)
             x, y = train.x[index], train.y[index]
             if corrupts:
                 x = self._corrupt(x)
-            output, penalty = self._step(x, y)
+            output, penalty = self._step(x, y, weight)
+            if weight == 0.0:  # a stand-in example of an empty shard: not counted
+                continue
             metrics = self.objective.metrics(output.detach(), y)
             if penalty is not None:  # summed per example like the loss: the epoch's mean
                 metrics["penalty"] = penalty * metrics["count"]
             for key, value in metrics.items():
                 sums[key] = sums[key] + value if key in sums else value
-        return sums
+        return sums if self.parallel is None else self.parallel.sum_metrics(sums)
 
     def _corrupt(self, x: torch.Tensor) -> torch.Tensor:
         """The lecture's input corruption, during training only: bit flips, Gaussian noise."""
@@ -202,9 +218,10 @@ class Trainer:
             x = gaussian_noise(x, self.reg.input_noise_std)
         return x
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor
+    def _step(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One update. Returns the step's output and its penalty (a device scalar, or None)."""
+        """One update. Returns the step's output and its penalty (a device scalar, or None).
+        `weight` scales what backward sees: a data-parallel rank's share of the batch."""
         if self.optimizer is None:  # Hebbian storage, contrastive divergence, ...
             self._fire("on_before_update")
             with torch.no_grad():
@@ -214,10 +231,12 @@ class Trainer:
             self._fire("on_step_end")
             return out["output"], None
         with self._autocast():
-            out = self.model.training_step(x, y, self.objective)
+            out = self._training_step(x, y)
             loss = out["loss"]
             penalty = self._penalties()
             total = loss if penalty is None else loss + penalty
+            if weight != 1.0:
+                total = total * weight
         self.last_loss = loss.detach()
         if self.step % self._divergence_every == 0 and not bool(torch.isfinite(self.last_loss)):
             raise Diverged(f"diverged at step {self.step}: the training loss is "

@@ -72,6 +72,11 @@ def progress_board() -> Any:
 @ray.remote(max_retries=0)
 def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
                     board: Any, resume_run_id: str | None = None) -> dict[str, Any]:
+    if spec.get("resources", {}).get("workers", 1) > 1:
+        from workers.ray_train import run_data_parallel
+
+        return run_data_parallel(job_id, spec, WorkerSettings(**settings), board, resume_run_id)
+
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 

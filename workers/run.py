@@ -25,6 +25,7 @@ from workers.callbacks import (
     ProgressReporter,
 )
 from workers.data import DataBundle, load_data
+from workers.data_parallel import DataParallel
 from workers.diagnostics import Diagnostics
 from workers.loop import Split, Trainer
 from workers.model_report import log_model_report
@@ -112,6 +113,9 @@ class RunOptions:
     log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
     # The MLflow status to close the run with when training raises; None leaves it open.
     on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
+    # Rank 0 of a data-parallel training (resources.workers > 1); the other ranks run
+    # workers.ray_train.train_replica.
+    parallel: DataParallel | None = None
 
 
 def _load_data(spec: ExperimentSpec, data_roots: list[str]) -> DataBundle:
@@ -150,6 +154,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
     state = checkpoints.load(saved) if options.run_id else None
+    if options.parallel is not None:
+        state = options.parallel.broadcast(state)  # replicas resume from the same state
     try:
         layers = model.layer_names()
         tracker.sink.call_soon(lambda: tracker.log_spec(spec))
@@ -164,7 +170,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                               *options.callbacks(tracker),
                               checkpoints.CheckpointEveryEpoch(
                                   saved, every_s=settings.checkpoint_every_s)],
-                              splits["train"].x))
+                              splits["train"].x), parallel=options.parallel)
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         extra: dict[str, Any] = {}
         if state:

@@ -55,6 +55,15 @@ def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> Non
         f"{largest.get(resource, 0.0):g}; lower it or add a node that has it"))
         for loc, (resource, amount) in asked.items()
         if amount > largest.get(resource, 0.0) + 1e-9]
+    workers = spec.resources.workers
+    if workers > 1:  # each worker fits a node; together they must fit the cluster
+        capacity = dispatcher.capacity()
+        errors += [SpecError(("resources", "workers"), (
+            f"{workers} workers x {amount:g} {resource} need {workers * amount:g} {resource} but "
+            f"the cluster has {capacity[key]:g}; lower resources.workers or resources.{key}"))
+            for key, resource, amount in (("cpus", "CPU", spec.resources.cpus),
+                                          ("gpus", "GPU", spec.resources.gpus))
+            if workers * amount > capacity[key] + 1e-9]
     if errors:
         raise SpecInvalid(errors)
 
