@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from api.auth import TokenTable
-from api.errors import install_error_handlers, problem
+from api.errors import install_error_handlers
+from api.middleware import LimitAndTime
 from api.routes import catalog, compare, experiments, health, sweeps
 from services.dispatcher import Dispatcher
-from services.observability import API_LATENCY, configure_logging
+from services.observability import configure_logging
 from services.settings import Settings
 from services.store import JobStore
 from services.tracking_store import prepare_tracking_store
@@ -45,18 +44,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
     app.state.dispatcher = None
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            return problem(413, "Payload too large", f"the body has {length} bytes; the "
-                           f"limit is {settings.max_request_bytes} (LAYERWISE_MAX_REQUEST_BYTES)")
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        API_LATENCY.labels(request.method, getattr(route, "path", "unmatched"),
-                           str(response.status_code)).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(LimitAndTime, max_request_bytes=settings.max_request_bytes)
 
     for module in (experiments, sweeps, catalog, health, compare):
         app.include_router(module.router)

@@ -36,13 +36,17 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000,
-          dispatcher: Annotated[bool, typer.Option(help="run the dispatcher in-process")] = True
+          dispatcher: Annotated[bool, typer.Option(help="run the dispatcher in-process")] = True,
+          access_log: Annotated[bool, typer.Option(help=(
+              "log every request (a tenth of a submission's cost; /metrics has API latency "
+              "by route and status either way)"))] = False,
           ) -> None:
     """Start the API (and the dispatcher) with the settings from LAYERWISE_* variables."""
     import uvicorn
 
     from api.app import create_app
-    uvicorn.run(create_app(dispatcher=dispatcher), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(dispatcher=dispatcher), host=host, port=port, log_level="info",
+                access_log=access_log)
 
 
 @app.command("dispatcher")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,7 +21,8 @@ from typing import Any
 import httpx
 
 from services.settings import Settings
-from tests.utils.server import ServerThread
+from services.store import JobStore
+from tests.utils.server import ServerThread, free_port
 
 SHORT_SPEC = {"name": "bench-short", "project": "bench", "data": {"name": "xor"},
               "model": {"kind": "mlp", "hidden": [16]}, "training": {"epochs": 2},
@@ -108,6 +110,32 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
              "note": f"plain training {plain * 1000:.0f} ms. {note}".strip()}]
 
 
+def _serve_without_dispatcher(settings: Settings, port: int) -> subprocess.Popen:
+    """The service in its own process, as deployed (`layerwise serve --no-dispatcher`): load
+    generated in this process does not share its interpreter lock."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAYERWISE_")}
+    env.update(LAYERWISE_HOME=str(settings.home), LAYERWISE_DATA_ROOTS=settings.data_roots)
+    if settings.database_url:
+        env["LAYERWISE_DATABASE_URL"] = settings.database_url
+    service = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--no-dispatcher",
+                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _answers(f"http://127.0.0.1:{port}/healthz"):  # no Ray here, so not /readyz
+        if service.poll() is not None or time.monotonic() > deadline:
+            service.kill()
+            raise RuntimeError("the service did not start for the API row")
+        time.sleep(0.2)
+    return service
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def api_throughput(database_url: str | None, label: str, submissions: int,
                    clients: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,13 +147,16 @@ def api_throughput(database_url: str | None, label: str, submissions: int,
             Base.metadata.drop_all(engine)
             engine.dispose()
         settings = _settings(Path(tmp), database_url)
-        with ServerThread(settings, dispatcher=False) as server:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        service = _serve_without_dispatcher(settings, port)
+        try:
             latencies: list[float] = []
             lock = threading.Lock()
             per_client = submissions // clients
 
             def submit_many(worker: int) -> None:
-                with httpx.Client(base_url=server.url, timeout=60) as http:
+                with httpx.Client(base_url=url, timeout=60) as http:
                     for i in range(per_client):
                         started = time.perf_counter()
                         response = http.post("/v1/experiments", json=SHORT_SPEC,
@@ -135,8 +166,7 @@ def api_throughput(database_url: str | None, label: str, submissions: int,
                         with lock:
                             latencies.append(elapsed)
 
-            http = server.http()
-            http.post("/v1/experiments", json=SHORT_SPEC)  # warm the data cache
+            httpx.post(f"{url}/v1/experiments", json=SHORT_SPEC, timeout=60)  # warm the caches
             started = time.perf_counter()
             threads = [threading.Thread(target=submit_many, args=(w,)) for w in range(clients)]
             for thread in threads:
@@ -144,7 +174,10 @@ def api_throughput(database_url: str | None, label: str, submissions: int,
             for thread in threads:
                 thread.join()
             seconds = time.perf_counter() - started
-            stored = server.app.state.store.count_by_status().get("queued", 0) - 1
+        finally:
+            service.terminate()
+            service.wait(timeout=60)
+        stored = JobStore(settings.job_store_url).count_by_status().get("queued", 0) - 1
     latencies.sort()
     rate = len(latencies) / seconds
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000

@@ -103,11 +103,15 @@ class Objective:
         return self.apply_output(z)
 
     @torch.no_grad()
-    def metrics(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def metrics(self, z: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         """Per-batch metric sums kept on the device: {"loss", "correct" or "sq_error", "count"};
-        recall has both (accuracy = the fraction of patterns restored exactly)."""
+        recall has both (accuracy = the fraction of patterns restored exactly). `loss`, the
+        batch's mean loss when the caller already has it (the training step computed it),
+        saves computing it again."""
         n = torch.tensor(float(y.shape[0]), device=z.device)
-        out = {"loss": self.loss(z, y).detach() * n, "count": n}
+        mean = self.loss(z, y) if loss is None else loss
+        out = {"loss": mean.detach() * n, "count": n}
         if self.is_classifier:
             out["correct"] = (self.predict(z) == y).float().sum() / max(1, y[0].numel())
         else:

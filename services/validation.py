@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,9 @@ __all__ = ["DryRun", "SpecError", "SpecInvalid", "check_experiment"]
 DRY_RUN_EXAMPLES = 8
 _CACHE_SIZE = 32
 _data_cache: OrderedDict[str, DataBundle] = OrderedDict()
+_PASSED_CACHE_SIZE = 1024
+_passed_cache: OrderedDict[str, DryRun] = OrderedDict()
+_passed_lock = threading.Lock()
 
 
 @dataclass
@@ -40,7 +44,28 @@ class DryRun:
 
 
 def check_experiment(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
-    """Raises SpecInvalid; returns the spec with dataset params filled in, and facts."""
+    """Raises SpecInvalid; returns the spec with dataset params filled in, and facts.
+
+    A spec that passed is remembered by its hash (name, tags and priority do not change what
+    runs) and its data files' times: the same spec submitted again, as sweeps of seeds and
+    repeated submissions do, skips building the model (most of a submission's cost)."""
+    key = json.dumps([spec.spec_hash(), data_roots, _mtime(spec, data_roots)])
+    with _passed_lock:  # the API checks submissions on a thread pool
+        passed = _passed_cache.get(key)
+        if passed is not None:
+            _passed_cache.move_to_end(key)
+    if passed is not None:
+        return DryRun(spec.model_copy(update={"data": passed.spec.data}), passed.param_count,
+                      passed.task)
+    dry = _dry_run(spec, data_roots)
+    with _passed_lock:
+        _passed_cache[key] = dry
+        if len(_passed_cache) > _PASSED_CACHE_SIZE:
+            _passed_cache.popitem(last=False)
+    return dry
+
+
+def _dry_run(spec: ExperimentSpec, data_roots: list[str]) -> DryRun:
     bundle = _load(spec, data_roots)
     errors = (declared_errors(spec) + data_errors(spec, bundle.x_train, len(bundle.x_val) > 0)
               + _token_noise_errors(spec, bundle))

@@ -99,6 +99,10 @@ class Trainer:
         # A NaN or infinite loss is caught within one step. On the CPU reading the flag is a
         # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
         self._divergence_every = 1 if device.type == "cpu" else 16
+        # The base training step's loss is the objective's on its output: the epoch's train
+        # loss reuses it instead of computing it again.
+        self._step_loss_is_objective = (type(model).training_step
+                                        is LayerwiseModel.training_step)
         # What a step calls: the model's training step, or DDP around it (built in fit()).
         self._training_step: Any = partial(model.training_step, objective=objective)
         if parallel is not None and self.optimizer is None:
@@ -203,7 +207,8 @@ class Trainer:
             output, penalty = self._step(x, y, weight)
             if weight == 0.0:  # a stand-in example of an empty shard: not counted
                 continue
-            metrics = self.objective.metrics(output.detach(), y)
+            metrics = self.objective.metrics(
+                output.detach(), y, loss=self.last_loss if self._step_loss_is_objective else None)
             if penalty is not None:  # summed per example like the loss: the epoch's mean
                 metrics["penalty"] = penalty * metrics["count"]
             for key, value in metrics.items():

@@ -150,5 +150,6 @@ def test_prometheus_metrics_count_jobs(server):
     started = [line for line in text.splitlines()
                if line.startswith('layerwise_jobs_started_total{job_type="experiment"}')]
     assert started and float(started[0].split()[-1]) >= 1
-    assert "layerwise_api_request_seconds_bucket" in text
+    assert ('layerwise_api_request_seconds_count{method="POST",route="/v1/experiments",'
+            'status="201"}') in text  # by route template, not by raw path
     assert "layerwise_dispatch_latency_seconds_count" in text

@@ -48,3 +48,21 @@ def test_a_model_that_cannot_read_the_data_is_refused(tmp_path):
     np.savez(tmp_path / "text.npz", x=np.array([["a"]] * 5), y=np.zeros(5))
     assert _locs(mlp_spec(data={"source": "file", "name": None, "path": "text.npz"}),
                  [str(tmp_path)]) == [("data", "path")]
+
+
+def test_a_spec_that_passed_is_not_dry_run_again_but_keeps_its_own_name(monkeypatch):
+    from services import validation
+
+    calls: list[str] = []
+    real = validation._dry_run
+    monkeypatch.setattr(validation, "_dry_run",
+                        lambda spec, roots: calls.append(spec.name) or real(spec, roots))
+    first = ExperimentSpec.model_validate(mlp_spec(name="cache-a", training={"seed": 11}))
+    again = ExperimentSpec.model_validate(mlp_spec(name="cache-b", training={"seed": 11},
+                                                   tags={"t": "x"}))
+    other = ExperimentSpec.model_validate(mlp_spec(name="cache-c", training={"seed": 12}))
+    results = [check_experiment(s, []) for s in (first, again, other)]
+    assert calls == ["cache-a", "cache-c"]  # the seed changes what runs; the name does not
+    assert results[1].spec.name == "cache-b" and results[1].spec.tags == {"t": "x"}
+    assert results[1].spec.data == results[0].spec.data  # dataset defaults filled in
+    assert results[1].param_count == results[0].param_count
