@@ -26,7 +26,9 @@ from tests.utils.server import ServerThread, free_port
 
 SHORT_SPEC = {"name": "bench-short", "project": "bench", "data": {"name": "xor"},
               "model": {"kind": "mlp", "hidden": [16]}, "training": {"epochs": 2},
-              "diagnostics": {"every_steps": 1}}
+              # Plots off: drawing four PNGs is ~0.5 s of CPU per job on this machine, a
+              # feature's cost that BENCHMARKS.md reports on its own, not the service's.
+              "diagnostics": {"every_steps": 1, "plots": False}}
 PLAIN_SCRIPT = """
 import time, torch, torch.nn.functional as F
 from sklearn.datasets import make_circles

@@ -65,11 +65,12 @@ class DataParallel:
             return index[:1], 0.0
         return part, len(part) * self.world_size / len(index)
 
-    def sum_metrics(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def sum_metrics(self, sums: dict[str, torch.Tensor | float]
+                    ) -> dict[str, torch.Tensor | float]:
         """Every rank's epoch metric sums added up, in one all-reduce."""
         keys = sorted(sums)
-        packed = torch.stack([sums[k].detach().to(self.device, torch.float64).reshape(())
-                              for k in keys])
+        packed = torch.stack([torch.as_tensor(sums[k]).detach().to(self.device, torch.float64)
+                              .reshape(()) for k in keys])
         dist.all_reduce(packed, op=dist.ReduceOp.SUM)
         return dict(zip(keys, packed.unbind(), strict=True))
 

@@ -96,7 +96,7 @@ class Trainer:
                           *(callbacks or [])]
         self.stop_reason: str | None = None
         self.start_epoch = 0
-        # A NaN or infinite loss is caught within one step. On the CPU reading the flag is a
+        # A NaN or infinite loss is caught within one step. On the CPU reading the loss is a
         # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
         self._divergence_every = 1 if device.type == "cpu" else 16
         # The base training step's loss is the objective's on its output: the epoch's train
@@ -192,11 +192,11 @@ class Trainer:
         self._fire("on_train_end")
         return self._final_result(metrics)
 
-    def _train_epoch(self, train: Split, batch: int) -> dict[str, torch.Tensor]:
+    def _train_epoch(self, train: Split, batch: int) -> dict[str, torch.Tensor | float]:
         self.model.train()
         order = torch.randperm(len(train), generator=self._generator).to(self.device)
         corrupts = self.reg.input_noise_std > 0 or self._flip_pivot is not None
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         for start in range(0, len(train), batch):
             index, weight = order[start:start + batch], 1.0
             if self.parallel is not None:
@@ -243,7 +243,7 @@ class Trainer:
             if weight != 1.0:
                 total = total * weight
         self.last_loss = loss.detach()
-        if self.step % self._divergence_every == 0 and not bool(torch.isfinite(self.last_loss)):
+        if self.step % self._divergence_every == 0 and not math.isfinite(self.last_loss.item()):
             raise Diverged(f"diverged at step {self.step}: the training loss is "
                            f"{float(self.last_loss)}; lower optimizer.lr or set "
                            "training.grad_clip_norm")
@@ -291,10 +291,10 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, torch.Tensor]:
+    def evaluate(self, split: Split) -> dict[str, torch.Tensor | float]:
         """Metric sums over `split` (device tensors), dropout at its inference rule."""
         self.model.eval()
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         with self._fixed_masks():
             for start in range(0, len(split), EVAL_CHUNK):
                 x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
@@ -316,7 +316,7 @@ class Trainer:
             torch.manual_seed(self.spec.training.seed)
             yield
 
-    def _epoch_metrics(self, train_sums: dict[str, torch.Tensor], seconds: float,
+    def _epoch_metrics(self, train_sums: dict[str, torch.Tensor | float], seconds: float,
                        n_train: int) -> dict[str, float]:
         metrics = summarize("train", train_sums, task=self.objective.task)
         if not math.isfinite(metrics["train/loss"]):
@@ -355,7 +355,7 @@ class Trainer:
 _PER_EXAMPLE = {"loss": "loss", "correct": "accuracy", "sq_error": "mse", "penalty": "penalty"}
 
 
-def summarize(prefix: str, sums: dict[str, torch.Tensor], *, task: str | None = None
+def summarize(prefix: str, sums: dict[str, torch.Tensor | float], *, task: str | None = None
               ) -> dict[str, float]:
     """Per-example means of an epoch's metric sums, keyed as in MLflow (`train/loss`, ...).
 
