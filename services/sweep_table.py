@@ -28,6 +28,7 @@ class TrialRow(BaseModel):
     metric: float | None = None  # the sweep's metric, latest value
     metrics: dict[str, float] = {}  # every epoch metric, latest values
     mlflow_run_id: str | None = None
+    node_id: str | None = None  # the Ray node the trial ran on
     error: str | None = None
 
 

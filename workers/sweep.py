@@ -92,7 +92,8 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
                        settings=settings, board=board)
     resources = sweep.base.resources
     trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx),
-                                    {"cpu": resources.cpus, "gpu": resources.gpus})
+                                    {"cpu": resources.cpus, "gpu": resources.gpus,
+                                     **resources.custom})
     if restored:
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import ray
 import torch
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
@@ -78,7 +79,8 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         if "mlflow_run_id" in update:
             reporter.run_id = update["mlflow_run_id"]
             ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
-                "mlflow_run_id": reporter.run_id, "params": params, "repeat": repeat})
+                "mlflow_run_id": reporter.run_id, "params": params, "repeat": repeat,
+                "node_id": ray.get_runtime_context().get_node_id()})
         elif "progress" in update:
             progress = update["progress"]
             ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {

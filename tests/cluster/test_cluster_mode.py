@@ -2,8 +2,8 @@
 
 A Ray head and a second Ray node with its own custom resource, an MLflow server with the
 PostgreSQL backend and artifact serving, and the API joining through RAY_ADDRESS. An
-experiment that needs the custom resource runs on the second node, and its metrics and model
-reach the MLflow server over HTTP. Everything started here is stopped here.
+experiment and a sweep that need the custom resource run on the second node, and their
+metrics and models reach the MLflow server over HTTP. Everything started here is stopped here.
 """
 
 from __future__ import annotations
@@ -115,6 +115,18 @@ def cluster() -> Iterator[dict]:
             _stop(process)
 
 
+def _worker_nodes(address: str) -> set[str]:
+    """Ids of the nodes that have the custom resource, asked of the cluster from outside."""
+    nodes = subprocess.run([sys.executable, "-c", (
+        f"import json, ray; ray.init(address='{address}', log_to_driver=False); "
+        "print(json.dumps([[n['NodeID'], n['Resources'].get('worker_node', 0)] "
+        "for n in ray.nodes() if n['Alive']]))")],
+        capture_output=True, text=True, timeout=120, env={**os.environ,
+                                                          "RAY_AUTH_MODE": "token"})
+    assert nodes.returncode == 0, nodes.stderr[-2000:]
+    return {node for node, mark in json.loads(nodes.stdout) if mark}
+
+
 def test_an_experiment_runs_on_the_worker_node_and_logs_to_the_mlflow_server(cluster):
 
     client = cluster["client"]
@@ -122,15 +134,7 @@ def test_an_experiment_runs_on_the_worker_node_and_logs_to_the_mlflow_server(clu
                                  training={"epochs": 2}))
     done = client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", done["error"]
-    nodes = subprocess.run([sys.executable, "-c", (
-        f"import json, ray; ray.init(address='{cluster['address']}', log_to_driver=False); "
-        "print(json.dumps([[n['NodeID'], n['Resources'].get('worker_node', 0)] "
-        "for n in ray.nodes() if n['Alive']]))")],
-        capture_output=True, text=True, timeout=120, env={**os.environ,
-                                                          "RAY_AUTH_MODE": "token"})
-    assert nodes.returncode == 0, nodes.stderr[-2000:]
-    worker_nodes = {node for node, mark in json.loads(nodes.stdout) if mark}
-    assert done["result"]["node_id"] in worker_nodes
+    assert done["result"]["node_id"] in _worker_nodes(cluster["address"])
     mlflow = MlflowClient(cluster["tracking"])
     run = mlflow.get_run(done["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -140,3 +144,22 @@ def test_an_experiment_runs_on_the_worker_node_and_logs_to_the_mlflow_server(clu
     assert any(m.source_run_id == run.info.run_id for m in models)
     artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
     assert {"spec.yaml", "layers.json"} <= artifacts
+
+
+def test_a_sweep_runs_its_trials_on_the_worker_node_and_logs_to_the_mlflow_server(cluster):
+    client = cluster["client"]
+    base = mlp_spec(resources={"custom": {"worker_node": 1}}, training={"epochs": 1},
+                    diagnostics={"plots": False})
+    sweep = client.submit_sweep({"base": base, "space": {
+        "optimizer.lr": {"type": "grid", "values": [0.01, 0.003]}},
+        "search": {"algorithm": "grid", "metric": "val/accuracy", "mode": "max"}})
+    done = client.wait_sweep(sweep["id"], timeout=300, poll_s=0.5)
+    assert done["status"] == "succeeded", done["error"]
+    trials = done["trials"]
+    assert len(trials) == 2 and all(t["status"] == "succeeded" for t in trials)
+    assert {t["node_id"] for t in trials} <= _worker_nodes(cluster["address"])
+    mlflow = MlflowClient(cluster["tracking"])
+    for trial in trials:
+        run = mlflow.get_run(trial["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and "val/accuracy" in run.data.metrics
+        assert "model" in {a.path for a in mlflow.list_artifacts(run.info.run_id)}
