@@ -23,8 +23,10 @@ class Orphaned(RuntimeError):
 
 
 def raylet_gone(raylet_pid: str | None = None) -> bool:
-    pid = raylet_pid if raylet_pid is not None else os.environ.get("RAY_RAYLET_PID")
-    return bool(pid) and os.getppid() != int(pid)  # type: ignore[arg-type]
+    """Whether this process's parent is no longer the raylet that started it (the pid from
+    RAY_RAYLET_PID unless given); always False outside a Ray worker."""
+    pid = os.environ.get("RAY_RAYLET_PID", "") if raylet_pid is None else raylet_pid
+    return pid != "" and os.getppid() != int(pid)
 
 
 class StopWhenOrphaned(Callback):
@@ -35,7 +37,7 @@ class StopWhenOrphaned(Callback):
         self.raylet_pid = os.environ.get("RAY_RAYLET_PID", "")
 
     def check(self) -> None:
-        if self.raylet_pid and raylet_gone(self.raylet_pid):
+        if raylet_gone(self.raylet_pid):
             raise Orphaned(f"the raylet (pid {self.raylet_pid}) that started this worker is "
                            "gone; the job is re-run by the service that re-queued it")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 
+from workers.data_parallel import DataParallel
 from workers.orphan_guard import StopWhenOrphaned
 from workers.run import RunOptions, WorkerSettings, run_experiment
 
@@ -77,14 +78,21 @@ def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
 
         return run_data_parallel(job_id, spec, WorkerSettings(**settings), board, resume_run_id)
 
+    return run_on_worker(job_id, spec, WorkerSettings(**settings), board, resume_run_id)
+
+
+def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, board: Any,
+                  resume_run_id: str | None, parallel: DataParallel | None = None
+                  ) -> dict[str, Any]:
+    """`run_experiment` as a Ray worker runs it (alone, or as rank 0 of a data-parallel
+    training): progress to the board, stopped if orphaned, and the node it ran on."""
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
     # The guard comes before the checkpoint callback: an orphan must not overwrite it.
-    result = run_experiment(job_id, spec, WorkerSettings(**settings), report,
-                            RunOptions(run_id=resume_run_id,
-                                       callbacks=lambda tracker: [StopWhenOrphaned()]))
-    result["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran
+    result = run_experiment(job_id, spec, settings, report, RunOptions(
+        run_id=resume_run_id, parallel=parallel, callbacks=lambda tracker: [StopWhenOrphaned()]))
+    result["node_id"] = ray.get_runtime_context().get_node_id()
     return result
 
 

@@ -18,13 +18,10 @@ import ray
 from services.spec import ExperimentSpec
 from workers.data_parallel import DataParallel
 from workers.loop import Trainer
-from workers.orphan_guard import StopWhenOrphaned
 from workers.run import (
-    RunOptions,
     WorkerSettings,
     pick_device,
     prepare,
-    run_experiment,
     seed_everything,
     set_threads,
     to_splits,
@@ -85,15 +82,10 @@ def _train_worker(config: dict[str, Any]) -> None:
     if not parallel.is_leader:
         train_replica(config["spec"], settings, parallel)
         return
-    board, job_id = config["board"], config["job_id"]
+    from workers.ray_tasks import run_on_worker  # ray_tasks starts this module's trainer
 
-    def report(update: dict[str, Any]) -> None:
-        board.report.remote(job_id, update)
-
-    result = run_experiment(job_id, config["spec"], settings, report, RunOptions(
-        run_id=config["resume_run_id"], parallel=parallel,
-        callbacks=lambda tracker: [StopWhenOrphaned()]))
-    result["node_id"] = ray.get_runtime_context().get_node_id()
+    result = run_on_worker(config["job_id"], config["spec"], settings, config["board"],
+                           config["resume_run_id"], parallel)
     ray.get(config["box"].put.remote(result))
 
 
