@@ -10,9 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.caps import QueueFull
 from services.lifecycle import IllegalTransition
-from services.store import JobNotFound
+from services.store import JobNotFound, QueueFull
 from services.validation import SpecInvalid
 
 PROBLEM = "application/problem+json"

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from services.settings import Settings
 from services.spec import ExperimentSpec
-from services.store import JobStore
 from services.validation import SpecError, SpecInvalid
-
-
-class QueueFull(Exception):
-    """The owner has as many queued jobs as the service allows (HTTP 429)."""
-
-    def __init__(self, owner: str, queued: int, cap: int):
-        super().__init__(f"{owner} has {queued} queued jobs, the cap "
-                         f"(LAYERWISE_MAX_QUEUED_PER_OWNER) is {cap}; wait for some to start "
-                         "or cancel some")
 
 
 def check_caps(spec: ExperimentSpec, param_count: int, settings: Settings) -> None:
@@ -33,9 +23,3 @@ def check_caps(spec: ExperimentSpec, param_count: int, settings: Settings) -> No
             f"{settings.max_gpus_per_job:g} (LAYERWISE_MAX_GPUS_PER_JOB)")))
     if errors:
         raise SpecInvalid(errors)
-
-
-def check_queue_room(store: JobStore, owner: str, settings: Settings) -> None:
-    queued = store.count_queued(owner)
-    if queued >= settings.max_queued_per_owner:
-        raise QueueFull(owner, queued, settings.max_queued_per_owner)

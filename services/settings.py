@@ -69,6 +69,6 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
 
-    @property
+    @cached_property  # read on every submission; resolving paths costs file-system calls
     def data_root_list(self) -> list[str]:
         return [str(Path(r).expanduser().resolve()) for r in self.data_roots.split(",") if r]

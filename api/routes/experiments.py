@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
-from services.caps import check_caps, check_queue_room
+from services.caps import check_caps
 from services.dispatcher import Dispatcher
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
@@ -32,11 +32,11 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
     dry = check_experiment(spec, settings.data_root_list)
     check_caps(dry.spec, dry.param_count, settings)
     _check_resources(dry.spec, dispatcher)
-    check_queue_room(store, principal.owner, settings)
     record, created = store.create(
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
-        owner=principal.owner, idempotency_key=idempotency_key, param_count=dry.param_count)
+        owner=principal.owner, idempotency_key=idempotency_key, param_count=dry.param_count,
+        max_queued=settings.max_queued_per_owner)
     if not created:
         response.status_code = 200
     return record

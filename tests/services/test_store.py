@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from services.lifecycle import IllegalTransition, Status
-from services.store import JobNotFound, JobStore
+from services.store import JobNotFound, JobStore, QueueFull
 
 
 def _create(store: JobStore, *, priority: int = 0, owner: str = "anonymous",
@@ -91,6 +91,45 @@ def test_idempotency_key_is_per_owner(store_url):
     assert not created and again.id == first.id
     other = _create(store, key="abc", owner="bob")
     assert other.id != first.id
+
+
+def test_the_queue_cap_counts_queued_jobs_and_lets_a_repeat_through(store_url):
+    store = JobStore(store_url)
+    first = store.create(spec={}, spec_hash="h", name=None, project="p", owner="carol",
+                         idempotency_key="k0", max_queued=2)[0]
+    store.create(spec={}, spec_hash="h", name=None, project="p", owner="carol", max_queued=2)
+    with pytest.raises(QueueFull, match="LAYERWISE_MAX_QUEUED_PER_OWNER"):
+        store.create(spec={}, spec_hash="h", name=None, project="p", owner="carol",
+                     max_queued=2)
+    # A retry of a stored submission is answered with its record, full queue or not.
+    again, created = store.create(spec={}, spec_hash="h", name=None, project="p",
+                                  owner="carol", idempotency_key="k0", max_queued=2)
+    assert not created and again.id == first.id
+    store.create(spec={}, spec_hash="h", name=None, project="p", owner="dave", max_queued=2)
+    assert store.count_by_status() == {"queued": 3}
+
+
+def test_concurrent_submissions_are_each_stored_once(store_url):
+    """Many threads submitting at once (as the API's thread pool does), some repeating a key:
+    no 'database is locked', one row per key."""
+    store = JobStore(store_url)
+    errors: list[BaseException] = []
+
+    def submit(worker: int) -> None:
+        try:
+            for i in range(20):
+                store.create(spec={}, spec_hash="h", name=None, project="p",
+                             idempotency_key=f"{worker % 4}-{i}", max_queued=1000)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.count_by_status() == {"queued": 80}
 
 
 def test_list_filters_and_pages(store_url):
