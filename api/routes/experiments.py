@@ -39,6 +39,8 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: SettingsD
         max_queued=settings.max_queued_per_owner)
     if not created:
         response.status_code = 200
+    elif dispatcher is not None:
+        dispatcher.wake()
     return record
 
 

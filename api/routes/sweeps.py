@@ -53,6 +53,8 @@ def submit_sweep(sweep: SweepSpec, store: StoreDep, settings: SettingsDep,
         sweep_id=None)
     if created:
         record = store.update(record.id, result={"trials_total": checked.trials, "trials": []})
+        if dispatcher is not None:
+            dispatcher.wake()
     else:
         response.status_code = 200
     return SweepRecord.of(record)
