@@ -76,8 +76,10 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     if not ray.is_initialized():
+        from services.dispatcher import local_ray_config
+
         ray.init(num_cpus=2, include_dashboard=True, namespace="layerwise",
-                 log_to_driver=False)
+                 log_to_driver=False, _system_config=local_ray_config(2))
     plain = statistics.median(_plain_seconds() for _ in range(5))
     with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
         client = server.client()

@@ -11,6 +11,7 @@ resources here (one trial's CPUs and GPUs times the trials it may run at once).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from workers.run import WorkerSettings
 log = logging.getLogger("layerwise.dispatcher")
 
 CANCEL_POLL_S = 0.5
+WARM_WORKERS_SPARE = 8  # idle worker processes a local Ray keeps beyond one per CPU
 # A cancelled sweep's driver stops Tune (which frees the trials' placement groups) within a
 # few seconds; only a driver that does not is killed.
 SWEEP_STOP_GRACE_S = 30.0
@@ -50,7 +52,16 @@ def ensure_ray(settings: Settings) -> None:
         ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
     else:
         ray.init(num_cpus=settings.ray_num_cpus, namespace=NAMESPACE, include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, _system_config=local_ray_config(settings.ray_num_cpus))
+
+
+def local_ray_config(num_cpus: int | None) -> dict[str, Any]:
+    """Ray's settings for a local Ray. Ray ends idle worker processes once a node has more
+    workers than CPUs, and a node with sweeps running counts its actors too (the board, Tune's
+    trial actors): the workers that had imported torch and opened the tracking store went
+    within a second of a sweep's end, and the next sweep paid ~8 s to warm new ones. A cluster
+    sets the same on its nodes with the environment variable RAY_num_workers_soft_limit."""
+    return {"num_workers_soft_limit": (num_cpus or os.cpu_count() or 1) + WARM_WORKERS_SPARE}
 
 
 @dataclass

@@ -29,8 +29,10 @@ def ray_cluster() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
+        from services.dispatcher import local_ray_config
+
         ray.init(num_cpus=2, include_dashboard=False, namespace="layerwise",
-                 log_to_driver=False)
+                 log_to_driver=False, _system_config=local_ray_config(2))
     yield
     ray.shutdown()
 

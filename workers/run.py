@@ -32,22 +32,11 @@ from workers.model_report import log_model_report
 from workers.norms import LayerNormProbe
 from workers.orphan_guard import Orphaned
 from workers.tracking import RunTracker
+from workers.worker_settings import WorkerSettings
 
 Report = Callable[[dict[str, Any]], None]
 BUNDLE_CACHE_SIZE = 4
 _bundles: OrderedDict[str, DataBundle] = OrderedDict()
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What a worker needs from the service's settings; passed with every task, since a
-    worker on another node does not share the service's environment."""
-
-    tracking_uri: str
-    home: str
-    data_roots: list[str] = field(default_factory=lambda: ["./data"])
-    checkpoint_every_s: float = 2.0
-    tune_storage: str | None = None  # sweeps' Tune state; default <home>/tune
 
 
 def seed_everything(seed: int) -> None:

@@ -2,7 +2,8 @@
 `Tuner.restore` when its state exists), keeps the trial table on the progress board and records
 the MLflow parent run. Runs as a Ray task (`workers.ray_tasks.sweep_task`).
 
-What keeps small trials cheap: actors are reused between trials, each trial runs one torch thread
+What keeps small trials cheap: trials that report once train on warm pooled workers
+(`workers.warm_trials`), actors are reused between trials, each trial runs one torch thread
 per CPU of its share, Tune's per-result log files are off, nothing is checkpointed except for
 PBT, and a trial reports to Tune once unless its scheduler judges it every epoch.
 """
@@ -40,9 +41,11 @@ from services.sweep_spec import (
     SweepSpec,
     UniformDomain,
 )
-from workers.run import WorkerSettings
+from workers.sweep_context import TrialContext
 from workers.sweep_summary import ParentRun
-from workers.sweep_trial import FINAL_KEY, RUN_ID_KEY, TrialContext, train_trial
+from workers.sweep_trial import FINAL_KEY, RUN_ID_KEY, train_trial
+from workers.warm_trials import train_trial_warm, trial_launcher
+from workers.worker_settings import WorkerSettings
 
 # Per-result CSV/JSON/TensorBoard files cost more than a small trial's training; the experiment
 # state (what a restore needs) is saved every 2 s instead of Tune's adaptive >= 10 s.
@@ -63,15 +66,20 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
     # comes from the trials themselves, so that warning says nothing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     parent = ParentRun.open(sweep, sweep_id, settings, run_id=parent_run_id)
+    launcher = trial_launcher()
     board.report.remote(sweep_id, {"mlflow_run_id": parent.run_id,
                                    "mlflow_experiment_id": parent.experiment_id})
     _boards[sweep_id] = board
     try:
         grid, restored = _fit(sweep, sweep_id, settings, parent, board)
+        # A warm trial Tune stopped (a cancelled sweep) may still be training: it ends before
+        # the runs it leaves open are closed.
+        ray.get(launcher.cancel_sweep.remote(sweep_id))
         table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
         cancelled = sweep_id in _cancelled
         summary = parent.finish(table.final_rows(grid), cancelled=cancelled)
     finally:
+        launcher.cancel_sweep.remote(sweep_id)  # a failed driver leaves no trial training
         _boards.pop(sweep_id, None)
         _cancelled.discard(sweep_id)
     return {**summary, "trials_total": sweep.trial_count(), "restored": restored,
@@ -91,7 +99,11 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
                        parent_run_id=parent.run_id, experiment_id=parent.experiment_id,
                        settings=settings, board=board)
     resources = sweep.base.resources
-    trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx),
+    # Trials that report once and need no GPU train on warm pooled workers; the others in
+    # Tune's actors (see workers.warm_trials).
+    warm = not sweep.reports_every_epoch and resources.gpus == 0
+    trainable = tune.with_resources(tune.with_parameters(
+        train_trial_warm if warm else train_trial, ctx=ctx),
                                     {"cpu": resources.cpus, "gpu": resources.gpus,
                                      **resources.custom})
     if restored:

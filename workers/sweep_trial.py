@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from services.spec import ExperimentSpec
 from services.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
 from workers.callbacks import Callback
 from workers.loop import Trainer
-from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.run import RunOptions, run_experiment
+from workers.sweep_context import TrialContext
 from workers.tracking import RunTracker
 
 FINAL_KEY = "layerwise_final"
@@ -36,7 +36,9 @@ TAG_TRIAL_ID = "layerwise.trial_id"
 TAG_TRIAL_STATUS = "layerwise.trial_status"
 STATE_FILE = "state.pt"
 
-_sweeps: dict[str, SweepSpec] = {}  # parsed once per worker process; Tune reuses the actor
+# Parsed once per worker process: Tune reuses the actor, and a warm worker runs many trials.
+_sweeps: dict[str, SweepSpec] = {}
+SWEEPS_KEPT = 8
 # mlflow.pytorch warns about the pickle format on every save: once per trial is noise.
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
@@ -46,30 +48,27 @@ class TrialSpecInvalid(ValueError):
     on."""
 
 
-@dataclass(frozen=True)
-class TrialContext:
-    """What every trial of one sweep shares (put in the object store once by Tune)."""
-
-    sweep_id: str
-    sweep: dict[str, Any]
-    parent_run_id: str
-    experiment_id: str
-    settings: WorkerSettings
-    board: Any
-
-
 def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune's trainable: run the trial's experiment and report its metrics."""
+    """Tune's trainable for trials that report while they run (ASHA, median, PBT, GPUs): the
+    training runs in Tune's actor, so `tune.report` can stop it between epochs."""
+    tune.report(run_trial(config, ctx, tune.get_context().get_trial_id(),
+                          tune.get_checkpoint()))
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
+              checkpoint: tune.Checkpoint | None = None) -> dict[str, Any]:
+    """Run the trial's experiment; returns the final result for Tune (FINAL_KEY set)."""
+    if ctx.sweep_id not in _sweeps and len(_sweeps) >= SWEEPS_KEPT:
+        _sweeps.clear()
     sweep = _sweeps.get(ctx.sweep_id) or _sweeps.setdefault(
         ctx.sweep_id, SweepSpec.model_validate(ctx.sweep))
-    trial_id = tune.get_context().get_trial_id()
     params, repeat = sweep.decode(config)
     payload = sweep.trial_payload(params, repeat, name=f"{sweep.display_name}-{trial_id}")
     try:
         ExperimentSpec.model_validate(payload)
     except ValidationError as exc:
         raise TrialSpecInvalid(f"the values {params} give an invalid spec: {exc}") from None
-    state = _load_state(tune.get_checkpoint())
+    state = _load_state(checkpoint)
     if state is not None:  # PBT continues from a checkpoint (its own or a better trial's)
         epochs = payload["training"]["epochs"]
         payload["training"]["epochs"] = max(1, epochs - state["epoch"])
@@ -101,7 +100,7 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
         "epoch": epoch, "metrics": {k: v for k, v in final.items() if "/" in k},
         "metric": final.get(sweep.search.metric)})
-    tune.report(final)
+    return final
 
 
 class TuneReporter(Callback):
@@ -159,10 +158,12 @@ class TuneReporter(Callback):
         trainer.step = self.state["step"]
 
     def interrupted(self, tracker: RunTracker, exc: BaseException) -> str | None:
-        """Tune ends a trial it stops by raising SystemExit inside `report`."""
-        if not isinstance(exc, SystemExit):
+        """Tune ends a trial it stops by raising SystemExit inside `report`. A trial that
+        reports only at the end is stopped by cancelling it (SystemExit on SIGTERM,
+        KeyboardInterrupt): a cancelled sweep, which closes the run as KILLED."""
+        if not isinstance(exc, SystemExit | KeyboardInterrupt):
             return "FAILED"
-        if self.pbt:  # paused or exploited: the trial continues this run later
+        if self.pbt or not self.per_epoch:  # PBT paused or exploited it: it continues later
             return None
         tracker.set_tags({TAG_TRIAL_STATUS: "early_stopped"})
         return "FINISHED"

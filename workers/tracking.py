@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -51,6 +53,7 @@ class RunTracker:
                                                 tracking_uri=tracking_uri, home=home)
         tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
                 names.TAG_SPEC_HASH: spec.spec_hash(), names.TAG_VERSION: layerwise_version(),
+                names.TAG_WORKER: f"{socket.gethostname()}:{os.getpid()}",
                 **spec.tags, **(extra_tags or {})}
         run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
         tracker = cls(client, run.info.run_id, experiment_id, tracking_uri)

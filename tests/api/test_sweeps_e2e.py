@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import ray
 import yaml
@@ -141,6 +142,23 @@ def test_tpe_with_repeats_and_median_stopping_runs_each_suggestion_with_every_se
     assert sorted(sorted(seeds) for seeds in groups.values()) == [[0, 1], [0, 1]]
     assert sum(c["n"] for c in record["configurations"]) == sum(
         t["status"] == "succeeded" for t in trials)
+
+
+def test_trials_train_on_worker_processes_that_earlier_trials_warmed(server):
+    """A FIFO sweep's trials run as tasks on Ray's pooled workers, not in the new processes
+    Tune starts for each sweep: the second sweep starts no process to train in."""
+    spec = tiny_sweep(space={"optimizer.lr": {"type": "grid", "values": [0.01, 0.02]}},
+                      search={"algorithm": "grid", "max_concurrent": 2}, repeat=1)
+    client = server.client()
+    assert client.wait_sweep(client.submit_sweep(spec)["id"])["status"] == "succeeded"
+    started = time.time()
+    second = client.wait_sweep(client.submit_sweep(spec)["id"])
+    assert second["status"] == "succeeded"
+    runs = children(MlflowClient(tracking_uri=server.settings.tracking_uri), second)
+    assert len(runs) == 2
+    for run in runs:
+        pid = int(run.data.tags["layerwise.worker"].rsplit(":", 1)[1])
+        assert psutil.Process(pid).create_time() < started, "a trial trained in a new process"
 
 
 def test_cancel_stops_every_trial_and_frees_the_cluster(server):
