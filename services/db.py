@@ -34,6 +34,8 @@ class JobRow(Base):
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency"),
         Index("ix_jobs_claim", "status", "priority", "seq"),
+        # The queue-room check at every submission counts an owner's queued jobs.
+        Index("ix_jobs_owner_status", "owner", "status"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
