@@ -75,8 +75,7 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     import ray
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
+    if not ray.is_initialized():
         from services.dispatcher import local_ray_config
 
         ray.init(num_cpus=2, include_dashboard=True, namespace="layerwise",
@@ -108,8 +107,6 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
             note = f"Ray Jobs baseline unavailable: {exc}"
         else:
             note = ""
-    if started_ray:  # the next rows start the service's own Ray, without a dashboard
-        ray.shutdown()
     our_ms = (statistics.median(ours) - plain) * 1000
     ray_ms = (statistics.median(theirs) - plain) * 1000 if theirs else float("nan")
     return [{"row": "2 per-job service overhead (submit -> succeeded, minus training)",
