@@ -28,8 +28,8 @@ from services.observability import DISPATCH_LATENCY, JOBS_FINISHED, JOBS_RETRIED
 from services.settings import Settings
 from services.store import JobNotFound, JobRecord, JobStore
 from services.sweep_jobs import requested, reserved  # noqa: F401  (requested lived here)
-from workers.ray_tasks import NAMESPACE, experiment_task, progress_board, sweep_task
-from workers.run import WorkerSettings
+from workers.ray_tasks import experiment_task, progress_board, sweep_task
+from workers.worker_settings import NAMESPACE, WorkerSettings
 
 log = logging.getLogger("layerwise.dispatcher")
 

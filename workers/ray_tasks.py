@@ -14,9 +14,9 @@ import ray
 from workers.data_parallel import DataParallel
 from workers.orphan_guard import StopWhenOrphaned
 from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.worker_settings import NAMESPACE
 
 PROGRESS_BOARD = "layerwise-progress"
-NAMESPACE = "layerwise"
 
 
 @ray.remote(num_cpus=0)

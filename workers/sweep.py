@@ -78,8 +78,10 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
         table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
         cancelled = sweep_id in _cancelled
         summary = parent.finish(table.final_rows(grid), cancelled=cancelled)
-    finally:
+    except BaseException:
         launcher.cancel_sweep.remote(sweep_id)  # a failed driver leaves no trial training
+        raise
+    finally:
         _boards.pop(sweep_id, None)
         _cancelled.discard(sweep_id)
     return {**summary, "trials_total": sweep.trial_count(), "restored": restored,

@@ -163,8 +163,8 @@ class TuneReporter(Callback):
         KeyboardInterrupt): a cancelled sweep, which closes the run as KILLED."""
         if not isinstance(exc, SystemExit | KeyboardInterrupt):
             return "FAILED"
-        if self.pbt or not self.per_epoch:  # PBT paused or exploited it: it continues later
-            return None
+        if self.pbt or not self.per_epoch:
+            return None  # PBT paused or exploited it (it goes on later), or it was cancelled
         tracker.set_tags({TAG_TRIAL_STATUS: "early_stopped"})
         return "FINISHED"
 

@@ -25,9 +25,9 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from workers.sweep_context import TrialContext
+from workers.worker_settings import NAMESPACE
 
 TRIAL_LAUNCHER = "layerwise-trial-launcher"
-NAMESPACE = "layerwise"
 CANCEL_WAIT_S = 30.0
 HOLDER_CHECK_S = 1.0
 
@@ -38,10 +38,10 @@ def train_trial_warm(config: dict[str, Any], ctx: TrialContext) -> None:
     # group and die with it. The sweep's driver created it.
     launcher = ray.get_actor(TRIAL_LAUNCHER, namespace=NAMESPACE)
     trial_id = tune.get_context().get_trial_id()
-    node_id = ray.get_runtime_context().get_node_id()
+    here = ray.get_runtime_context()
     try:
-        final = ray.get(launcher.run.remote(config, ctx, trial_id, node_id,
-                                            ray.get_runtime_context().current_actor))
+        final = ray.get(launcher.run.remote(config, ctx, trial_id, here.get_node_id(),
+                                            here.current_actor))
     except ray.exceptions.RayTaskError as exc:
         raise _trial_error(exc) from None
     except BaseException:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+NAMESPACE = "layerwise"  # the Ray namespace of the service's named actors
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
