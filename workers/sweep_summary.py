@@ -17,6 +17,7 @@ from services import mlflow_names as names
 from services.sweep_spec import SweepSpec, configuration_key
 from services.sweep_table import best_trial
 from workers.run import WorkerSettings
+from workers.sweep_trial import TAG_TRIAL_ID
 from workers.tracking import MAX_PARAM_LENGTH, MAX_PARAMS_PER_CALL, layerwise_version
 
 TAG_KIND = "layerwise.kind"
@@ -76,12 +77,22 @@ class ParentRun:
         for run in self.children("RUNNING"):
             self.client.set_terminated(run.info.run_id, status=status)
 
+    def _kill_cancelled_failures(self, rows: list[dict[str, Any]]) -> None:
+        """A trial the cancellation stopped is KILLED, whatever its training raised as it was
+        interrupted (the interrupt can surface inside a library as another error)."""
+        cancelled = {r.get("trial_id") for r in rows if r.get("status") == "cancelled"}
+        for run in self.children("FAILED"):
+            if run.data.tags.get(TAG_TRIAL_ID) in cancelled:
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+
     # -- the end -----------------------------------------------------------------------------
     def finish(self, rows: list[dict[str, Any]], *, cancelled: bool) -> dict[str, Any]:
         """Record the outcome on the parent run and close it. Returns {trials, best,
         configurations}."""
         mode, metric = self.sweep.search.mode, self.sweep.search.metric
         self.close_open_children("KILLED" if cancelled else "FINISHED")
+        if cancelled:
+            self._kill_cancelled_failures(rows)
         best = best_trial(rows, mode)
         configurations = configuration_stats(rows, mode)
         counts: dict[str, int] = defaultdict(int)
