@@ -9,8 +9,6 @@ diagnostics off, in samples per second, and the fraction of the machine's matmul
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.workloads import mlp_digits_spec, plain_training
 from services.spec import ExperimentSpec
+from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from workers.callbacks import EpochMetricLogger, LayerNormLogger
 from workers.loop import Trainer
 from workers.norms import LayerNormProbe
@@ -55,41 +54,6 @@ def layerwise_training(epochs: int, *, tracking_uri: str | None, home: str,
     if tracker is not None:
         tracker.client.set_terminated(tracker.run_id)
     return {"seconds": seconds, "steps": trainer.step}
-
-
-def start_mlflow_server(backend_uri: str, port: int, root: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", backend_uri,
-         "--default-artifact-root", (root / "artifacts").as_uri()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            client.search_experiments(max_results=1)
-            return process
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("mlflow server did not start") from None
-            time.sleep(0.5)
-
-
-def _stop_server(server: subprocess.Popen) -> None:
-    """The server and its uvicorn worker, as a process group (a busy machine can take a
-    while to shut it down politely)."""
-    import os
-    import signal
-
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
-    except ProcessLookupError:
-        return
 
 
 def median_ratio(run: Any, baseline: Any, repeats: int) -> tuple[float, float, float]:
@@ -144,7 +108,7 @@ def run(epochs: int, repeats: int, http_port: int) -> list[dict[str, Any]]:
                 lambda: layerwise_training(epochs, tracking_uri=http_uri, home=tmp),
                 plain, repeats)
         finally:
-            _stop_server(server)
+            stop_mlflow_server(server)
         rows.append({"row": "1b instrumentation, MLflow server over HTTP",
                      "baseline": "plain PyTorch loop", "ratio": ratio, "layerwise_s": run_s,
                      "baseline_s": base_s, "target": "<= 1.05x", "met": ratio <= 1.05})

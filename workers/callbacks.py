@@ -87,7 +87,7 @@ class LayerNormLogger(Callback):
     def flush(self) -> None:
         if not self._rows:
             return
-        rows = torch.stack(self._rows).cpu().tolist()  # the one host sync per flush
+        rows = self.probe.layer_norms(self._rows)  # the one host sync per flush
         self.sink.log_rows(self.keys, rows, self._steps, self._times)
         self._rows, self._steps, self._times = [], [], []
 

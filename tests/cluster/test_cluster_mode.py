@@ -22,6 +22,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from api.client import LayerwiseClient
+from tests.utils.mlflow_server import SERVER_ENV
+from tests.utils.postgres import fresh_database
 from tests.utils.server import free_port
 from tests.utils.specs import mlp_spec
 
@@ -61,18 +63,6 @@ def _wait(check, what: str, process: subprocess.Popen, log: Path, timeout: float
         time.sleep(0.5)
 
 
-def _fresh_database(name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="lwc"))
@@ -91,18 +81,18 @@ def cluster() -> Iterator[dict]:
         processes.append(_start([str(BIN / "ray"), "start", f"--address={address}",
                                  "--num-cpus=1", '--resources={"worker_node": 1}', "--block"],
                                 env, worker_log))
-        backend = _fresh_database("layerwise_cluster_mlflow")
+        backend = fresh_database("layerwise_cluster_mlflow")
         mlflow_log = workdir / "mlflow.log"
         processes.append(_start([sys.executable, "-m", "mlflow", "server", "--host",
                                  "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
                                  "--backend-store-uri", backend, "--serve-artifacts",
                                  "--artifacts-destination", str(workdir / "mlartifacts")],
-                                env, mlflow_log))
+                                {**env, **SERVER_ENV}, mlflow_log))
         tracking = f"http://127.0.0.1:{mlflow_port}"
         _wait(lambda: MlflowClient(tracking).search_experiments(max_results=1) is not None,
               "mlflow server", processes[-1], mlflow_log)
         api_env = {**env, "RAY_ADDRESS": address, "LAYERWISE_HOME": str(workdir / "home"),
-                   "LAYERWISE_DATABASE_URL": _fresh_database("layerwise_cluster_jobs"),
+                   "LAYERWISE_DATABASE_URL": fresh_database("layerwise_cluster_jobs"),
                    "LAYERWISE_MLFLOW_TRACKING_URI": tracking}
         api_log = workdir / "api.log"
         processes.append(_start([sys.executable, "-m", "api.cli", "serve", "--port",

@@ -1,47 +1,96 @@
-"""The bulk SQL metric writer stores exactly what MLflow's own log_batch stores."""
+"""Each metric writer stores exactly what MLflow's own log_batch stores: the bulk SQL writer
+on SQLite and PostgreSQL, the REST writer on a real `mlflow server`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
+from tests.utils.postgres import fresh_database, needs_postgres
+from tests.utils.server import free_port
 from workers.metric_sink import MetricSink
-from workers.metric_writers import ClientWriter, SqlBulkWriter, writer_for
+from workers.metric_writers import (
+    ClientWriter,
+    MetricColumns,
+    RestWriter,
+    SqlBulkWriter,
+    writer_for,
+)
 
 
-def _metrics(offset: int) -> list[Metric]:
-    values = [0.5, float("nan"), float("inf"), -2.0, 3.25]
-    return [Metric(f"k{i % 3}", values[i % 5] + offset, 1000 + i, offset * 100 + i)
-            for i in range(40)]
+def _metrics(offset: int, n: int = 40) -> MetricColumns:
+    values = [0.5, float("nan"), float("inf"), -2.0, 3.25, float("-inf")]
+    return MetricColumns([f"k{i % 3}" for i in range(n)],
+                         np.array([values[i % 6] + offset for i in range(n)]),
+                         np.array([1000 + i for i in range(n)]),
+                         np.array([offset * 100 + i for i in range(n)]))
 
 
-def test_bulk_writer_matches_log_batch(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("w")
-    bulk_run = client.create_run(experiment).info.run_id
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    server = start_mlflow_server(f"sqlite:///{root / 'server.db'}", port, root)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_mlflow_server(server)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[needs_postgres,
+                                                                   pytest.mark.postgres]),
+                        pytest.param("server", marks=pytest.mark.slow)])
+def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    if request.param == "postgres":
+        return fresh_database("layerwise_test_metric_writers")
+    return request.getfixturevalue("mlflow_server")
+
+
+def test_writer_stores_what_log_batch_stores(tracking_uri):
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.create_experiment(f"w{free_port()}")
+    fast_run = client.create_run(experiment).info.run_id
     plain_run = client.create_run(experiment).info.run_id
-    bulk, plain = writer_for(client, uri), ClientWriter(client)
-    assert isinstance(bulk, SqlBulkWriter)
+    fast, plain = writer_for(client, tracking_uri), ClientWriter(client)
+    expected = RestWriter if tracking_uri.startswith("http") else SqlBulkWriter
+    assert isinstance(fast, expected)
     for offset in (1, 0):  # the second batch is older: latest_metrics must keep the first
-        bulk.write(bulk_run, _metrics(offset))
+        fast.write(fast_run, _metrics(offset))
         plain.write(plain_run, _metrics(offset))
-    bulk.write(bulk_run, _metrics(0)[:5])  # exact duplicates are skipped, as MLflow does
-    plain.write(plain_run, _metrics(0)[:5])
+    fast.write(fast_run, _metrics(0, 5))  # exact duplicates are skipped, as MLflow does
+    plain.write(plain_run, _metrics(0, 5))
 
     def latest(run_id):
         return {k: ("nan" if math.isnan(v) else v)
                 for k, v in client.get_run(run_id).data.metrics.items()}
 
-    assert latest(bulk_run) == latest(plain_run)
+    assert latest(fast_run) == latest(plain_run)
+    assert set(latest(fast_run)) == {"k0", "k1", "k2"}
     for key in ("k0", "k1", "k2"):
         def history(run_id, key=key):
             return sorted((m.step, m.timestamp, "nan" if math.isnan(m.value) else m.value)
                           for m in client.get_metric_history(run_id, key))
-        assert history(bulk_run) == history(plain_run)
+        assert history(fast_run) == history(plain_run)
+        assert len(history(fast_run)) == 2 * sum(1 for i in range(40) if i % 3 == int(key[1]))
+
+
+def test_columns_from_rows_repeat_steps_and_timestamps_per_key():
+    columns = MetricColumns.from_rows(["a", "b"], [[1.0, 2.0], [3.0, 4.0]], [7, 8], [70, 80])
+    assert columns.keys == ["a", "b", "a", "b"]
+    assert columns.values.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert columns.steps.tolist() == [7, 7, 8, 8]
+    assert columns.timestamps.tolist() == [70, 70, 80, 80]
+    joined = MetricColumns.concat([columns, MetricColumns.from_dict({"c": 5.0}, 9, 90)])
+    assert [m.key for m in joined.metrics()] == ["a", "b", "a", "b", "c"]
+    assert [len(c) for c in joined.chunks(2)] == [2, 2, 1]
 
 
 def test_sink_flushes_everything_on_close_and_reports_failures(tmp_path):
@@ -51,8 +100,10 @@ def test_sink_flushes_everything_on_close_and_reports_failures(tmp_path):
     sink = MetricSink(writer_for(client, uri), run_id, flush_every_s=0.01)
     for step in range(500):
         sink.log({"a": step, "b": -step}, step=step)
+    sink.log_rows(["c", "d"], np.ones((3, 2)), [0, 1, 2], [5, 5, 5])
     sink.close()
     assert len(client.get_metric_history(run_id, "a")) == 500
+    assert [m.step for m in client.get_metric_history(run_id, "d")] == [0, 1, 2]
 
     class Broken:
         def write(self, run_id, metrics):
@@ -62,3 +113,22 @@ def test_sink_flushes_everything_on_close_and_reports_failures(tmp_path):
     broken.log({"a": 1.0}, step=0)
     with pytest.raises(RuntimeError, match="disk full"):
         broken.close()
+
+
+def test_sink_writes_what_arrives_within_its_interval_at_once(tmp_path):
+    """The first item after a quiet spell is written at once; what follows within the
+    interval waits and is written together."""
+    writes: list[int] = []
+
+    class Counting:
+        def write(self, run_id, metrics):
+            writes.append(len(metrics))
+
+    sink = MetricSink(Counting(), "r", flush_every_s=0.5)
+    sink.log({"a": 0.0}, step=0)
+    import time
+    time.sleep(0.1)
+    for step in range(1, 50):
+        sink.log({"a": float(step)}, step=step)
+    sink.close()
+    assert writes == [1, 49]

@@ -22,7 +22,8 @@ def test_probe_matches_naive_norms_per_layer():
     with torch.no_grad():
         for p in model.parameters():
             p.sub_(0.1 * p.grad)
-    got = dict(zip(probe.keys, probe.after_update().tolist(), strict=True))
+    got = dict(zip(probe.keys, probe.layer_norms([probe.after_update()])[0].tolist(),
+                   strict=True))
 
     def norm(tensors):
         return torch.sqrt(sum(t.square().sum() for t in tensors)).item()
@@ -41,4 +42,4 @@ def test_probe_parts_can_be_switched_off():
     model = build_model(MLPConfig(hidden=[3]), DataShape((2,), 1, "binary"))
     probe = LayerNormProbe(model.layer_groups(), grads=False, updates=False)
     assert probe.keys == ["weight_norm/layers.0", "weight_norm/output"]
-    assert probe.after_update().shape == (2,)
+    assert probe.layer_norms([probe.after_update()] * 3).shape == (3, 2)

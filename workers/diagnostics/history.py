@@ -7,7 +7,7 @@ so recording adds no device work and no host synchronization to a step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,16 +33,16 @@ class NormHistory:
     def __getattr__(self, name: str) -> Any:  # log, call_soon, close, ...: the sink's own
         return getattr(self._sink, name)
 
-    def log_rows(self, keys: list[str], rows: Iterable[Iterable[float]], steps: list[int],
-                 timestamps_ms: list[int]) -> None:
-        rows = list(rows)
-        self._sink.log_rows(keys, rows, steps, timestamps_ms)
-        if not rows or not all(key.startswith(self.PREFIXES) for key in keys):
+    def log_rows(self, keys: list[str], rows: Any, steps: Sequence[int],
+                 timestamps_ms: Sequence[int]) -> None:
+        block = np.asarray(rows, dtype=np.float64).reshape(len(steps), len(keys))  # (S, K)
+        self._sink.log_rows(keys, block, steps, timestamps_ms)
+        if not len(block) or not all(key.startswith(self.PREFIXES) for key in keys):
             return
         if self.keys and keys != self.keys:
             raise ValueError("one NormHistory records one probe's keys")
         self.keys = list(keys)
-        self._blocks.append(np.asarray(rows, dtype=np.float64))  # (S, K)
+        self._blocks.append(block)
         self._steps.append(np.asarray(steps, dtype=np.int64))
 
     @property
