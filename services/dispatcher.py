@@ -88,7 +88,7 @@ class Dispatcher:
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s,
-            tune_storage=settings.tune_storage))
+            tune_storage=settings.tune_storage, metrics_uri=settings.mlflow_backend_uri))
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:

@@ -25,7 +25,7 @@ class MetricSink:
     run never ends "finished" with metrics silently missing.
     """
 
-    def __init__(self, writer: MetricWriter, run_id: str, *, flush_every_s: float = 1.0):
+    def __init__(self, writer: MetricWriter, run_id: str, *, flush_every_s: float = 0.25):
         self._writer = writer
         self._run_id = run_id
         self._flush_every_s = flush_every_s

@@ -228,10 +228,26 @@ def _newest_per_key(keys: list[str], steps: list[int], timestamps: list[int],
     return newest
 
 
-def writer_for(client: MlflowClient, tracking_uri: str) -> MetricWriter:
-    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0]
+def writer_for(client: MlflowClient, tracking_uri: str, metrics_uri: str | None = None
+               ) -> MetricWriter:
+    """The fastest writer for the store: its database when the worker can reach it
+    (`metrics_uri`, an MLflow server's backend store, or a database tracking URI), else the
+    server's REST API, else MLflow's client."""
+    if metrics_uri is not None:
+        if _scheme(metrics_uri) not in SQL_SCHEMES:
+            raise ValueError(f"LAYERWISE_MLFLOW_BACKEND_URI must be the MLflow server's "
+                             f"database URI (one of {', '.join(SQL_SCHEMES)}), not "
+                             f"{metrics_uri.split(':', 1)[0]}://...")
+        from services.tracking_store import tracking_client
+
+        return SqlBulkWriter(tracking_client(metrics_uri))
+    scheme = _scheme(tracking_uri)
     if scheme in SQL_SCHEMES:
         return SqlBulkWriter(client)
     if scheme in ("http", "https"):
         return RestWriter(client)
     return ClientWriter(client)
+
+
+def _scheme(uri: str) -> str:
+    return uri.split(":", 1)[0].split("+", 1)[0]

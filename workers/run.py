@@ -139,7 +139,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
                                home=settings.home, run_id=options.run_id,
-                               extra_tags=options.tags)
+                               extra_tags=options.tags, metrics_uri=settings.metrics_uri)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
     state = checkpoints.load(saved) if options.run_id else None

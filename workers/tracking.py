@@ -36,19 +36,24 @@ def layerwise_version() -> str:
 class RunTracker:
     """The MLflow run of one job. `start` creates it (or continues `run_id`)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, tracking_uri: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, tracking_uri: str,
+                 metrics_uri: str | None = None):
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
-        self.sink = MetricSink(writer_for(client, tracking_uri), run_id)
+        writer = writer_for(client, tracking_uri, metrics_uri)
+        if metrics_uri is not None:
+            _check_holds_run(writer, metrics_uri, run_id)
+        self.sink = MetricSink(writer, run_id)
 
     @classmethod
     def start(cls, spec: ExperimentSpec, *, job_id: str, tracking_uri: str, home: str,
-              run_id: str | None = None, extra_tags: dict[str, str] | None = None
-              ) -> RunTracker:
+              run_id: str | None = None, extra_tags: dict[str, str] | None = None,
+              metrics_uri: str | None = None) -> RunTracker:
+        """metrics_uri: the tracking server's database, when metrics may go straight to it."""
         client = tracking_client(tracking_uri)
         if run_id is not None:
             run = client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
-            return cls(client, run_id, run.info.experiment_id, tracking_uri)
+            return cls(client, run_id, run.info.experiment_id, tracking_uri, metrics_uri)
         experiment_id = names.ensure_experiment(client, spec.project,
                                                 tracking_uri=tracking_uri, home=home)
         tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
@@ -56,7 +61,7 @@ class RunTracker:
                 names.TAG_WORKER: f"{socket.gethostname()}:{os.getpid()}",
                 **spec.tags, **(extra_tags or {})}
         run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
-        tracker = cls(client, run.info.run_id, experiment_id, tracking_uri)
+        tracker = cls(client, run.info.run_id, experiment_id, tracking_uri, metrics_uri)
         tracker.sink.call_soon(lambda: tracker._log_params(spec))
         return tracker
 
@@ -111,3 +116,16 @@ class RunTracker:
             self.sink.close()
         finally:
             self.client.set_terminated(self.run_id, status=status)
+
+
+def _check_holds_run(writer: Any, metrics_uri: str, run_id: str) -> None:
+    """Metrics written to a database that is not the server's would be lost to it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        writer.store.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"LAYERWISE_MLFLOW_BACKEND_URI ({metrics_uri.split('@')[-1]}) does not "
+                         f"hold run {run_id} that the tracking server created: set it to the "
+                         "server's --backend-store-uri, or unset it") from None
+

@@ -18,3 +18,4 @@ class WorkerSettings:
     data_roots: list[str] = field(default_factory=lambda: ["./data"])
     checkpoint_every_s: float = 2.0
     tune_storage: str | None = None  # sweeps' Tune state; default <home>/tune
+    metrics_uri: str | None = None  # the tracking server's database, for bulk metrics

@@ -33,12 +33,13 @@ def _metrics(offset: int, n: int = 40) -> MetricColumns:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(the server's URL, its backend store's URI)"""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    server = start_mlflow_server(f"sqlite:///{root / 'server.db'}", port, root)
+    port, backend = free_port(), f"sqlite:///{root / 'server.db'}"
+    server = start_mlflow_server(backend, port, root)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", backend
     finally:
         stop_mlflow_server(server)
 
@@ -51,7 +52,7 @@ def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'm.db'}"
     if request.param == "postgres":
         return fresh_database("layerwise_test_metric_writers")
-    return request.getfixturevalue("mlflow_server")
+    return request.getfixturevalue("mlflow_server")[0]
 
 
 def test_writer_stores_what_log_batch_stores(tracking_uri):
@@ -132,3 +133,32 @@ def test_sink_writes_what_arrives_within_its_interval_at_once(tmp_path):
         sink.log({"a": float(step)}, step=step)
     sink.close()
     assert writes == [1, 49]
+
+
+@pytest.mark.slow
+def test_metrics_go_straight_to_the_servers_database_when_given(mlflow_server, tmp_path):
+    """LAYERWISE_MLFLOW_BACKEND_URI: the run is the server's; its metrics are inserted into the
+    server's database, and the server serves them."""
+    from services.spec import ExperimentSpec
+    from tests.utils.specs import mlp_spec
+    from workers.tracking import RunTracker
+
+    url, backend = mlflow_server
+    spec = ExperimentSpec.model_validate(mlp_spec())
+    tracker = RunTracker.start(spec, job_id="direct", tracking_uri=url, home=str(tmp_path),
+                               metrics_uri=backend)
+    assert isinstance(tracker.sink._writer, SqlBulkWriter)
+    tracker.sink.log_rows(["grad_norm/a", "grad_norm/b"], np.arange(6.0).reshape(3, 2),
+                          [0, 1, 2], [10, 11, 12])
+    tracker.finish("FINISHED")
+    served = MlflowClient(url)
+    assert [m.value for m in served.get_metric_history(tracker.run_id, "grad_norm/b")] == \
+        [1.0, 3.0, 5.0]
+    assert served.get_run(tracker.run_id).data.metrics["grad_norm/a"] == 4.0
+
+    elsewhere = f"sqlite:///{tmp_path / 'not-the-server.db'}"
+    with pytest.raises(ValueError, match="LAYERWISE_MLFLOW_BACKEND_URI .* does not hold run"):
+        RunTracker.start(spec, job_id="lost", tracking_uri=url, home=str(tmp_path),
+                         metrics_uri=elsewhere)
+    with pytest.raises(ValueError, match="must be the MLflow server's database URI"):
+        writer_for(served, url, metrics_uri=url)
