@@ -56,6 +56,13 @@ def test_services_start_in_order_and_share_the_ray_token():
     assert set(services["api"]["depends_on"]) == {"postgres", "mlflow", "ray-head"}
     for name in ("mlflow", "ray-head", "ray-worker", "api"):
         assert services[name]["environment"]["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN")
+    # MLflow 3 keeps a `jobs` table of its own: it must not share the job store's database.
+    env = services["api"]["environment"]
+    mlflow_db = env["LAYERWISE_MLFLOW_BACKEND_URI"].rsplit("/", 1)[1]
+    assert mlflow_db != env["LAYERWISE_DATABASE_URL"].rsplit("/", 1)[1]
+    assert services["mlflow"]["command"].split("--backend-store-uri ")[1].split()[0] == \
+        env["LAYERWISE_MLFLOW_BACKEND_URI"]
+    assert f"CREATE DATABASE {mlflow_db} " in (ROOT / "deploy/postgres-init.sql").read_text()
     gpu = services["ray-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
 
