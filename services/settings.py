@@ -20,11 +20,11 @@ class Settings(BaseSettings):
     home: Path = Field(Path("./.layerwise"), description="SQLite files, checkpoints, Tune state")
     database_url: str | None = None
     mlflow_tracking_uri: str | None = None
-    mlflow_backend_uri: str | None = Field(None, description=(
-        "the MLflow server's own database (its --backend-store-uri), for workers that can "
-        "reach it: per-step metrics go straight into its tables, in bulk, instead of through "
-        "the server (which ingests a few thousand metrics a second); runs, params and "
-        "artifacts still go through the server"))
+    # The MLflow server's own database (its --backend-store-uri), for workers that can reach
+    # it: per-step metrics go straight into its tables, in bulk, instead of through the server
+    # (which ingests a few thousand metrics a second); runs, params and artifacts still go
+    # through the server.
+    mlflow_backend_uri: str | None = None
     data_roots: str = Field("./data", description="comma-separated directories file datasets "
                                                    "may be read from")
     api_tokens: str | None = None

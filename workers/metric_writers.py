@@ -7,8 +7,9 @@ costs the training thread's interpreter lock as much as the training does.
 MLflow's SQL store spends 0.3-0.7 ms per metric in `log_batch` (ORM objects, per-key
 latest-metric bookkeeping): per-layer norms at every step of a 0.5 ms training step cannot keep
 up. When the worker can reach the tracking database itself (a sqlite:// or postgresql://
-tracking URI), `SqlBulkWriter` inserts rows into MLflow's own `metrics` table with one
-executemany per batch and maintains `latest_metrics` the same way MLflow does. An MLflow
+tracking URI, or `LAYERWISE_MLFLOW_BACKEND_URI` next to a server), `SqlBulkWriter` inserts rows
+into MLflow's own `metrics` table, many rows per statement, and maintains `latest_metrics` the
+same way MLflow does. An MLflow
 server gets `RestWriter`: the server's log-batch endpoint in requests of 1000 metrics, the
 JSON built straight from the columns (MLflow's client builds a protobuf message per metric and
 converts it to JSON twice: 40 us per metric against 5). Any other store gets `ClientWriter`.
@@ -156,7 +157,7 @@ class SqlBulkWriter:
         """INSERT of `rows` rows in one statement, in the driver's own parameter style."""
         if rows not in self._statements:
             quote = self.engine.dialect.identifier_preparer.quote
-            one = f"({', '.join([self._marker or '?'] * len(COLUMNS))})"
+            one = f"({', '.join([str(self._marker)] * len(COLUMNS))})"
             self._statements[rows] = (
                 f"INSERT INTO {quote(self.metrics.name)} ({', '.join(map(quote, COLUMNS))}) "
                 f"VALUES {', '.join([one] * rows)}")

@@ -23,11 +23,10 @@ from mlflow.tracking import MlflowClient
 
 from api.client import LayerwiseClient
 from tests.utils.mlflow_server import SERVER_ENV
-from tests.utils.postgres import fresh_database
+from tests.utils.postgres import POSTGRES_URL, fresh_database
 from tests.utils.server import free_port
 from tests.utils.specs import mlp_spec
 
-POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres,
               pytest.mark.skipif(POSTGRES_URL is None, reason="LAYERWISE_TEST_POSTGRES_URL is "
                                  "not set (.ci/run sets it): the MLflow server needs PostgreSQL")]
