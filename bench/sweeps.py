@@ -3,6 +3,10 @@
 A sweep of N short trainings (an MLP on digits, about 0.3 s of compute each) on 2 CPUs through
 REST, against the same N trainings one after another in one plain process, and against a
 straightforward Ray Tune script with default settings (a function trainable, 1 CPU a trial).
+
+"About 0.3 s of compute" is the issue's definition of the workload, so the number of epochs is
+measured, not fixed: the same 20 epochs took 0.16 s on one day and 0.47 s on another on these
+shared machines, and a fixed per-trial cost weighs twice as much against the shorter one.
 """
 
 from __future__ import annotations
@@ -19,10 +23,20 @@ from bench.service import _settings
 from bench.workloads import digits_tensors
 from tests.utils.server import ServerThread
 
-EPOCHS = 20
+TRIAL_COMPUTE_S = 0.3
+TINY_EPOCHS = 5
 
 
-def short_training(seed: int) -> float:
+def calibrated_epochs(target_s: float = TRIAL_COMPUTE_S) -> int:
+    """The epochs for which one plain training takes about `target_s` on this machine now."""
+    short_training(0, epochs=2)  # warm
+    started = time.perf_counter()
+    short_training(0, epochs=10)
+    per_epoch = (time.perf_counter() - started) / 10
+    return max(5, min(200, round(target_s / per_epoch)))
+
+
+def short_training(seed: int, epochs: int) -> float:
     """The plain version of one trial; returns its validation accuracy."""
     torch.manual_seed(seed)
     x, y, x_val, y_val = digits_tensors()
@@ -30,7 +44,7 @@ def short_training(seed: int) -> float:
                                 torch.nn.Linear(64, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         for index in torch.randperm(len(x), generator=generator).split(64):
             loss = F.cross_entropy(model(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
@@ -44,10 +58,10 @@ def _tune_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
     torch.set_num_threads(1)
-    tune.report({"val_accuracy": short_training(config["seed"])})
+    tune.report({"val_accuracy": short_training(config["seed"], config["epochs"])})
 
 
-def default_tune(trials: int) -> float:
+def default_tune(trials: int, epochs: int) -> float:
     import ray
     from ray import tune
 
@@ -56,17 +70,18 @@ def default_tune(trials: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         tune.Tuner(tune.with_resources(_tune_trainable, {"cpu": 1}),
-                   param_space={"seed": tune.grid_search(list(range(trials)))},
+                   param_space={"seed": tune.grid_search(list(range(trials))),
+                                "epochs": epochs},
                    run_config=tune.RunConfig(storage_path=tmp, verbose=0)).fit()
         return time.perf_counter() - started
 
 
-def _sweep(trials: int) -> dict[str, Any]:
+def _sweep(trials: int, epochs: int) -> dict[str, Any]:
     return {"name": "bench-sweep",
             "base": {"name": "bench-trial", "project": "bench", "data": {"name": "digits"},
                      "model": {"kind": "mlp", "hidden": [64]},
                      "optimizer": {"name": "adam", "lr": 0.003},
-                     "training": {"epochs": EPOCHS}, "resources": {"cpus": 1},
+                     "training": {"epochs": epochs}, "resources": {"cpus": 1},
                      # The same trainings as the baselines: no per-layer instrumentation
                      # (row 1 measures that), still an MLflow run, metrics and model each.
                      "diagnostics": {"grad_norms": False, "update_norms": False,
@@ -77,31 +92,44 @@ def _sweep(trials: int) -> dict[str, Any]:
                        "max_concurrent": 2}}
 
 
-def layerwise_sweep(trials: int) -> float:
+def layerwise_sweep(trials: int, epochs: int) -> float:
     """Seconds from submit to succeeded on a warm service: a 2-trial sweep ran first, so the
     sweep driver's worker has its imports done, as on a service that has been up. Tune still
     starts fresh trial actors for the timed sweep."""
     with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
         client = server.client()
-        client.wait_sweep(client.submit_sweep(_sweep(2))["id"], poll_s=0.2)
+        client.wait_sweep(client.submit_sweep(_sweep(2, epochs))["id"], poll_s=0.2)
         started = time.perf_counter()
-        done = client.wait_sweep(client.submit_sweep(_sweep(trials))["id"], poll_s=0.2)
+        done = client.wait_sweep(client.submit_sweep(_sweep(trials, epochs))["id"], poll_s=0.2)
         seconds = time.perf_counter() - started
         assert done["status"] == "succeeded", done.get("error")
         return seconds
 
 
-def run(trials: int) -> list[dict[str, Any]]:
-    torch.set_num_threads(1)
+def sequential_plain(trials: int, epochs: int) -> float:
     started = time.perf_counter()
     for seed in range(trials):
-        short_training(seed)
-    sequential = time.perf_counter() - started
-    ours = layerwise_sweep(trials)
-    tune_s = default_tune(trials)
+        short_training(seed, epochs)
+    return time.perf_counter() - started
+
+
+def run(trials: int, tiny: bool = False) -> list[dict[str, Any]]:
+    import ray
+
+    # Row 2's Ray runs a dashboard and a job agent for Ray Jobs; this row measures on a Ray as
+    # the service starts it, which the Tune baseline then shares.
+    ray.shutdown()
+    torch.set_num_threads(1)
+    epochs = TINY_EPOCHS if tiny else calibrated_epochs()
+    # Before and after the sweep: the machine's speed drifts over a minute.
+    before = sequential_plain(trials, epochs)
+    ours = layerwise_sweep(trials, epochs)
+    sequential = (before + sequential_plain(trials, epochs)) / 2
+    tune_s = default_tune(trials, epochs)
     ratio = ours / sequential
     return [{"row": f"3 sweep throughput, {trials} trials via REST",
              "baseline": "sequential plain loop; default Ray Tune", "ratio": ratio,
              "layerwise_s": ours, "sequential_s": sequential, "default_tune_s": tune_s,
+             "epochs": epochs, "plain_training_s": sequential / trials,
              "target": "<= 0.75x sequential and faster than default Tune",
              "met": ratio <= 0.75 and ours < tune_s}]

@@ -34,6 +34,12 @@ from workers.worker_settings import NAMESPACE, WorkerSettings
 log = logging.getLogger("layerwise.dispatcher")
 
 CANCEL_POLL_S = 0.5
+# Reported progress is written to the store at most this often (and whenever a task ends):
+# merging a sweep's trial table on every 50 ms tick was most of the service's CPU during a sweep
+# of short trials. Without a wake-up (a submission here, a task that ended), the queue is
+# checked as often: jobs queued by another process (`serve --no-dispatcher`) wait that long.
+PROGRESS_EVERY_S = 0.25
+QUEUE_POLL_S = 0.25
 WARM_WORKERS_SPARE = 8  # idle worker processes a local Ray keeps beyond one per CPU
 # A cancelled sweep's driver stops Tune (which frees the trials' placement groups) within a
 # few seconds; only a driver that does not is killed.
@@ -85,6 +91,8 @@ class Dispatcher:
         self._board: Any = None
         self._last_cancel_poll = 0.0
         self._last_heartbeat = 0.0
+        self._last_progress = 0.0
+        self._last_queue_poll = 0.0
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s,
@@ -110,21 +118,26 @@ class Dispatcher:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.settings.dispatch_interval_s)
+            woken = self._wake.wait(self.settings.dispatch_interval_s)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.tick()
+                self.tick(woken=woken)
             except Exception:  # the dispatcher must outlive any one bad tick
                 log.exception("dispatcher tick failed")
 
-    def tick(self) -> None:
-        self._write_progress()
+    def tick(self, *, woken: bool = True) -> None:
+        """One round. `woken`: something happened here (a job queued, a task ended), so the
+        queue is checked now rather than at its next poll."""
+        now_s = time.monotonic()
+        if now_s - self._last_progress >= PROGRESS_EVERY_S:
+            self._write_progress()
         self._collect_finished()
         self._stop_cancelled()
         self._heartbeat_and_recover()
-        if not self.paused:
+        if not self.paused and (woken or now_s - self._last_queue_poll >= QUEUE_POLL_S):
+            self._last_queue_poll = now_s
             self._launch_what_fits()
 
     # -- recovery ------------------------------------------------------------------------
@@ -214,6 +227,7 @@ class Dispatcher:
     def _write_progress(self) -> None:
         if self._board is None:
             return
+        self._last_progress = time.monotonic()
         jobs, trials = ray.get(self._board.drain_all.remote())
         for job_id, updates in jobs.items():
             fields: dict[str, Any] = {}

@@ -25,12 +25,20 @@ class ServerThread:
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._dispatcher = dispatcher
         self.app = create_app(settings, dispatcher=dispatcher)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
+        if self._dispatcher:
+            # Ray ties its node processes (GCS, raylet) to the thread that started them: the
+            # dispatcher would start them in the server's thread, and they died with it,
+            # leaving this process's Ray client spinning a core in its error listener.
+            from services.dispatcher import ensure_ray
+
+            ensure_ray(self.settings)
         self._thread.start()
         deadline = time.monotonic() + 120
         while not self._server.started:

@@ -57,7 +57,7 @@ def test_norms_every_k_steps_and_reports(settings):
     assert [p.step for p in points] == list(range(0, steps, 4))
     assert client.get_metric_history(run_id, "weight_norm/layers.0") == []
     epochs = [r["progress"]["epoch"] for r in reports if "progress" in r]
-    assert epochs == [1, 2, 3]
+    assert epochs[0] == 1 and epochs[-1] == 3 and epochs == sorted(set(epochs))  # throttled
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.params["model.kind"] == "mlp"
     assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr",
