@@ -101,6 +101,9 @@ def test_the_queue_cap_counts_queued_jobs_and_lets_a_repeat_through(store_url):
     with pytest.raises(QueueFull, match="LAYERWISE_MAX_QUEUED_PER_OWNER"):
         store.create(spec={}, spec_hash="h", name=None, project="p", owner="carol",
                      max_queued=2)
+    with pytest.raises(QueueFull, match="carol has 2 queued jobs"):  # a new key: no repeat
+        store.create(spec={}, spec_hash="h", name=None, project="p", owner="carol",
+                     idempotency_key="k-new", max_queued=2)
     # A retry of a stored submission is answered with its record, full queue or not.
     again, created = store.create(spec={}, spec_hash="h", name=None, project="p",
                                   owner="carol", idempotency_key="k0", max_queued=2)
