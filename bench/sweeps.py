@@ -6,7 +6,7 @@ straightforward Ray Tune script with default settings (a function trainable, 1 C
 
 "About 0.3 s of compute" is the issue's definition of the workload, so the number of epochs is
 measured, not fixed: the same 20 epochs took 0.16 s on one day and 0.47 s on another on these
-shared machines, and a fixed per-trial cost weighs twice as much against the shorter one.
+shared machines, and a fixed per-trial cost weighs three times as much against the shorter one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The dispatcher: moves queued jobs onto Ray and keeps the store in step with what runs.
 
-Each tick it writes the progress that workers reported, records finished tasks, stops the
-tasks of cancelled jobs, and launches the best queued jobs that fit in the cluster's free
-CPUs and GPUs. It runs as a thread beside the API, or alone (`layerwise dispatcher`).
+Each tick (every 50 ms, or at once when woken) it records finished tasks, stops the tasks of
+cancelled jobs, and launches the best queued jobs that fit in the cluster's free CPUs and GPUs;
+the progress that workers reported is written every quarter second. It runs as a thread beside
+the API, or alone (`layerwise dispatcher`).
 
 A sweep is a job too: its driver is a Ray task that runs Ray Tune, and it reserves its trials'
 resources here (one trial's CPUs and GPUs times the trials it may run at once).
