@@ -132,16 +132,15 @@ class ProgressReporter(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         progress = {"epoch": trainer.epoch + 1, "epochs": trainer.epochs, "step": trainer.step,
                     "metrics": metrics}
-        now = time.monotonic()
-        if self._sent_at is not None and now - self._sent_at < self.every_s:
+        if self._sent_at is not None and time.monotonic() - self._sent_at < self.every_s:
             self._unsent = progress
             return
-        self._send(progress, now)
+        self._send(progress)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self._unsent is not None:
-            self._send(self._unsent, time.monotonic())
+            self._send(self._unsent)
 
-    def _send(self, progress: dict[str, Any], now: float) -> None:
-        self._sent_at, self._unsent = now, None
+    def _send(self, progress: dict[str, Any]) -> None:
+        self._sent_at, self._unsent = time.monotonic(), None
         self.report({"progress": progress})
