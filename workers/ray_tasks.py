@@ -89,9 +89,12 @@ def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, b
     def report(update: dict[str, Any]) -> None:
         board.report.remote(job_id, update)
 
-    # The guard comes before the checkpoint callback: an orphan must not overwrite it.
+    # The guard comes before the checkpoint callback, and checks once more after training's
+    # last reports: an orphan must neither overwrite the checkpoint nor delete it.
+    guard = StopWhenOrphaned()
     result = run_experiment(job_id, spec, settings, report, RunOptions(
-        run_id=resume_run_id, parallel=parallel, callbacks=lambda tracker: [StopWhenOrphaned()]))
+        run_id=resume_run_id, parallel=parallel, callbacks=lambda tracker: [guard],
+        before_finish=guard.check))
     result["node_id"] = ray.get_runtime_context().get_node_id()
     return result
 

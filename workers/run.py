@@ -99,6 +99,9 @@ class RunOptions:
     callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
     run_id: str | None = None  # continue this MLflow run instead of creating one
     before_fit: Callable[[Trainer], None] | None = None
+    # Called after training and its reports, before the run is closed and the checkpoint
+    # deleted; raising leaves both (an orphaned worker must not finish a re-queued job).
+    before_finish: Callable[[], None] = lambda: None
     log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
     # The MLflow status to close the run with when training raises; None leaves it open.
     on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
@@ -175,6 +178,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
         options.log_model(tracker, model)
+        options.before_finish()
     except BaseException as exc:
         status = options.on_interrupt(tracker, exc)
         if status is None:

@@ -22,7 +22,9 @@ from tests.utils.specs import mlp_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
-LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 15, "batch_size": 32})
+# ~0.1 s an epoch here: progress reaches a client up to ~0.6 s late (reported and written at
+# most every 0.25 s each), so the kill lands mid-training, well before the last epoch.
+LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 40, "batch_size": 32})
 
 
 def _wait_for_epoch(client: LayerwiseClient, job_id: str, epoch: int, timeout: float = 180

@@ -9,7 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
-from workers.run import WorkerSettings, run_experiment
+from workers.checkpoints import checkpoint_path
+from workers.orphan_guard import Orphaned
+from workers.run import RunOptions, WorkerSettings, run_experiment
 
 
 def _run(settings, spec):
@@ -83,3 +85,28 @@ def test_universal_approximation_with_a_few_tanh_units(settings):
                     training={"epochs": 60, "batch_size": 32})
     result, *_ = _run(settings, spec)
     assert result["val/mse"] < 0.02  # the variance of sin(pi x) on [-1, 1] is 0.5
+
+
+def test_a_worker_orphaned_after_training_leaves_run_and_checkpoint_to_the_retry(settings):
+    """The guard's last check comes after training's reports: an orphan found there neither
+    closes the MLflow run nor deletes the checkpoint the re-queued attempt resumes from."""
+    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
+                            data_roots=settings.data_root_list, checkpoint_every_s=0)
+    spec = mlp_spec(data={"name": "xor", "params": {"n": 64}}, model={"hidden": [4]},
+                    training={"epochs": 2})
+    reports: list[dict] = []
+
+    def orphaned() -> None:
+        raise Orphaned("the raylet is gone")
+
+    with pytest.raises(Orphaned):
+        run_experiment("job-orphan", spec, worker, reports.append,
+                       RunOptions(before_finish=orphaned))
+    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(reports[0]["mlflow_run_id"])
+    assert run.info.status == "RUNNING"
+    assert checkpoint_path(worker.home, "job-orphan").exists()
+
+    retried = run_experiment("job-orphan", spec, worker, reports.append,
+                             RunOptions(run_id=run.info.run_id))
+    assert retried["resumed_from_epoch"] == 2
+    assert not checkpoint_path(worker.home, "job-orphan").exists()
