@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.lifecycle import IllegalTransition
@@ -84,6 +85,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, _title(exc.status_code), str(exc.detail),
                        headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _store_unreachable(_: Request, exc: OperationalError) -> JSONResponse:
+        # A dropped or restarted database (the pool replaces the connection), or SQLite
+        # locked past its timeout: nothing was stored, and the same request can be resent.
+        return problem(503, "Service Unavailable", (
+            f"the job store did not answer ({type(exc.orig).__name__}); nothing was changed. "
+            "Retry; resend a submission with the same Idempotency-Key and it is stored once"),
+            headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,7 @@ from api.errors import problem_responses
 from services.comparison import Comparison, NormName, layer_curves, run_layers, summarize
 
 router = APIRouter(prefix="/v1", tags=["compare"],
-                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
 
 MAX_RUNS = 8
 

@@ -21,7 +21,7 @@ from services.store import JobRecord, JobStore
 from services.validation import SpecError, SpecInvalid, check_experiment
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
-                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
 
 
 @router.post("", response_model=JobRecord, status_code=201,

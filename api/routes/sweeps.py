@@ -19,7 +19,7 @@ from services.sweep_table import SweepRecord, SweepsPublic
 from services.validation import SpecError, SpecInvalid
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"],
-                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500))
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
 
 
 def visible_sweep(sweep_id: str, store: StoreDep, principal: PrincipalDep) -> JobRecord:
