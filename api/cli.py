@@ -4,9 +4,10 @@ sweep-status, sweep-cancel, catalog, ui, compare."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import time
+import threading
 from typing import Annotated, Any
 
 import typer
@@ -61,11 +62,14 @@ def run_dispatcher() -> None:
     prepare_tracking_store(settings.tracking_uri)
     dispatcher = Dispatcher(JobStore(settings.job_store_url), settings)
     dispatcher.start()
-    console.print("dispatcher running; Ctrl-C stops it")
+    console.print("dispatcher running; Ctrl-C or SIGTERM stops it")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        while True:
-            time.sleep(3600)
+        stopping.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         dispatcher.stop()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -51,10 +52,33 @@ _SYSTEM_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedErro
                   ray.exceptions.RaySystemError)
 
 
-def ensure_ray(settings: Settings) -> None:
-    """Join RAY_ADDRESS when set, else start a local Ray (about 2.5 s)."""
+def ensure_ray(settings: Settings) -> bool:
+    """Join RAY_ADDRESS when set, else start a local Ray (about 2.5 s). Returns whether this
+    call connected (False: this process was connected already)."""
     if ray.is_initialized():
+        return False
+    with _own_sigterm_kept():
+        _init_ray(settings)
+    return True
+
+
+@contextmanager
+def _own_sigterm_kept() -> Iterator[None]:
+    """`ray.init` in the main thread replaces the SIGTERM handler with one that exits at once:
+    the service's (uvicorn's graceful shutdown: stop accepting, finish requests, stop the
+    dispatcher, which then ends the Ray it started)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init_ray(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
     else:
@@ -90,6 +114,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._board: Any = None
+        self._connected_ray = False
         self._last_cancel_poll = 0.0
         self._last_heartbeat = 0.0
         self._last_progress = 0.0
@@ -101,7 +126,7 @@ class Dispatcher:
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
-        ensure_ray(self.settings)
+        self._connected_ray = ensure_ray(self.settings)
         self._board = progress_board()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._thread.start()
@@ -111,6 +136,8 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._connected_ray:  # the local Ray it started ends with it; a cluster stays
+            ray.shutdown()
 
     def wake(self) -> None:
         """Tick now instead of at the next interval: a job was queued or a task ended. Each

@@ -67,6 +67,26 @@ def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
         assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
         assert (tmp_path / "home" / "jobs.db").exists()
         assert (tmp_path / "home" / "mlflow.db").exists()
+        # SIGTERM (docker stop, systemd, Ctrl-C's sibling) to the service alone: a graceful
+        # shutdown, and the local Ray it started goes with it.
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down, then raises the signal again so the exit status tells of it.
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM)
+        stderr = server.stderr.read() if server.stderr else ""
+        assert "Application shutdown complete" in stderr and "Traceback" not in stderr, stderr
+        deadline = time.monotonic() + 30
+        while _group_alive(server.pid):
+            assert time.monotonic() < deadline, "the service's Ray outlived it"
+            time.sleep(0.5)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        if _group_alive(server.pid):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=60)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
