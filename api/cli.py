@@ -62,15 +62,12 @@ def run_dispatcher() -> None:
     prepare_tracking_store(settings.tracking_uri)
     dispatcher = Dispatcher(JobStore(settings.job_store_url), settings)
     dispatcher.start()
-    console.print("dispatcher running; Ctrl-C or SIGTERM stops it")
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    try:
-        stopping.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        dispatcher.stop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # set before anyone is told it runs
+        signal.signal(stop_signal, lambda *_: stopping.set())
+    console.print("dispatcher running; Ctrl-C or SIGTERM stops it")
+    stopping.wait()
+    dispatcher.stop()
 
 
 @app.command()

@@ -90,3 +90,24 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
+    env = {**os.environ, "LAYERWISE_HOME": str(tmp_path / "home"), "LAYERWISE_RAY_NUM_CPUS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    dispatcher = subprocess.Popen([*LAYERWISE, "dispatcher"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  start_new_session=True)
+    try:
+        assert dispatcher.stdout is not None
+        assert "dispatcher running" in dispatcher.stdout.readline()  # after Ray started
+        dispatcher.send_signal(signal.SIGTERM)
+        assert dispatcher.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while _group_alive(dispatcher.pid):
+            assert time.monotonic() < deadline, "the dispatcher's Ray outlived it"
+            time.sleep(0.5)
+    finally:
+        if _group_alive(dispatcher.pid):
+            os.killpg(dispatcher.pid, signal.SIGKILL)
+        dispatcher.wait(timeout=60)
