@@ -2,7 +2,8 @@
 
 The loop fires these in order for each step: `on_before_update` (the weights are about to
 change), `on_after_backward` (gradients are computed, not clipped yet; gradient models only),
-`on_step_end` (the weights have changed). A callback that is not registered costs nothing.
+`on_step_end` (the weights have changed). The loop calls only the hooks a callback implements,
+so an empty one costs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
 
 # How many logged steps the device buffer holds before it is copied to the host at once.
 FLUSH_EVERY_LOGGED_STEPS = 512
+
+
+EVENTS = ("on_train_start", "on_before_update", "on_after_backward", "on_step_end",
+          "on_epoch_end", "on_train_end")
+
+
+def implements(callback: object, event: str) -> bool:
+    """Whether `callback` does something on `event`: it overrides the base's empty hook, or
+    is not a Callback at all and has the method."""
+    own = vars(callback).get(event) if hasattr(callback, "__dict__") else None
+    hook = getattr(type(callback), event, None)
+    return own is not None or (hook is not None and hook is not getattr(Callback, event, None))
 
 
 class Callback:

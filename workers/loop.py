@@ -32,7 +32,7 @@ from models.regularizers import (
     weight_penalty,
 )
 from services.spec import ExperimentSpec
-from workers.callbacks import Callback
+from workers.callbacks import EVENTS, Callback, implements
 from workers.data_parallel import DataParallel, TrainingStep
 from workers.early_stopping import EarlyStopping
 from workers.optim import build_optimizer, build_schedule
@@ -154,8 +154,14 @@ class Trainer:
 
     # -- events --------------------------------------------------------------------------
     def _fire(self, event: str, *args: Any) -> None:
-        for callback in self.callbacks:
-            getattr(callback, event)(self, *args)
+        for hook in self._hooks[event]:
+            hook(self, *args)
+
+    def _bind_hooks(self) -> None:
+        """Per event, the callbacks that implement it: three events fire at every step, and a
+        run has half a dozen callbacks that mostly leave them empty."""
+        self._hooks = {event: [getattr(callback, event) for callback in self.callbacks
+                               if implements(callback, event)] for event in EVENTS}
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (its callbacks still run)."""
@@ -168,6 +174,7 @@ class Trainer:
         Raises:
             Diverged: the training loss became NaN or infinite.
         """
+        self._bind_hooks()
         self._fire("on_train_start")
         if self.parallel is not None:
             self._training_step = self.parallel.wrap(TrainingStep(self.model, self.objective))

@@ -24,10 +24,11 @@ from itertools import chain, repeat
 from typing import Any, Protocol
 
 import numpy as np
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch
+MAX_METRICS_PER_CALL = 1000  # MLflow's limits for one log_batch
+MAX_PARAMS_PER_CALL = 100
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 FLOAT_MAX = sys.float_info.max  # MLflow stores +-inf as +-FLOAT_MAX and NaN as 0 with is_nan
 COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
@@ -93,9 +94,11 @@ class MetricColumns:
 class MetricWriter(Protocol):
     def write(self, run_id: str, metrics: MetricColumns) -> None: ...
 
+    def write_params(self, run_id: str, params: list[Param]) -> None: ...
+
 
 class ClientWriter:
-    """MLflow's own client: log_batch calls of up to 1000 metrics."""
+    """MLflow's own client: log_batch calls of up to 1000 metrics or 100 params."""
 
     def __init__(self, client: MlflowClient):
         self.client = client
@@ -103,6 +106,10 @@ class ClientWriter:
     def write(self, run_id: str, metrics: MetricColumns) -> None:
         for chunk in metrics.chunks(MAX_METRICS_PER_CALL):
             self.client.log_batch(run_id, metrics=chunk.metrics(), synchronous=True)
+
+    def write_params(self, run_id: str, params: list[Param]) -> None:
+        for start in range(0, len(params), MAX_PARAMS_PER_CALL):
+            self.client.log_batch(run_id, params=params[start:start + MAX_PARAMS_PER_CALL])
 
 
 class RestWriter:
@@ -112,6 +119,7 @@ class RestWriter:
     def __init__(self, client: MlflowClient):
         from mlflow.protos.service_pb2 import LogBatch
 
+        self.params = ClientWriter(client)  # a run's params are one request already
         self.store = client._tracking_client.store
         self.endpoint, self.method = self.store._METHOD_TO_INFO[LogBatch]
 
@@ -128,6 +136,9 @@ class RestWriter:
                                     json=body)
             verify_rest_response(response, self.endpoint)
 
+    def write_params(self, run_id: str, params: list[Param]) -> None:
+        self.params.write_params(run_id, params)
+
 
 def _json_double(value: float) -> float | str:
     """Protobuf's JSON form of a double: NaN and infinities are strings (JSON has none)."""
@@ -142,12 +153,13 @@ class SqlBulkWriter:
     """Bulk inserts through the engine of MLflow's own SqlAlchemyStore for this URI."""
 
     def __init__(self, client: MlflowClient):
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam
 
         self.store = client._tracking_client.store
         self.engine = self.store.engine
         self.metrics = SqlMetric.__table__
         self.latest = SqlLatestMetric.__table__
+        self.params = SqlParam.__table__
         self.fallback = ClientWriter(client)
         self._marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(
             self.engine.dialect.paramstyle)
@@ -178,6 +190,21 @@ class SqlBulkWriter:
             # A metric identical in key, step, timestamp and value is already stored (a
             # resumed run re-sending its tail): MLflow's own path skips duplicates.
             self.fallback.write(run_id, metrics)
+
+    def write_params(self, run_id: str, params: list[Param]) -> None:
+        """A new run's params in one transaction. MLflow's log_batch loads the run twice and
+        builds an ORM object per param: 8 ms for a spec's 80 params on SQLite, a sixth of a
+        short sweep trial's MLflow work. Params already stored (a retried call) go through
+        MLflow's path, which accepts the same values again and refuses changed ones."""
+        from sqlalchemy import insert
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(self.params), [
+                    {"run_uuid": run_id, "key": p.key, "value": p.value} for p in params])
+        except IntegrityError:
+            self.fallback.write_params(run_id, params)
 
     def _insert(self, connection: Any, rows: list[tuple]) -> None:
         """Many rows per statement: the driver binds a statement's parameters holding the

@@ -98,6 +98,7 @@ class RunOptions:
     # Built per run from the tracker, so a callback can log to the run.
     callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
     run_id: str | None = None  # continue this MLflow run instead of creating one
+    experiment_id: str | None = None  # the project's MLflow experiment, when known
     before_fit: Callable[[Trainer], None] | None = None
     # Called after training and its reports, before the run is closed and the checkpoint
     # deleted; raising leaves both (an orphaned worker must not finish a re-queued job).
@@ -142,7 +143,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
                                home=settings.home, run_id=options.run_id,
-                               extra_tags=options.tags, metrics_uri=settings.metrics_uri)
+                               extra_tags=options.tags, metrics_uri=settings.metrics_uri,
+                               experiment_id=options.experiment_id)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
     state = checkpoints.load(saved) if options.run_id else None

@@ -16,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from services import mlflow_names as names
 from services.sweep_spec import SweepSpec, configuration_key
 from services.sweep_table import best_trial
+from workers.metric_writers import ClientWriter
 from workers.run import WorkerSettings
 from workers.sweep_trial import TAG_TRIAL_ID
-from workers.tracking import MAX_PARAM_LENGTH, MAX_PARAMS_PER_CALL, layerwise_version
+from workers.tracking import MAX_PARAM_LENGTH, layerwise_version
 
 TAG_KIND = "layerwise.kind"
 TAG_BEST_TRIAL = "layerwise.best_trial_id"
@@ -60,8 +61,7 @@ class ParentRun:
                        for k, v in self.sweep.scheduler.model_dump().items()})
         params.update(repeat=self.sweep.repeat, trials=self.sweep.trial_count())
         entries = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
-        for start in range(0, len(entries), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=entries[start:start + MAX_PARAMS_PER_CALL])
+        ClientWriter(self.client).write_params(self.run_id, entries)
         self.client.log_text(self.run_id, yaml.safe_dump(self.sweep.model_dump(mode="json"),
                                                          sort_keys=False), "sweep.yaml")
 

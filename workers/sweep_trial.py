@@ -91,6 +91,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
               names.PARENT_RUN_TAG: ctx.parent_run_id},
         callbacks=lambda tracker: [reporter.bind(tracker)],
         run_id=_open_run(ctx, trial_id) if state is not None else None,
+        experiment_id=ctx.experiment_id,
         before_fit=reporter.restore if state is not None else None,
         log_model=log_model_files, on_interrupt=reporter.interrupted)
     result = run_experiment(ctx.sweep_id, payload, ctx.settings, report, options)
@@ -180,7 +181,7 @@ def log_model_files(tracker: RunTracker, model: torch.nn.Module) -> None:
         path = os.path.join(tmp, "model")
         mlflow.pytorch.save_model(model.cpu(), path, serialization_format="pickle",
                                   pip_requirements=[f"torch=={torch_version}"])
-        tracker.client.log_artifacts(tracker.run_id, path, "model")
+        tracker.log_files(path, "model")
 
 
 def _open_run(ctx: TrialContext, trial_id: str) -> str | None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
@@ -51,7 +53,8 @@ def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'm.db'}"
     if request.param == "postgres":
-        return fresh_database("layerwise_test_metric_writers")
+        # A database per test: MLflow's store, cached per URI, assumes its tables stay.
+        return fresh_database(f"lw_{request.node.originalname[:55]}")
     return request.getfixturevalue("mlflow_server")[0]
 
 
@@ -81,6 +84,19 @@ def test_writer_stores_what_log_batch_stores(tracking_uri):
                           for m in client.get_metric_history(run_id, key))
         assert history(fast_run) == history(plain_run)
         assert len(history(fast_run)) == 2 * sum(1 for i in range(40) if i % 3 == int(key[1]))
+
+
+def test_writer_stores_params_once_and_refuses_a_changed_value(tracking_uri):
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.create_run(client.create_experiment(f"p{free_port()}")).info.run_id
+    writer = writer_for(client, tracking_uri)
+    params = [Param(f"model.layer{i}", str(i)) for i in range(130)]  # over one log_batch
+    writer.write_params(run_id, params)
+    writer.write_params(run_id, params[:3])  # a retried call: the same values again
+    assert client.get_run(run_id).data.params == {p.key: p.value for p in params}
+    with pytest.raises(MlflowException, match="Changing param values is not allowed"):
+        writer.write_params(run_id, [Param("model.layer0", "changed")])
+    assert client.get_run(run_id).data.params["model.layer0"] == "0"
 
 
 def test_columns_from_rows_repeat_steps_and_timestamps_per_key():

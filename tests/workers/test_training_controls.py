@@ -231,3 +231,41 @@ def test_max_runtime_stops_after_the_epoch_that_passes_it():
     result = trainer_for(tiny(training={"epochs": 50, "max_runtime_s": 1e-6})).fit()
     assert (result["stopped_epoch"], result["stop_reason"], result["epochs_run"]) == (
         1, "max_runtime_s", 1)
+
+
+# -- events ------------------------------------------------------------------------------------
+class EventLog(Callback):
+    def __init__(self):
+        self.events: list[str] = []
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.events.append("train_start")
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self.events.append(f"step {trainer.step}")
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.events.append("train_end")
+
+
+class DuckLog:
+    """Not a Callback: the loop calls the hooks it has."""
+
+    def __init__(self):
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.epochs.append(trainer.epoch)
+
+
+def test_the_loop_calls_each_callbacks_hooks_in_order_and_only_those_it_has():
+    log, duck, updates = EventLog(), DuckLog(), []
+    hooked = Callback()
+    hooked.on_before_update = lambda trainer: updates.append(trainer.step)  # type: ignore
+    trainer = trainer_for(tiny(training={"epochs": 2, "batch_size": "full"}), [log, duck, hooked])
+    trainer.fit()
+    assert log.events == ["train_start", "step 1", "step 2", "train_end"]
+    assert duck.epochs == [0, 1]
+    assert updates == [0, 1]  # before each update, the step not counted yet
+    assert [hook.__self__ for hook in trainer._hooks["on_step_end"]] == [log]
+    assert trainer._hooks["on_after_backward"] == []
