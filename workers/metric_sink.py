@@ -17,15 +17,23 @@ from typing import Any
 
 from workers.metric_writers import MetricColumns, MetricWriter
 
+# Values queued and not yet written before `log` waits for the writer: about 32 MB of
+# columns. Per-layer norms at every step of a fast training outrun a stock MLflow server
+# (~5,500 metrics/s here); an unbounded queue grew by gigabytes an hour.
+MAX_PENDING_VALUES = 1_000_000
+
 
 class MetricSink:
     """Accepts metrics from the training thread; one daemon thread writes them to MLflow.
 
     `close()` waits until everything queued is written and re-raises a logging failure, so a
-    run never ends "finished" with metrics silently missing.
+    run never ends "finished" with metrics silently missing. When `max_pending` values wait
+    to be written, logging more waits for the writer: the training slows down to what the
+    store takes rather than holding an ever larger backlog in memory.
     """
 
-    def __init__(self, writer: MetricWriter, run_id: str, *, flush_every_s: float = 0.25):
+    def __init__(self, writer: MetricWriter, run_id: str, *, flush_every_s: float = 0.25,
+                 max_pending: int = MAX_PENDING_VALUES):
         self._writer = writer
         self._run_id = run_id
         self._flush_every_s = flush_every_s
@@ -33,12 +41,16 @@ class MetricSink:
             queue.SimpleQueue())
         self._error: BaseException | None = None
         self._last_send = 0.0
+        self._max_pending = max_pending
+        self._pending = 0  # values queued or being written
+        self._room = threading.Condition()
+        self.waited_s = 0.0  # how long logging waited for the writer, in all
         self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
         self._thread.start()
 
     def log(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
         if metrics:
-            self._queue.put(MetricColumns.from_dict(
+            self._put(MetricColumns.from_dict(
                 metrics, step, timestamp_ms or int(time.time() * 1000)))
 
     def log_rows(self, keys: list[str], rows: Any, steps: Sequence[int],
@@ -46,7 +58,18 @@ class MetricSink:
         """Many steps of the same keys at once (the per-layer norm buffer): rows is
         (len(steps), len(keys)), a nested list or an array."""
         if len(steps):
-            self._queue.put(MetricColumns.from_rows(keys, rows, steps, timestamps_ms))
+            self._put(MetricColumns.from_rows(keys, rows, steps, timestamps_ms))
+
+    def _put(self, columns: MetricColumns) -> None:
+        with self._room:
+            if self._pending >= self._max_pending:
+                started = time.monotonic()
+                # A failed writer drops what it gets (close() reports why): no wait then.
+                while self._pending >= self._max_pending and self._error is None:
+                    self._room.wait(timeout=1.0)
+                self.waited_s += time.monotonic() - started
+            self._pending += len(columns)
+        self._queue.put(columns)
 
     def call_soon(self, action: Callable[[], object]) -> None:
         """Run `action` on the logging thread, in order with the metrics (params and small
@@ -94,10 +117,15 @@ class MetricSink:
             self._error = exc
 
     def _send(self, batch: list[MetricColumns]) -> None:
-        if self._error is not None or not batch:
+        if not batch:
             return
-        self._last_send = time.monotonic()
         try:
-            self._writer.write(self._run_id, MetricColumns.concat(batch))
+            if self._error is None:
+                self._last_send = time.monotonic()
+                self._writer.write(self._run_id, MetricColumns.concat(batch))
         except Exception as exc:  # keep the thread alive; close() reports it
             self._error = exc
+        finally:
+            with self._room:
+                self._pending -= sum(len(columns) for columns in batch)
+                self._room.notify_all()

@@ -4,6 +4,7 @@ on SQLite and PostgreSQL, the REST writer on a real `mlflow server`."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,6 +131,24 @@ def test_sink_flushes_everything_on_close_and_reports_failures(tmp_path):
     broken.log({"a": 1.0}, step=0)
     with pytest.raises(RuntimeError, match="disk full"):
         broken.close()
+
+
+def test_sink_makes_logging_wait_when_the_writer_falls_behind():
+    """A store slower than the training bounds the backlog: logging waits, nothing is lost."""
+    written: list[int] = []
+
+    class Slow:
+        def write(self, run_id, metrics):
+            time.sleep(0.02)
+            written.append(len(metrics))
+
+    sink = MetricSink(Slow(), "run", flush_every_s=0.0, max_pending=100)
+    for start in range(0, 1000, 50):
+        sink.log_rows(["a"], np.ones((50, 1)), list(range(start, start + 50)), [0] * 50)
+    sink.close()
+    assert sum(written) == 1000
+    assert max(written) <= 150  # never more than the bound and one batch behind
+    assert sink.waited_s > 0
 
 
 def test_sink_writes_what_arrives_within_its_interval_at_once(tmp_path):
