@@ -8,7 +8,6 @@ carries FINAL_KEY, which tells the driver a finished trial from one a scheduler 
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -39,8 +38,6 @@ STATE_FILE = "state.pt"
 # Parsed once per worker process: Tune reuses the actor, and a warm worker runs many trials.
 _sweeps: dict[str, SweepSpec] = {}
 SWEEPS_KEPT = 8
-# mlflow.pytorch warns about the pickle format on every save: once per trial is noise.
-logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 
 class TrialSpecInvalid(ValueError):
