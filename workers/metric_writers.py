@@ -119,7 +119,7 @@ class RestWriter:
     def __init__(self, client: MlflowClient):
         from mlflow.protos.service_pb2 import LogBatch
 
-        self.params = ClientWriter(client)  # a run's params are one request already
+        self.client_writer = ClientWriter(client)  # params: a run's are one request
         self.store = client._tracking_client.store
         self.endpoint, self.method = self.store._METHOD_TO_INFO[LogBatch]
 
@@ -137,7 +137,7 @@ class RestWriter:
             verify_rest_response(response, self.endpoint)
 
     def write_params(self, run_id: str, params: list[Param]) -> None:
-        self.params.write_params(run_id, params)
+        self.client_writer.write_params(run_id, params)
 
 
 def _json_double(value: float) -> float | str:
@@ -199,6 +199,8 @@ class SqlBulkWriter:
         from sqlalchemy import insert
         from sqlalchemy.exc import IntegrityError
 
+        if not params:
+            return
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(self.params), [

@@ -74,14 +74,9 @@ def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
         assert server.wait(timeout=60) in (0, -signal.SIGTERM)
         stderr = server.stderr.read() if server.stderr else ""
         assert "Application shutdown complete" in stderr and "Traceback" not in stderr, stderr
-        deadline = time.monotonic() + 30
-        while _group_alive(server.pid):
-            assert time.monotonic() < deadline, "the service's Ray outlived it"
-            time.sleep(0.5)
+        _wait_group_gone(server.pid, "the service's Ray outlived it")
     finally:
-        if _group_alive(server.pid):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=60)
+        _kill_group(server)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -90,6 +85,20 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _wait_group_gone(pgid: int, message: str, timeout_s: float = 30) -> None:
+    """Every process of the group (the service or dispatcher and the Ray it started) exits."""
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(pgid):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.5)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if _group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
 
 
 def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
@@ -103,11 +112,6 @@ def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
         assert "dispatcher running" in dispatcher.stdout.readline()  # after Ray started
         dispatcher.send_signal(signal.SIGTERM)
         assert dispatcher.wait(timeout=60) == 0
-        deadline = time.monotonic() + 30
-        while _group_alive(dispatcher.pid):
-            assert time.monotonic() < deadline, "the dispatcher's Ray outlived it"
-            time.sleep(0.5)
+        _wait_group_gone(dispatcher.pid, "the dispatcher's Ray outlived it")
     finally:
-        if _group_alive(dispatcher.pid):
-            os.killpg(dispatcher.pid, signal.SIGKILL)
-        dispatcher.wait(timeout=60)
+        _kill_group(dispatcher)
