@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
     max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
     max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
+    max_data_bytes: int = Field(512_000_000, gt=0, description="cap on a data file "
+                                "(LAYERWISE_MAX_DATA_BYTES): an .npz's arrays uncompressed, read "
+                                "from its headers, or a .csv's or .txt's size on disk")
     tune_storage: str | None = Field(None, description="where sweeps keep Ray Tune's state: "
                                      "a directory or a URI every node reaches (s3://, gs://); "
                                      "default <home>/tune")

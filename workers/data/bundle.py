@@ -53,6 +53,13 @@ class DataBundle:
             out["test"] = (self.x_test, self.y_test)
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes the arrays hold, what a cache of bundles is bounded by (`extra` is a few
+        facts, small next to them). Arrays that share memory are counted each time."""
+        arrays = (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+        return sum(int(a.nbytes) for a in arrays if a is not None)
+
 
 def split(x: np.ndarray, y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int,
           task: str, output_dim: int, extra: dict[str, Any] | None = None) -> DataBundle:
