@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import TokenTable
 from api.errors import install_error_handlers
-from api.middleware import LimitAndTime
+from api.middleware import EdgeGuard
 from api.routes import catalog, compare, experiments, health, sweeps
 from services.dispatcher import Dispatcher
 from services.observability import configure_logging
@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
     app.state.dispatcher = None
     install_error_handlers(app)
 
-    app.add_middleware(LimitAndTime, max_request_bytes=settings.max_request_bytes)
+    app.add_middleware(EdgeGuard, max_request_bytes=settings.max_request_bytes,
+                       tokens=app.state.tokens)
 
     for module in (experiments, sweeps, catalog, health, compare):
         app.include_router(module.router)

@@ -46,8 +46,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     from api.app import create_app
-    uvicorn.run(create_app(dispatcher=dispatcher), host=host, port=port, log_level="info",
-                access_log=access_log)
+    from api.auth import TokenConfigError
+    try:
+        service = create_app(dispatcher=dispatcher)
+    except TokenConfigError as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    uvicorn.run(service, host=host, port=port, log_level="info", access_log=access_log)
 
 
 @app.command("dispatcher")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,10 +14,11 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.lifecycle import IllegalTransition
-from services.store import JobNotFound, QueueFull
+from services.store import IdempotencyKeyReused, JobNotFound, QueueFull
 from services.validation import SpecInvalid
 
 PROBLEM = "application/problem+json"
+log = logging.getLogger("layerwise.api")
 
 
 class ProblemError(BaseModel):
@@ -68,6 +71,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "The spec cannot run", str(exc), type_="/problems/spec",
                        errors=errors)
 
+    @app.exception_handler(IdempotencyKeyReused)
+    async def _key_reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        return problem(422, "Idempotency-Key reused", str(exc),
+                       type_="/problems/idempotency-key-reused",
+                       errors=[{"loc": ["header", "Idempotency-Key"], "msg": str(exc)}])
+
     @app.exception_handler(QueueFull)
     async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
         return problem(429, "Too many queued jobs", str(exc), type_="/problems/queue-full",
@@ -96,8 +105,20 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return unexpected_error(exc, request.method, request.url.path)
+
+
+def unexpected_error(exc: Exception, method: str, path: str) -> JSONResponse:
+    """500 with an error id and nothing of the exception (no SQL, parameters, paths or
+    traceback); the details go to the log under that id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s on %s %s", error_id, method, path, exc_info=exc,
+              extra={"error_id": error_id})
+    return problem(500, "Internal Server Error", (
+        f"an unexpected error; nothing of it is shown here. Quote error id {error_id} to the "
+        "operator, whose log holds the details"), type_="/problems/internal",
+        error_id=error_id)
 
 
 def _title(status: int) -> str:

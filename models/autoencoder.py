@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.activations import ActivationName
 from models.base import DataShape, LayerwiseModel, MetricLog, ModelConfigError
+from models.config import StrictConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
@@ -26,8 +27,7 @@ from models.rbm import RECALL_TASKS
 from models.registry import register_model
 
 
-class AutoencoderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AutoencoderConfig(StrictConfig):
     kind: Literal["autoencoder"] = "autoencoder"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default=[64, 32], min_length=1, max_length=100,

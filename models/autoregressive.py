@@ -17,19 +17,19 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape
+from models.config import StrictConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 from models.sequence_base import SequenceData, SequenceModel, resolve_many_to_one
 
 
-class AutoregressiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AutoregressiveConfig(StrictConfig):
     kind: Literal["autoregressive"] = "autoregressive"
     channels: int = Field(32, ge=1, le=65_536, description="width of every convolution")
     layers: int = Field(4, ge=1, le=64, description="dilated causal convolutions")

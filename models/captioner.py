@@ -11,26 +11,27 @@ decoder's gates (`decoder.update_gate`, ...), `head`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.config import StrictConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.recurrent_cells import CellName, LSTMCell, make_cell, set_forget_bias
 from models.registry import register_model
 
 
-class CaptionerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CaptionerConfig(StrictConfig):
     kind: Literal["captioner"] = "captioner"
-    channels: list[int] = Field(default=[8, 16], min_length=1, max_length=8,
-                                description="encoder: 3x3 convolutions, each then 2x2 "
-                                            "max-pooled while the image is larger than 1x1")
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default=[8, 16], min_length=1, max_length=8,
+        description="encoder: 3x3 convolutions, each then 2x2 max-pooled while the image is "
+                    "larger than 1x1")
     cell: CellName = "gru"
     hidden: int = Field(64, ge=1, le=65_536, description="decoder state size")
     embed_dim: int = Field(16, ge=1, le=65_536, description="token embedding size")

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.config import StrictConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
@@ -20,19 +21,17 @@ from models.report import ModelReport, Pictures, probe_split
 FEATURE_MAP_PANELS = 16
 
 
-class ConvLayerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ConvLayerConfig(StrictConfig):
     channels: int = Field(16, ge=1, le=4096, description="feature maps of this layer")
     kernel_size: int = Field(3, ge=1, le=1024, description="receptive field along each axis")
     stride: int = Field(1, ge=1, le=1024)
-    padding: int | Literal["same"] = Field("same", description="zeros added on each side, or "
-                                                               "'same' to keep the size")
+    padding: Annotated[int, Field(ge=0, le=1024)] | Literal["same"] = Field(
+        "same", description="zeros added on each side, or 'same' to keep the size")
     pool: Literal["max", "avg", "none"] = "max"
     pool_size: int = Field(2, ge=1, le=1024, description="pooling window and stride")
 
 
-class CNNConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CNNConfig(StrictConfig):
     kind: Literal["cnn"] = "cnn"
     conv: list[ConvLayerConfig] = Field(
         default_factory=lambda: [ConvLayerConfig.model_validate({"channels": c})

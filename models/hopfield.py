@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.base import DataShape, LayerwiseModel
+from models.config import StrictConfig
 from models.rbm import require_recall
 from models.registry import register_model
 from models.report import Curve, ModelReport, Pictures, picture_shape, probe_split
@@ -72,8 +73,7 @@ def recall(weight: torch.Tensor, v: torch.Tensor, *, update: UpdateName, max_swe
     return v
 
 
-class HopfieldConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HopfieldConfig(StrictConfig):
     kind: Literal["hopfield"] = "hopfield"
     update: UpdateName = Field("async", description="async: one unit at a time in random "
                                                     "order; sync: all units at once")

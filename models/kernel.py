@@ -14,10 +14,11 @@ from itertools import combinations_with_replacement
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.config import StrictConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
@@ -25,8 +26,7 @@ from models.registry import register_model
 MAX_FEATURES = 50_000
 
 
-class KernelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KernelConfig(StrictConfig):
     kind: Literal["kernel"] = "kernel"
     features: Literal["polynomial", "gaussian"] = "polynomial"
     degree: int = Field(2, ge=1, le=10, description="polynomial: the order n")

@@ -8,17 +8,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel
+from models.config import StrictConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 
 
-class LinearConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LinearConfig(StrictConfig):
     kind: Literal["linear"] = "linear"
     output: OutputName = "auto"
     init: InitName = "glorot_normal"

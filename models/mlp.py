@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Literal, cast
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.activations import ActivationName
 from models.base import DataShape, LayerwiseModel
+from models.config import StrictConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 
 
-class MLPConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MLPConfig(StrictConfig):
     kind: Literal["mlp"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default=[64, 64], min_length=1, max_length=1000,

@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.config import StrictConfig
 from models.registry import register_model
 from models.report import ModelReport, Pictures, picture_shape
 
@@ -77,8 +78,7 @@ class BinaryRBM(nn.Module):
         return stats
 
 
-class RBMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RBMConfig(StrictConfig):
     kind: Literal["rbm"] = "rbm"
     hidden: int = Field(64, ge=1, le=100_000, description="hidden units")
     k: int = Field(1, ge=1, le=1000, description="Gibbs steps of contrastive divergence (CD-k)")

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
+from models.config import StrictConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
@@ -25,8 +26,7 @@ from models.registry import register_model
 SkipName = Literal["identity", "weighted", "none"]
 
 
-class ResNetConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ResNetConfig(StrictConfig):
     kind: Literal["resnet"] = "resnet"
     layout: Literal["dense", "conv"] = Field(
         "dense", description="dense: residual MLP; conv: residual CNN on (C, L) or (C, H, W)")

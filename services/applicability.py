@@ -86,11 +86,13 @@ class ForwardFacts:
 
     Attributes:
         has_hidden: `hidden_activations()` returned tensors after the step.
-        metric_keys: every metric the loop will log for this run (train/..., val/...).
+        metric_keys: every metric the loop will log for this run (train/..., val/...); None
+            when the step could not run (a large model checked on the meta device whose step
+            needs values), and the checks that need them are left to the worker.
     """
 
     has_hidden: bool
-    metric_keys: frozenset[str]
+    metric_keys: frozenset[str] | None
 
 
 def declared_errors(spec: ExperimentSpec) -> list[SpecError]:
@@ -178,7 +180,8 @@ def _dropout_errors(spec: ExperimentSpec, model: LayerwiseModel) -> list[SpecErr
 
 def _monitor_errors(spec: ExperimentSpec, facts: ForwardFacts) -> list[SpecError]:
     stopping = spec.regularization.early_stopping
-    if stopping.patience is None or stopping.monitor in facts.metric_keys:
+    if (stopping.patience is None or facts.metric_keys is None
+            or stopping.monitor in facts.metric_keys):
         return []
     return [SpecError(("regularization", "early_stopping", "monitor"),
                       f"{stopping.monitor!r} is not logged for this run; choose one of "

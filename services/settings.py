@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     max_epochs: int = Field(10_000, gt=0, description="cap on training.epochs")
     max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
     max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
+    max_dry_run_parameters: int = Field(
+        2_000_000, gt=0, description="models up to this size are dry-run on one real batch "
+        "at submission; larger ones are checked on PyTorch's meta device (shapes only), so "
+        "the API never holds a user-sized model")
+    max_trials_per_sweep: int = Field(1_000, gt=0, description="cap on a sweep's trials "
+                                      "(grid points x num_samples x repeat)")
+    max_sweep_dry_runs: int = Field(48, gt=0, description="cap on the distinct values a "
+                                    "sweep submission dry-runs (each listed value, each "
+                                    "range's ends and middle)")
     max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
     max_data_bytes: int = Field(512_000_000, gt=0, description="cap on a data file "
                                 "(LAYERWISE_MAX_DATA_BYTES): an .npz's arrays uncompressed, read "

@@ -11,9 +11,10 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 import models  # noqa: F401  (registers every family before the union is built)
+from models.config import SEED_MAX, StrictConfig
 from models.objectives import LossName
 from models.registry import model_families
 
@@ -21,8 +22,8 @@ Task = Literal["auto", "classification", "binary", "regression", "sequence", "la
               "reconstruction", "recall"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictConfig):
+    """A spec section: unknown fields, NaN, infinities and NUL characters refused."""
 
 
 class DataSpec(Strict):
@@ -153,7 +154,7 @@ class TrainingSpec(Strict):
     epochs: int = Field(20, ge=1, le=100_000)
     batch_size: int | Literal["full"] = Field(64, description="examples per step, or 'full' "
                                                               "for full-batch gradient descent")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seeds torch and numpy (below 2^32)")
     grad_clip_norm: float | None = Field(None, gt=0.0, description="rescale the gradient to "
                                                                    "this total L2 norm when "
                                                                    "it is larger")
@@ -240,15 +241,36 @@ class AnalysisSpec(Strict):
         description="the steps n (1-based) to measure from; empty: the last and the middle step")
 
 
+# Ray's custom resource names: a word (CPU, GPU and memory are Ray's own, asked for with
+# cpus and gpus).
+ResourceName = Annotated[str, Field(min_length=1, max_length=64,
+                                    pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")]
+RAY_OWN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
 class ResourcesSpec(Strict):
     cpus: float = Field(1.0, gt=0.0, le=512, description="Ray num_cpus; also torch's threads")
     gpus: float = Field(0.0, ge=0.0, le=64, description="Ray num_gpus; fractions share a GPU")
-    custom: dict[str, float] = Field(default_factory=dict, description=(
+    custom: dict[ResourceName, Annotated[float, Field(ge=0.0, le=1e9)]] = Field(
+        default_factory=dict, max_length=16, description=(
         "Ray custom resources the job needs, e.g. {worker_node: 1} to land on nodes started "
         "with --resources='{\"worker_node\": 1}'"))
     workers: int = Field(1, ge=1, le=256, description=(
         "data-parallel training workers (Ray Train, DDP); cpus, gpus and custom are per "
         "worker; rank 0 logs"))
+
+    @model_validator(mode="after")
+    def _custom_not_ray_own(self) -> ResourcesSpec:
+        own = sorted(set(self.custom) & set(RAY_OWN_RESOURCES))
+        if own:
+            raise ValueError(f"custom resources {own} are Ray's own; ask for CPUs and GPUs "
+                             "with cpus and gpus, and remove them from custom")
+        return self
+
+
+# MLflow's own rules for tag keys (characters, 250 at most) and values (5,000 characters).
+TagKey = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_\-. /]+$")]
+Tags = dict[TagKey, Annotated[str, Field(max_length=5000)]]
 
 
 class ExperimentSpec(Strict):
@@ -266,7 +288,7 @@ class ExperimentSpec(Strict):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     priority: int = Field(0, ge=-1000, le=1000)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
 
     def spec_hash(self) -> str:
         """A stable hash of what determines the run (name, tags and priority excluded)."""

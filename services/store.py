@@ -69,6 +69,14 @@ class JobRecord(BaseModel):
             mlflow_run_id=row.mlflow_run_id, mlflow_experiment_id=row.mlflow_experiment_id)
 
 
+def _same_request(first: JobRecord, key: str, spec: dict[str, Any], job_type: str
+                  ) -> JobRecord:
+    """The first record, when this repeat of its idempotency key carries the same body."""
+    if first.spec != spec or first.job_type != job_type:
+        raise IdempotencyKeyReused(key, first.id)
+    return first
+
+
 def _utc(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stored time is UTC."""
     if value is not None and value.tzinfo is None:
@@ -93,6 +101,17 @@ class JobNotFound(LookupError):
     def __init__(self, job_id: str):
         super().__init__(f"no job {job_id!r}; GET /v1/experiments lists the jobs you can see")
         self.job_id = job_id
+
+
+class IdempotencyKeyReused(ValueError):
+    """An Idempotency-Key seen before with another body (HTTP 422, as the IETF draft on the
+    header says): the first request's record is not this request's answer."""
+
+    def __init__(self, key: str, job_id: str):
+        super().__init__(f"Idempotency-Key {key!r} was first sent with a different body (job "
+                         f"{job_id}); resend that body to get its record, or use a new key "
+                         "for a new request")
+        self.key = key
 
 
 class QueueFull(Exception):
@@ -157,9 +176,9 @@ class JobStore:
             existing = self._by_idempotency_key(owner, idempotency_key or "")
             if existing is None:
                 raise
-            return existing, False
+            return _same_request(existing, idempotency_key or "", spec, job_type), False
         if repeat is not None:
-            return self.get(repeat), False
+            return _same_request(self.get(repeat), idempotency_key or "", spec, job_type), False
         return JobRecord.of(JobRow(**values)), True
 
     def _by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:

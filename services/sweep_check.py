@@ -3,7 +3,9 @@ runs, and the search, scheduler and metric fit together. Refusals are `SpecInval
 the field path (`["space", "optimizer.lr"]`) and the fix.
 
 Each listed value (grid, choice) is applied alone to the base spec and dry-run like a submitted
-experiment; continuous domains are checked at their bounds.
+experiment; continuous domains are checked at their bounds. Before any of that, the work one
+submission may ask for is bounded: the number of trials and the number of dry runs. The caps
+(epochs, parameters) hold for every probe and for the largest configuration of the space.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from services.caps import CapExceeded, SubmissionLimits
 from services.spec import ExperimentSpec
 from services.sweep_spec import (
-    MAX_TRIALS,
     PBT_FIXED_PREFIXES,
     ChoiceDomain,
     GridDomain,
@@ -27,7 +29,7 @@ from services.sweep_spec import (
     UniformDomain,
     model_fields_of,
 )
-from services.validation import SpecError, SpecInvalid, check_experiment
+from services.validation import DEFAULT_LIMITS, SpecError, SpecInvalid, check_experiment
 
 Loc = tuple[str | int, ...]
 _SPLITS = ("train", "val", "test")
@@ -39,10 +41,14 @@ class SweepCheck:
     trials: int
 
 
-def check_sweep(sweep: SweepSpec, data_roots: list[str]) -> SweepCheck:
+def check_sweep(sweep: SweepSpec, data_roots: list[str],
+                limits: SubmissionLimits = DEFAULT_LIMITS) -> SweepCheck:
     """Raises SpecInvalid naming every problem; returns the sweep as it will run."""
+    work = _work_errors(sweep, limits)
+    if work:
+        raise CapExceeded(work)
     try:
-        dry = check_experiment(sweep.base, data_roots)
+        dry = check_experiment(sweep.base, data_roots, limits)
     except SpecInvalid as exc:
         raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
     sweep = sweep.model_copy(update={"base": dry.spec})
@@ -53,10 +59,33 @@ def check_sweep(sweep: SweepSpec, data_roots: list[str]) -> SweepCheck:
         if problem is not None:
             errors.append(SpecError(("space", path), problem))
             continue
-        errors += _domain_errors(sweep, path, kinds, data_roots)
+        errors += _domain_errors(sweep, path, kinds, data_roots, limits)
+    if not errors:
+        errors += _largest_errors(sweep, kinds, data_roots, limits)
     if errors:
         raise SpecInvalid(errors)
     return SweepCheck(sweep, sweep.trial_count())
+
+
+def _work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
+    """What one submission may ask for, counted before anything runs."""
+    errors = []
+    trials = sweep.trial_count()
+    if trials > limits.max_trials_per_sweep:
+        errors.append(SpecError(("search", "num_samples"), (
+            f"the sweep would run {trials} trials (grid points x num_samples x repeat); the "
+            f"cap is {limits.max_trials_per_sweep} (LAYERWISE_MAX_TRIALS_PER_SWEEP): fewer "
+            "values, samples or repeats, or split the sweep")))
+    dry_runs = 2 + sum(len(_probes(domain)) for domain in sweep.space.values())
+    if dry_runs > limits.max_sweep_dry_runs:
+        counts = ", ".join(f"{path}: {len(_probes(domain))}"
+                           for path, domain in sweep.space.items())
+        errors.append(SpecError(("space",), (
+            f"checking this sweep takes {dry_runs} dry runs (the base, each listed value, "
+            f"each range's ends and middle, the largest configuration: {counts}); the cap is "
+            f"{limits.max_sweep_dry_runs} (LAYERWISE_MAX_SWEEP_DRY_RUNS): list fewer values, "
+            "use a range (uniform, randint) for numbers, or split the sweep")))
+    return errors
 
 
 # -- paths -----------------------------------------------------------------------------------
@@ -148,10 +177,6 @@ def _search_errors(sweep: SweepSpec, task: str) -> list[SpecError]:
         errors.append(SpecError(loc, (
             "a sweep trial trains on one worker (Tune runs trials side by side instead); "
             "remove resources.workers from the sweep")))
-    if sweep.trial_count() > MAX_TRIALS:
-        errors.append(SpecError(("search", "num_samples"), (
-            f"the sweep would run {sweep.trial_count()} trials (grid points x num_samples x "
-            f"repeat); the limit is {MAX_TRIALS}")))
     problem = _metric_problem(sweep, task)
     if problem is not None:
         errors.append(SpecError(("search", "metric"), problem))
@@ -182,9 +207,8 @@ def _metric_problem(sweep: SweepSpec, task: str) -> str | None:
 
 
 # -- values ----------------------------------------------------------------------------------
-def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], data_roots: list[str]
-                   ) -> list[SpecError]:
-    domain = sweep.space[path]
+def _probes(domain: Any) -> list[tuple[str, Any]]:
+    """(label, value) for each value of the domain that is dry-run at submission."""
     probes: list[tuple[str, Any]]
     if isinstance(domain, ChoiceDomain | GridDomain):
         probes = [(f"value {v!r} (values[{i}])", v) for i, v in enumerate(domain.values)]
@@ -198,31 +222,86 @@ def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], data_roots: li
         middle = (domain.low + domain.high) / 2
         probes = [(f"low {domain.low}", domain.low), (f"high {domain.high}", domain.high),
                   (f"a value inside the range ({middle})", middle)]
+    return probes
+
+
+def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], data_roots: list[str],
+                   limits: SubmissionLimits) -> list[SpecError]:
     problems = []
-    for label, value in probes:
-        problem = _probe(sweep, path, value, kinds, data_roots)
+    for label, value in _probes(sweep.space[path]):
+        problem = _probe(sweep, {path: value}, kinds, data_roots, limits)
         if problem is not None:
             problems.append(f"{label} gives a spec that cannot run: {problem}")
     return [SpecError(("space", path), "; ".join(problems))] if problems else []
 
 
-def _probe(sweep: SweepSpec, path: str, value: Any, kinds: list[str], data_roots: list[str]
-           ) -> str | None:
-    params: dict[str, Any] = {path: value}
-    if path.startswith("model.") and path != "model.kind":
-        field = path.split(".")[1]
-        kind = next(k for k in kinds if field in (model_fields_of(k) or ()))
-        params["model.kind"] = kind
+def _largest_errors(sweep: SweepSpec, kinds: list[str], data_roots: list[str],
+                    limits: SubmissionLimits) -> list[SpecError]:
+    """The caps for the largest configuration the space can produce: every numeric path at
+    its largest value, every list-valued path at its longest (widest) list, together. Values
+    that have no size (names, sections) stay as in the base; each was dry-run alone."""
+    largest = {path: value for path, domain in sweep.space.items()
+               if (value := _largest_value(domain)) is not None}
+    if not largest:
+        return []
+    problem = _probe(sweep, largest, kinds, data_roots, limits, caps_only=True)
+    if problem is None:
+        return []
+    return [SpecError(("space",), f"the largest configuration of the space ({largest}) is "
+                                  f"over a cap: {problem}")]
+
+
+def _largest_value(domain: Any) -> Any:
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        sizes = [(_size(v), i) for i, v in enumerate(domain.values)]
+        if any(size is None for size, _ in sizes):
+            return None
+        return domain.values[max(sizes)[1]]
+    if isinstance(domain, RandIntDomain):
+        return domain.high - 1
+    if isinstance(domain, QUniformDomain):
+        return domain.extremes()[1]
+    return domain.high  # uniform, loguniform
+
+
+def _size(value: Any) -> tuple[float, float] | None:
+    """How large a listed value makes a model or a run: a number by itself, a list by its
+    length and then its sum (model.hidden: [512, 512] over [64])."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return (float(value), 0.0)
+    if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                       for v in value):
+        return (float(len(value)), float(sum(value)))
+    return None
+
+
+def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], data_roots: list[str],
+           limits: SubmissionLimits, *, caps_only: bool = False) -> str | None:
+    """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
+    only a cap that it exceeds."""
+    params: dict[str, Any] = dict(values)
+    for path in values:
+        if path.startswith("model.") and path != "model.kind" and "model.kind" not in values:
+            field = path.split(".")[1]
+            kind = next((k for k in kinds if field in (model_fields_of(k) or ())), None)
+            if kind is not None:
+                params["model.kind"] = kind
     payload = sweep.trial_payload(params)
     try:
         spec = ExperimentSpec.model_validate(payload)
     except ValidationError as exc:
+        if caps_only:
+            return None
         first = exc.errors()[0]
         hint = ("; this field takes integers: use randint, or quniform with an integer q"
                 if first.get("type") == "int_from_float" else "")
         return f"{'.'.join(map(str, first['loc']))}: {first['msg']}{hint}"
     try:
-        check_experiment(spec, data_roots)
+        check_experiment(spec, data_roots, limits)
     except SpecInvalid as exc:
+        if caps_only and not isinstance(exc, CapExceeded):
+            return None
         return "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in exc.errors)
     return None

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from models.registry import model_families
-from services.spec import ExperimentSpec, Strict
+from services.spec import ExperimentSpec, Strict, Tags
 
 # The Tune config key of the repeat index (random and grid search); TPE's Repeater sets its own.
 REPEAT_KEY = "__repeat__"
@@ -191,7 +191,7 @@ class SweepSpec(Strict):
     repeat: int = Field(1, ge=1, le=100, description="seeds per configuration; the summary "
                                                      "reports mean and 95% interval")
     priority: int = Field(0, ge=-1000, le=1000)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
 
     @model_validator(mode="after")
     def _something_to_search(self) -> SweepSpec:

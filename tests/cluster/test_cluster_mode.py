@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from api.client import LayerwiseClient
 from tests.utils.mlflow_server import SERVER_ENV
 from tests.utils.postgres import POSTGRES_URL, fresh_database
 from tests.utils.server import free_port
+from tests.utils.service_process import stop_process_group
 from tests.utils.specs import mlp_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres,
@@ -38,14 +38,7 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+_stop = stop_process_group
 
 
 def _wait(check, what: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -55,8 +55,8 @@ def test_a_spec_that_passed_is_not_dry_run_again_but_keeps_its_own_name(monkeypa
 
     calls: list[str] = []
     real = validation._dry_run
-    monkeypatch.setattr(validation, "_dry_run",
-                        lambda spec, roots: calls.append(spec.name) or real(spec, roots))
+    monkeypatch.setattr(validation, "_dry_run", lambda spec, roots, limits: (
+        calls.append(spec.name) or real(spec, roots, limits)))
     first = ExperimentSpec.model_validate(mlp_spec(name="cache-a", training={"seed": 11}))
     again = ExperimentSpec.model_validate(mlp_spec(name="cache-b", training={"seed": 11},
                                                    tags={"t": "x"}))

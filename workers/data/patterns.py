@@ -30,6 +30,10 @@ class PatternsParams(DatasetParams):
                               description="fraction of units flipped in each input copy")
     copies: int = Field(10, ge=1, le=10_000, description="corrupted copies of each pattern")
 
+    def values(self) -> int:
+        units = 64 if self.source == "digits" else self.size
+        return 2 * self.patterns * self.copies * units
+
     @model_validator(mode="after")
     def _not_too_large(self) -> PatternsParams:
         units = 64 if self.source == "digits" else self.size

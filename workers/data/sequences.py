@@ -28,6 +28,9 @@ class AddingParams(DatasetParams):
     n: int = Field(2000, ge=8, le=1_000_000, description="number of sequences")
     length: int = Field(30, ge=2, le=100_000, description="sequence length T")
 
+    def values(self) -> int:
+        return self.n * (2 * self.length + 1)
+
 
 @register_dataset("adding", AddingParams,
                   description="the adding problem: T random values and two markers; the target "
@@ -55,6 +58,9 @@ class CopyParams(DatasetParams):
     span: int = Field(5, ge=1, le=1000, description="symbols to remember")
     delay: int = Field(20, ge=1, le=100_000, description="steps between the last symbol and "
                                                          "the recall signal, T")
+
+    def values(self) -> int:
+        return self.n * 2 * (2 * self.span + self.delay)
 
 
 @register_dataset("copy", CopyParams,
@@ -85,6 +91,9 @@ class SineParams(DatasetParams):
                                                                 "levels: a softmax over the "
                                                                 "next value (language model)")
 
+    def values(self) -> int:
+        return 2 * self.n * self.length
+
 
 @register_dataset("sine", SineParams,
                   description="noisy sine waves of random period and phase; predict the next "
@@ -113,6 +122,9 @@ def sine(p: SineParams):
 class SentimentParams(DatasetParams):
     n: int = Field(2000, ge=8, le=1_000_000, description="number of sentences")
     length: int = Field(12, ge=10, le=1000, description="padded length (left-padded)")
+
+    def values(self) -> int:
+        return self.n * (self.length + 1)
     contrast: float = Field(1.0, ge=0.0, le=1.0, description="share of 'A but B' sentences, "
                                                              "which a bag of words cannot "
                                                              "classify")
@@ -173,6 +185,9 @@ class TextParams(DatasetParams):
     length: int = Field(64, ge=2, le=4096, description="characters per example, T")
     max_chars: int = Field(200_000, ge=100, le=100_000_000, description="use at most this "
                                                                         "many characters")
+
+    def values(self) -> int:
+        return 2 * self.max_chars
     lowercase: bool = False
 
 

@@ -38,6 +38,9 @@ class PointsParams(DatasetParams):
     n: int = Field(400, ge=8, le=1_000_000, description="number of examples")
     noise: float = Field(0.1, ge=0.0, le=10.0, description="standard deviation of the noise")
 
+    def values(self) -> int:
+        return self.n * (getattr(self, "features", 2) + 1)
+
 
 @register_dataset("xor", PointsParams,
                   description="four Gaussian clusters at the corners of the unit square, "
