@@ -25,7 +25,16 @@ if TYPE_CHECKING:
 
 
 def checkpoint_path(home: str, job_id: str) -> Path:
+    """<home>/checkpoints/<job id>.pt. A sweep trial's job id is `<sweep id>/<trial id>`
+    (`workers.sweep_trial.trial_job_id`): each trial has a file of its own, in its sweep's
+    folder (`sweep_folder`)."""
     return Path(home, "checkpoints", f"{job_id}.pt")
+
+
+def sweep_folder(home: str, sweep_id: str) -> Path:
+    """Where a sweep's trials keep their checkpoints; the driver removes it when the sweep
+    ends (a trial that Tune stopped or paused leaves its file)."""
+    return Path(home, "checkpoints", sweep_id)
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

@@ -5,6 +5,10 @@ training step, so metrics are queued as columns and a background thread writes w
 within `flush_every_s` (0.25 s) in one go (see `metric_writers` for how). Writing a few times a
 second rather than at each arrival keeps the thread's share of the interpreter lock, which the
 training thread waits for, to a few large calls.
+
+A run continued after a crash retrains from its last checkpoint the epochs it had already
+logged past it: the sink drops every (key, step) the run already holds (`logged`), so each
+appears in MLflow once.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from workers.metric_writers import MetricColumns, MetricWriter
 
@@ -33,8 +39,11 @@ class MetricSink:
     """
 
     def __init__(self, writer: MetricWriter, run_id: str, *, flush_every_s: float = 0.25,
-                 max_pending: int = MAX_PENDING_VALUES):
+                 max_pending: int = MAX_PENDING_VALUES, logged: dict[str, int] | None = None):
+        """logged: key -> the last step the run already holds; steps up to it are dropped."""
         self._writer = writer
+        self._logged = dict(logged or {})
+        self._logged_through = max(self._logged.values(), default=-1)
         self._run_id = run_id
         self._flush_every_s = flush_every_s
         self._queue: queue.SimpleQueue[MetricColumns | Callable[[], object] | None] = (
@@ -49,6 +58,8 @@ class MetricSink:
         self._thread.start()
 
     def log(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        if step <= self._logged_through:
+            metrics = {k: v for k, v in metrics.items() if step > self._logged.get(k, -1)}
         if metrics:
             self._put(MetricColumns.from_dict(
                 metrics, step, timestamp_ms or int(time.time() * 1000)))
@@ -57,8 +68,30 @@ class MetricSink:
                  timestamps_ms: Sequence[int]) -> None:
         """Many steps of the same keys at once (the per-layer norm buffer): rows is
         (len(steps), len(keys)), a nested list or an array."""
-        if len(steps):
+        if not len(steps):
+            return
+        if self._logged_through >= 0 and min(steps) <= self._logged_through:
+            self._log_new_rows(keys, rows, steps, timestamps_ms)
+        else:
             self._put(MetricColumns.from_rows(keys, rows, steps, timestamps_ms))
+
+    def _log_new_rows(self, keys: list[str], rows: Any, steps: Sequence[int],
+                      timestamps_ms: Sequence[int]) -> None:
+        """The rows of each key at steps after its last logged one (a resumed run's first
+        blocks), keys with the same last step together."""
+        values = np.asarray(rows, dtype=np.float64).reshape(len(steps), len(keys))
+        step_array = np.asarray(steps, dtype=np.int64)
+        times = np.asarray(timestamps_ms, dtype=np.int64)
+        columns_by_last: dict[int, list[int]] = {}
+        for column, key in enumerate(keys):
+            columns_by_last.setdefault(self._logged.get(key, -1), []).append(column)
+        for last, columns in columns_by_last.items():
+            new = step_array > last
+            if new.any():
+                self._put(MetricColumns.from_rows([keys[c] for c in columns],
+                                                  values[np.ix_(new, np.array(columns))],
+                                                  step_array[new].tolist(),
+                                                  times[new].tolist()))
 
     def _put(self, columns: MetricColumns) -> None:
         with self._room:

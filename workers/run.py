@@ -98,6 +98,10 @@ class RunOptions:
     # Built per run from the tracker, so a callback can log to the run.
     callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
     run_id: str | None = None  # continue this MLflow run instead of creating one
+    # Resume training from the job's own checkpoint (<home>/checkpoints/<job id>.pt), if it
+    # exists. None: when continuing a run (`run_id`), as a job retried after a crash does. A
+    # PBT trial continues its run from Tune's checkpoint instead of this one (False).
+    resume: bool | None = None
     experiment_id: str | None = None  # the project's MLflow experiment, when known
     before_fit: Callable[[Trainer], None] | None = None
     # Called after training and its reports, before the run is closed and the checkpoint
@@ -131,8 +135,9 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     """Train the experiment and record it in MLflow. Returns the final metrics.
 
     `report` receives {"mlflow_run_id", "mlflow_experiment_id"} once the run exists, then
-    {"progress": ...} after every epoch. With `options.run_id` (a retry after a crash), the
-    MLflow run continues and training resumes from the job's last checkpoint, if any.
+    {"progress": ...} after every epoch. With `options.run_id` the MLflow run continues (logging
+    only steps it does not hold yet); with `options.resume` (by default: with a run_id, a
+    retry after a crash) training resumes from the job's last checkpoint, if any.
     """
     options = options or RunOptions()
     spec = ExperimentSpec.model_validate(spec_payload)
@@ -147,7 +152,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                                experiment_id=options.experiment_id)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
-    state = checkpoints.load(saved) if options.run_id else None
+    resume = options.run_id is not None if options.resume is None else options.resume
+    state = checkpoints.load(saved) if resume else None
     if options.parallel is not None:
         state = options.parallel.broadcast(state)  # replicas resume from the same state
     try:
@@ -173,6 +179,9 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         if options.before_fit is not None:
             options.before_fit(trainer)
         result = {**trainer.fit(), **extra}
+        # The test split is evaluated once, at the end: its metrics go to the run only here.
+        tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},
+                         step=max(0, trainer.step - 1))
         result["param_count"] = sum(p.numel() for p in model.parameters())
         result |= diagnostics.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}, objective, result,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import asdict
@@ -41,9 +42,10 @@ from services.sweep_spec import (
     SweepSpec,
     UniformDomain,
 )
+from workers import checkpoints
 from workers.sweep_context import TrialContext
 from workers.sweep_summary import ParentRun
-from workers.sweep_trial import FINAL_KEY, RUN_ID_KEY, train_trial
+from workers.sweep_trial import FINAL_KEY, RUN_ID_KEY, TAG_TRIAL_ID, train_trial
 from workers.warm_trials import train_trial_warm, trial_launcher
 from workers.worker_settings import WorkerSettings
 
@@ -77,7 +79,11 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
         ray.get(launcher.cancel_sweep.remote(sweep_id))
         table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
         cancelled = sweep_id in _cancelled
-        summary = parent.finish(table.final_rows(grid), cancelled=cancelled)
+        rows = table.final_rows(grid)
+        if restored:
+            _kill_abandoned_runs(parent, {row["trial_id"] for row in rows})
+        summary = parent.finish(rows, cancelled=cancelled)
+        shutil.rmtree(checkpoints.sweep_folder(settings.home, sweep_id), ignore_errors=True)
     except BaseException:
         launcher.cancel_sweep.remote(sweep_id)  # a failed driver leaves no trial training
         raise
@@ -95,8 +101,6 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
     root = tune_storage(settings)
     path = f"{root}/{sweep_id}"
     restored = tune.Tuner.can_restore(path)
-    if restored:
-        parent.close_open_children("KILLED")  # trials cut off by the restart run again
     ctx = TrialContext(sweep_id=sweep_id, sweep=sweep.model_dump(mode="json"),
                        parent_run_id=parent.run_id, experiment_id=parent.experiment_id,
                        settings=settings, board=board)
@@ -104,8 +108,9 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
     # Trials that report once and need no GPU train on warm pooled workers; the others in
     # Tune's actors (see workers.warm_trials).
     warm = not sweep.reports_every_epoch and resources.gpus == 0
+    # Restored, a trial that a crash cut off continues its own MLflow run and checkpoint.
     trainable = tune.with_resources(tune.with_parameters(
-        train_trial_warm if warm else train_trial, ctx=ctx),
+        train_trial_warm if warm else train_trial, ctx=ctx, restored=restored),
                                     {"cpu": resources.cpus, "gpu": resources.gpus,
                                      **resources.custom})
     if restored:
@@ -113,6 +118,15 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
     else:
         tuner = build_tuner(sweep, sweep_id, trainable, root)
     return tuner.fit(), restored
+
+
+def _kill_abandoned_runs(parent: ParentRun, trial_ids: set[str]) -> None:
+    """Open runs of trials the restored experiment does not hold (created after Tune last
+    saved its state, under other ids) were cut off for good: KILLED, rather than closed as
+    finished with the others."""
+    for run in parent.children("RUNNING"):
+        if run.data.tags.get(TAG_TRIAL_ID) not in trial_ids:
+            parent.client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def run_sweep_now(payload: dict[str, Any], settings: WorkerSettings, *,

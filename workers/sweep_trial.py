@@ -4,6 +4,10 @@ trial's values applied, tagged as a child of the sweep's run, reporting to Tune.
 Tune's `report` waits for the driver each time, so a trial reports every epoch only when the
 scheduler judges running trials (ASHA, median, PBT); otherwise once, at the end. The last report
 carries FINAL_KEY, which tells the driver a finished trial from one a scheduler stopped.
+
+A trial is a job of its own (`trial_job_id`): its MLflow run's job id and its checkpoint file,
+which concurrent trials of one sweep must not share. It keeps one MLflow run, continued when PBT
+restarts it from a checkpoint and when a sweep restored after a crash runs it again.
 """
 
 from __future__ import annotations
@@ -45,16 +49,27 @@ class TrialSpecInvalid(ValueError):
     on."""
 
 
-def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+def trial_job_id(sweep_id: str, trial_id: str) -> str:
+    """The trial's job id: its run's `layerwise.job_id` and its checkpoint file's name."""
+    return f"{sweep_id}/{trial_id}"
+
+
+def train_trial(config: dict[str, Any], ctx: TrialContext, restored: bool = False) -> None:
     """Tune's trainable for trials that report while they run (ASHA, median, PBT, GPUs): the
     training runs in Tune's actor, so `tune.report` can stop it between epochs."""
     tune.report(run_trial(config, ctx, tune.get_context().get_trial_id(),
-                          tune.get_checkpoint()))
+                          tune.get_checkpoint(), restored=restored))
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
-              checkpoint: tune.Checkpoint | None = None) -> dict[str, Any]:
-    """Run the trial's experiment; returns the final result for Tune (FINAL_KEY set)."""
+              checkpoint: tune.Checkpoint | None = None, *, restored: bool = False
+              ) -> dict[str, Any]:
+    """Run the trial's experiment; returns the final result for Tune (FINAL_KEY set).
+
+    checkpoint: Tune's (PBT), to continue from: the trial's own or a better trial's.
+    restored: the sweep was restored after a crash, which may have cut this trial off: it
+        then continues its MLflow run, from its own last checkpoint.
+    """
     if ctx.sweep_id not in _sweeps and len(_sweeps) >= SWEEPS_KEPT:
         _sweeps.clear()
     sweep = _sweeps.get(ctx.sweep_id) or _sweeps.setdefault(
@@ -83,15 +98,20 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
                 "epoch": reporter.offset + progress["epoch"], "metrics": progress["metrics"],
                 "metric": progress["metrics"].get(sweep.search.metric)})
 
+    run_id = _trial_run(ctx, trial_id) if state is not None or restored else None
     options = RunOptions(
         tags={names.TAG_SWEEP_ID: ctx.sweep_id, TAG_TRIAL_ID: trial_id,
               names.PARENT_RUN_TAG: ctx.parent_run_id},
         callbacks=lambda tracker: [reporter.bind(tracker)],
-        run_id=_open_run(ctx, trial_id) if state is not None else None,
+        run_id=run_id,
+        # Tune's checkpoint, when there is one, says where training continues; otherwise a
+        # run cut off by a crash resumes from the trial's own last checkpoint.
+        resume=state is None and run_id is not None,
         experiment_id=ctx.experiment_id,
         before_fit=reporter.restore if state is not None else None,
         log_model=log_model_files, on_interrupt=reporter.interrupted)
-    result = run_experiment(ctx.sweep_id, payload, ctx.settings, report, options)
+    result = run_experiment(trial_job_id(ctx.sweep_id, trial_id), payload, ctx.settings,
+                            report, options)
     epoch = reporter.offset + int(result.get("epochs_run", 0))
     final = {**reporter.last_metrics, **_numbers(result), FINAL_KEY: 1, "epoch": epoch,
              RUN_ID_KEY: reporter.run_id}
@@ -181,14 +201,15 @@ def log_model_files(tracker: RunTracker, model: torch.nn.Module) -> None:
         tracker.log_files(path, "model")
 
 
-def _open_run(ctx: TrialContext, trial_id: str) -> str | None:
-    """The trial's MLflow run left open when PBT paused it, to continue after a restart."""
+def _trial_run(ctx: TrialContext, trial_id: str) -> str | None:
+    """The trial's MLflow run, if it has one: left open when PBT paused the trial or a crash
+    cut it off. Whatever its status (a trial that ended just before a crash, which Tune's
+    saved state missed, runs again): one trial, one run."""
     client = MlflowClient(tracking_uri=ctx.settings.tracking_uri)
     runs = client.search_runs(
         [ctx.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
         filter_string=(f"tags.`{names.TAG_SWEEP_ID}` = '{ctx.sweep_id}' and "
-                       f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and "
-                       "attributes.status = 'RUNNING'"))
+                       f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'"))
     return runs[0].info.run_id if runs else None
 
 

@@ -54,7 +54,8 @@ class RunTracker:
         self.writer = writer_for(client, tracking_uri, metrics_uri)
         if metrics_uri is not None:
             _check_holds_run(self.writer, metrics_uri, self.run_id)
-        self.sink = MetricSink(self.writer, self.run_id)
+        # A continued run (a retry after a crash) logs only the steps it does not hold yet.
+        self.sink = MetricSink(self.writer, self.run_id, logged=last_steps(run))
 
     @classmethod
     def start(cls, spec: ExperimentSpec, *, job_id: str, tracking_uri: str, home: str,
@@ -136,6 +137,11 @@ class RunTracker:
             self.sink.close()
         finally:
             self.client.set_terminated(self.run_id, status=status)
+
+
+def last_steps(run: Run) -> dict[str, int]:
+    """Key -> the last step `run` holds of it (MLflow keeps each key's latest by step)."""
+    return {metric.key: metric.step for metric in run.data.to_proto().metrics}
 
 
 def _check_holds_run(writer: Any, metrics_uri: str, run_id: str) -> None:

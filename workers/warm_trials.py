@@ -32,8 +32,10 @@ CANCEL_WAIT_S = 30.0
 HOLDER_CHECK_S = 1.0
 
 
-def train_trial_warm(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune's trainable: run the trial on a warm worker of this node, report its result."""
+def train_trial_warm(config: dict[str, Any], ctx: TrialContext, restored: bool = False
+                     ) -> None:
+    """Tune's trainable: run the trial on a warm worker of this node, report its result.
+    restored: the sweep was restored after a crash (`workers.sweep_trial.run_trial`)."""
     # Looked up, not created: an actor created here would land in this trial's placement
     # group and die with it. The sweep's driver created it.
     launcher = ray.get_actor(TRIAL_LAUNCHER, namespace=NAMESPACE)
@@ -41,7 +43,7 @@ def train_trial_warm(config: dict[str, Any], ctx: TrialContext) -> None:
     here = ray.get_runtime_context()
     try:
         final = ray.get(launcher.run.remote(config, ctx, trial_id, here.get_node_id(),
-                                            here.current_actor))
+                                            here.current_actor, restored))
     except ray.exceptions.RayTaskError as exc:
         raise _trial_error(exc) from None
     except BaseException:
@@ -65,12 +67,13 @@ class TrialLauncher:
         self._running: dict[str, tuple[str, Any]] = {}  # trial id -> (sweep id, task)
 
     async def run(self, config: dict[str, Any], ctx: TrialContext, trial_id: str,
-                  node_id: str, holder: Any) -> dict[str, Any]:
+                  node_id: str, holder: Any, restored: bool = False) -> dict[str, Any]:
         """The trial's result. Its task is cancelled if `holder` (the trial's actor) dies:
         a killed sweep driver takes its trial actors along, and a restored sweep runs the
         trial again."""
         here = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        ref = _trial_task.options(scheduling_strategy=here).remote(config, ctx, trial_id)
+        ref = _trial_task.options(scheduling_strategy=here).remote(config, ctx, trial_id,
+                                                                   restored)
         self._running[trial_id] = (ctx.sweep_id, ref)
         result = asyncio.wrap_future(ref.future())
         try:
@@ -125,7 +128,8 @@ def trial_launcher() -> Any:
 
 # No CPU of its own: the trial's actor holds the trial's share and waits while this runs.
 @ray.remote(num_cpus=0, max_retries=0)
-def _trial_task(config: dict[str, Any], ctx: TrialContext, trial_id: str) -> dict[str, Any]:
+def _trial_task(config: dict[str, Any], ctx: TrialContext, trial_id: str,
+                restored: bool = False) -> dict[str, Any]:
     from workers.sweep_trial import run_trial
 
-    return run_trial(config, ctx, trial_id)
+    return run_trial(config, ctx, trial_id, restored=restored)

@@ -125,8 +125,8 @@ def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_tri
         assert by_trial[trial_id] == ["FINISHED"], "a finished trial ran again"
     cut = next(r["trial_id"] for r in summary["trials"]
                if r["params"]["training.max_runtime_s"] == 4.0)
-    assert sorted(by_trial[cut]) == ["FINISHED", "KILLED"]
-    assert len(runs) == 5
+    assert by_trial[cut] == ["FINISHED"], "the cut-off trial did not continue its own run"
+    assert len(runs) == 4
     parent = MlflowClient(tracking_uri=settings.tracking_uri).get_run(parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials/succeeded"] == 4
     assert Path(settings.home_dir, "tune", "resume-1").is_dir()

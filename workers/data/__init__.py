@@ -18,9 +18,15 @@ from workers.data.registry import builtin_dataset, builtin_datasets
 
 __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
 
+# The splits an .npz may give itself, each as x_<name> and y_<name>.
+GIVEN = ("val", "test")
+
 
 def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
     """Load the data a spec's `data` section describes, targets shaped for `task`.
+
+    An .npz holds `x`, `y` and, optionally, `x_val`/`y_val` and `x_test`/`y_test`: a split
+    the file gives is used as given, one it does not is cut from `x`/`y` (`_given_splits`).
 
     Args:
         data: the spec's DataSpec.
@@ -44,11 +50,10 @@ def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
     _check_task(natural, task, y)
     y, output_dim = targets_for_task(y, task)
     x = x.astype(np.float32)
-    if data.source == "file" and "x_val" in arrays:
-        return _given_splits(arrays, x, y, task, output_dim)
+    if data.source == "file" and any(f"{a}_{name}" in arrays for a in "xy" for name in GIVEN):
+        return _given_splits(arrays, x, y, data, task, output_dim)
     return split(x, y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
                  seed=seed, task=task, output_dim=output_dim, extra=extra)
-
 
 
 def _generate(data: Any):
@@ -79,18 +84,35 @@ def _check_task(natural: str, task: str, y: np.ndarray) -> None:
                                f"{natural!r}; use task: auto")
 
 
-def _given_splits(arrays: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, task: str,
-                  output_dim: int) -> DataBundle:
-    def part(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if f"x_{name}" not in arrays:
-            return None, None
-        part_y, width = targets_for_task(arrays[f"y_{name}"], task)
-        return arrays[f"x_{name}"].astype(np.float32), part_y
+def _given_splits(arrays: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, data: Any,
+                  task: str, output_dim: int) -> DataBundle:
+    """An .npz's own `x_val`/`y_val` and `x_test`/`y_test`, used as given; a split the file
+    does not give is cut from `x`/`y` by its fraction (val_fraction, test_fraction) as for a
+    file without any, and a given split's fraction is ignored. With both given, `x`/`y` is the
+    training set as it is, in its own order."""
+    given = {name: _given_part(arrays, name, task) for name in GIVEN
+             if f"x_{name}" in arrays or f"y_{name}" in arrays}
+    if len(given) == len(GIVEN):
+        bundle = DataBundle(x, y, *given["val"], None, None, task, output_dim, {})
+    else:
+        bundle = split(x, y, val_fraction=0.0 if "val" in given else data.val_fraction,
+                       test_fraction=0.0 if "test" in given else data.test_fraction,
+                       seed=0, task=task, output_dim=output_dim)
+        if "val" in given:
+            bundle.x_val, bundle.y_val = given["val"]
+    if "test" in given:
+        bundle.x_test, bundle.y_test = given["test"]
+    if task == "classification":  # a class may appear only in a given split
+        bundle.output_dim = max(output_dim, *(int(part_y.max()) + 1
+                                              for _, part_y in given.values()))
+    return bundle
 
-    x_val, y_val = part("val")
-    x_test, y_test = part("test")
-    assert x_val is not None and y_val is not None
-    if task == "classification":
-        output_dim = max(output_dim, int(y_val.max()) + 1,
-                         int(y_test.max()) + 1 if y_test is not None else 0)
-    return DataBundle(x, y, x_val, y_val, x_test, y_test, task, output_dim, {})
+
+def _given_part(arrays: dict[str, np.ndarray], name: str, task: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    for have, want in ((f"x_{name}", f"y_{name}"), (f"y_{name}", f"x_{name}")):
+        if want not in arrays:
+            raise DataError(("data", "path"), f"the file has {have!r} but no {want!r}; an .npz "
+                                              f"gives a split as both arrays, or neither")
+    part_y, _ = targets_for_task(arrays[f"y_{name}"], task)
+    return arrays[f"x_{name}"].astype(np.float32), part_y
