@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import instrumentation, service
+from bench import instrumentation, service, submission_checks
 from tests.utils.server import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,6 +40,7 @@ def main() -> list[dict[str, Any]]:
                                http_port=free_port())
     rows += service.run(jobs=2 if tiny else 10, submissions=40 if tiny else 1000,
                         clients=4 if tiny else 8)
+    rows += submission_checks.run(tiny)
     rows += _sweep_rows(tiny)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

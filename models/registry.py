@@ -24,6 +24,9 @@ class ModelFamily:
     # Spec settings beyond the model config that this family honours; any other one that is
     # switched on is refused at submission instead of being silently ignored.
     supports: frozenset[str]
+    # The model reads a sequence of any length step by step: a dry run may check it on the
+    # first few steps (its cost grows with the length, and the API must not pay for that).
+    any_length: bool = False
 
 
 _FAMILIES: dict[str, ModelFamily] = {}
@@ -36,8 +39,8 @@ GRADIENT_TRAINING = frozenset({"dropout", "activity_regularization", "input_nois
 
 
 def register_model(
-    config_cls: type[BaseModel], *, description: str, supports: frozenset[str] = GRADIENT_TRAINING
-) -> Callable[[Builder], Builder]:
+    config_cls: type[BaseModel], *, description: str, supports: frozenset[str] = GRADIENT_TRAINING,
+    any_length: bool = False) -> Callable[[Builder], Builder]:
     """Register `builder(config, data_shape, *, dropout) -> LayerwiseModel` for the kind that
     `config_cls` declares in its `kind: Literal[...] = ...` field."""
     kind = config_cls.model_fields["kind"].default
@@ -46,7 +49,8 @@ def register_model(
     def decorate(builder: Builder) -> Builder:
         if kind in _FAMILIES:
             raise ValueError(f"model kind {kind!r} is registered twice")
-        _FAMILIES[kind] = ModelFamily(kind, config_cls, builder, description, supports)
+        _FAMILIES[kind] = ModelFamily(kind, config_cls, builder, description, supports,
+                                      any_length)
         return builder
 
     return decorate

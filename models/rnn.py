@@ -157,7 +157,7 @@ def _check(config: RNNConfig, data: SequenceData) -> None:
 
 @register_model(RNNConfig, description="Recurrent net: vanilla (tanh/ReLU), LSTM and its "
                                        "variants, or GRU; stacked, bidirectional, many-to-one "
-                                       "or many-to-many, truncated BPTT.")
+                                       "or many-to-many, truncated BPTT.", any_length=True)
 def build_rnn(config: RNNConfig, shape: DataShape, dropout: float = 0.0) -> RNN:
     data = SequenceData.read(shape, "rnn")
     _check(config, data)

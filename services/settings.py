@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_parameters: int = Field(200_000_000, gt=0, description="cap on a model's parameters")
     max_gpus_per_job: float = Field(8.0, ge=0, description="cap on resources.gpus")
     max_dry_run_parameters: int = Field(
-        2_000_000, gt=0, description="models up to this size are dry-run on one real batch "
+        250_000, gt=0, description="models up to this size are dry-run on one real batch "
         "at submission; larger ones are checked on PyTorch's meta device (shapes only), so "
         "the API never holds a user-sized model")
     max_trials_per_sweep: int = Field(1_000, gt=0, description="cap on a sweep's trials "

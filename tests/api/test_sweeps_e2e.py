@@ -164,7 +164,7 @@ def test_trials_train_on_worker_processes_that_earlier_trials_warmed(server):
 def test_cancel_stops_every_trial_and_frees_the_cluster(server):
     spec = tiny_sweep(space={"optimizer.lr": {"type": "grid", "values": [0.01, 0.02, 0.03]}},
                       search={"algorithm": "grid"}, repeat=1)
-    spec["base"]["training"]["epochs"] = 100_000
+    spec["base"]["training"]["epochs"] = 10_000
     client = server.client()
     sweep = client.submit_sweep(spec)
     deadline = time.monotonic() + 180

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from services.lifecycle import IllegalTransition, Status
-from services.store import JobNotFound, JobStore, QueueFull
+from services.store import IdempotencyKeyReused, JobNotFound, JobStore, QueueFull
 
 
 def _create(store: JobStore, *, priority: int = 0, owner: str = "anonymous",
@@ -86,11 +86,22 @@ def test_transitions_refuse_illegal_moves(store_url):
 def test_idempotency_key_is_per_owner(store_url):
     store = JobStore(store_url)
     first = _create(store, key="abc", owner="alice")
-    again, created = store.create(spec={}, spec_hash="h", name=None, project="p",
-                                  owner="alice", idempotency_key="abc")
+    again, created = store.create(spec={"resources": {"cpus": 1}}, spec_hash="h", name="n",
+                                  project="p", owner="alice", idempotency_key="abc")
     assert not created and again.id == first.id
     other = _create(store, key="abc", owner="bob")
     assert other.id != first.id
+
+
+def test_an_idempotency_key_repeated_with_another_body_is_refused(store_url):
+    store = JobStore(store_url)
+    first = _create(store, key="abc", owner="alice")
+    with pytest.raises(IdempotencyKeyReused, match=f"'abc'.*{first.id}"):
+        store.create(spec={"resources": {"cpus": 2}}, spec_hash="h", name="n", project="p",
+                     owner="alice", idempotency_key="abc")
+    with pytest.raises(IdempotencyKeyReused):
+        store.create(spec={"resources": {"cpus": 1}}, spec_hash="h", name="n", project="p",
+                     owner="alice", idempotency_key="abc", job_type="sweep")
 
 
 def test_the_queue_cap_counts_queued_jobs_and_lets_a_repeat_through(store_url):

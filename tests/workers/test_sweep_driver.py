@@ -85,7 +85,7 @@ def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_tri
         ray_cluster, settings):
     driver = Driver(settings)
     # One trial at a time; the third runs long enough to be cut off by the kill.
-    spec = {"name": "resume", "base": tiny_base(100_000),
+    spec = {"name": "resume", "base": tiny_base(10_000),
             "space": {"training.max_runtime_s": {"type": "grid",
                                                  "values": [0.01, 0.01, 4.0, 0.01]}},
             "search": {"algorithm": "grid", "max_concurrent": 1}}

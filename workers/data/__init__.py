@@ -22,7 +22,8 @@ __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
 GIVEN = ("val", "test")
 
 
-def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
+def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | None = None
+              ) -> DataBundle:
     """Load the data a spec's `data` section describes, targets shaped for `task`.
 
     An .npz holds `x`, `y` and, optionally, `x_val`/`y_val` and `x_test`/`y_test`: a split
@@ -32,6 +33,8 @@ def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
         data: the spec's DataSpec.
         task: the spec's task, or "auto" for the data's own.
         data_roots: directories file datasets may be read from.
+        max_bytes: the most a data file may hold (LAYERWISE_MAX_DATA_BYTES), checked from its
+            size and headers before it is read; None: the loaders' default.
     Raises:
         DataError: with the spec path of what is wrong and how to fix it.
     """
@@ -41,9 +44,10 @@ def load_data(data: Any, task: str, data_roots: list[str]) -> DataBundle:
         path = resolve_data_path(data.path, data_roots)
         if path.suffix == ".txt":
             arrays = {}
-            x, y, natural, extra, seed = sequences.text_file(read_text(path), data.params)
+            text = read_text(path, max_bytes=max_bytes)
+            x, y, natural, extra, seed = sequences.text_file(text, data.params)
         else:
-            arrays = load_file(path)
+            arrays = load_file(path, max_bytes=max_bytes)
             x, y, seed, extra = arrays["x"], arrays["y"], 0, {}
             natural = "classification" if y.dtype.kind in "iub" else "regression"
     task = natural if task == "auto" else task
