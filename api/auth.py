@@ -4,9 +4,11 @@ Each entry is `token` or `owner:token`. Unset: no authentication, everyone is an
 A token sees and cancels its own jobs; an admin token sees every job.
 
 Every token is its own principal. A bare token's owner name is derived from a SHA-256 digest of
-the whole token, so two tokens never share an owner and the name, which every job record shows,
-reveals nothing of the token. An empty token, a token listed twice, or two entries under one
-owner name are refused when the service starts, naming the setting.
+the whole token, so two tokens never share an owner by accident and the name, which every job
+record shows, reveals nothing of the token. Only an operator's explicit `owner:` gives two
+tokens one owner (to rotate a token: `alice:old,alice:new`). An empty token, a token listed
+twice, or one owner name with both user and admin tokens is refused when the service starts,
+naming the setting.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def parse_tokens(raw: str | None, setting: str) -> list[tuple[str, str]]:
 
 class TokenTable:
     """The known tokens. Raises TokenConfigError at construction (service start) when two
-    entries share a token or an owner name: each token must be a principal of its own."""
+    entries share a token, or an owner name is both a user and an admin."""
 
     def __init__(self, api_tokens: str | None, admin_tokens: str | None):
         self.users = parse_tokens(api_tokens, "LAYERWISE_API_TOKENS")
@@ -90,7 +92,6 @@ class TokenTable:
 
 def _refuse_duplicates(users: list[tuple[str, str]], admins: list[tuple[str, str]]) -> None:
     seen_tokens: dict[str, str] = {}
-    seen_owners: dict[str, str] = {}
     for setting, entries in (("LAYERWISE_API_TOKENS", users),
                              ("LAYERWISE_ADMIN_TOKENS", admins)):
         for owner, token in entries:
@@ -99,8 +100,9 @@ def _refuse_duplicates(users: list[tuple[str, str]], admins: list[tuple[str, str
                     f"{setting}: the token of {owner!r} is also listed in "
                     f"{seen_tokens[token]}; every token must appear once (give each person "
                     "a token of their own)")
-            if owner in seen_owners:
-                raise TokenConfigError(
-                    f"{setting}: the owner name {owner!r} is also used in "
-                    f"{seen_owners[owner]}; give each token its own owner name")
-            seen_tokens[token] = seen_owners[owner] = setting
+            seen_tokens[token] = setting
+    both = sorted({owner for owner, _ in users} & {owner for owner, _ in admins})
+    if both:
+        raise TokenConfigError(
+            f"LAYERWISE_ADMIN_TOKENS: the owner names {both} are in LAYERWISE_API_TOKENS too; "
+            "an owner is a user or an admin: rename one of them")
