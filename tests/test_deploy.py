@@ -80,3 +80,49 @@ def test_compose_file_is_valid():
     done = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config",
                            "-q"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def _deployments() -> dict[str, dict]:
+    docs = yaml.safe_load_all((ROOT / "deploy/raycluster.yaml").read_text())
+    return {d["metadata"]["name"]: d for d in docs if d and d["kind"] == "Deployment"}
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_kuberay_probes_match_what_each_api_replica_needs():
+    """One replica runs the dispatcher, and only its readiness involves Ray (its /readyz
+    checks Ray and the dispatch loop); the others run `serve --no-dispatcher`, whose /readyz
+    checks the store and MLflow: they are given no Ray address, as they never use one."""
+    dispatching, plain = [], []
+    for name, deployment in _deployments().items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        argv = container["command"]
+        assert argv[:2] == ["layerwise", "serve"], f"{name}: {argv}"
+        port = int(argv[argv.index("--port") + 1])
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        env = _env(container)
+        # Every replica queues into and reads from the same job store and MLflow.
+        assert env["LAYERWISE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+        assert env["LAYERWISE_MLFLOW_TRACKING_URI"]["value"] == "http://mlflow:5000"
+        (plain if "--no-dispatcher" in argv else dispatching).append((deployment, env))
+    assert len(dispatching) == 1 and plain, "one dispatcher replica and API replicas without"
+    deployment, env = dispatching[0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"  # never two dispatchers
+    assert env["RAY_ADDRESS"]["value"] == "layerwise-head-svc:6379"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "ray-auth-token"
+    for _, env in plain:
+        assert not {"RAY_ADDRESS", "RAY_AUTH_TOKEN"} & set(env)
+
+
+def test_kuberay_serve_options_are_real():
+    done = subprocess.run([str(BIN / "layerwise"), "serve", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for deployment in _deployments().values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        for option in (a for a in container["command"] if a.startswith("--")):
+            assert option in done.stdout, f"{option} is not an option of `layerwise serve`"

@@ -65,9 +65,67 @@ class ProgressBoard:
 def progress_board() -> Any:
     """The board, created on first use. Detached: a non-detached named actor dies with the
     handles of whoever created it, even while another dispatcher (one started later in the
-    same process, or after a restart on a shared cluster) still uses it."""
+    same process, or after a restart on a shared cluster) still uses it.
+
+    Restarted by Ray whenever its process dies (Ray's memory monitor killed it once, and
+    every tick failed from then on): a restarted actor keeps its id, so the handles running
+    tasks were given stay good, and calls made meanwhile are retried once it is back. What it
+    held and nobody had drained is lost; the next reports carry on. Only a board killed for
+    good (`ray.kill`) is replaced by a new one of the same name (the dispatcher does that);
+    experiments' tasks then find it by name (`BoardLink`). Sweeps' drivers and trials keep
+    the handle they were given, and their reports to it are lost; every task's outcome still
+    reaches the dispatcher, as its return value."""
     return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE, get_if_exists=True,
-                                 lifetime="detached").remote()
+                                 lifetime="detached", max_restarts=-1,
+                                 max_task_retries=-1).remote()
+
+
+class BoardLink:
+    """A task's reports of one job to the board. They go to the handle the task was given;
+    once one did not arrive (that board was killed for good, and the dispatcher made a new one
+    of the same name), the board is looked up by name and what was lost is sent again. An
+    update's fields overwrite the job's, so the lost updates merged are as good as delivered:
+    the MLflow run id, reported once at the start, is not lost with the old board."""
+
+    def __init__(self, board: Any, job_id: str):
+        self.board, self.job_id = board, job_id
+        self._sent: list[tuple[Any, dict[str, Any]]] = []  # not yet known to have arrived
+        self._lost: dict[str, Any] = {}
+
+    def __call__(self, update: dict[str, Any]) -> None:
+        self._settle()
+        if self._lost:
+            if not self._relink():  # no board yet: keep it for the next report
+                self._lost.update(update)
+                return
+            update, self._lost = {**self._lost, **update}, {}
+        self._sent.append((self.board.report.remote(self.job_id, update), update))
+
+    def _settle(self) -> None:
+        """Drop the reports that arrived; keep the fields of those that did not."""
+        if not self._sent:
+            return
+        refs = [ref for ref, _ in self._sent]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        done = {ref.hex() for ref in ready}
+        for ref, update in self._sent:
+            if ref.hex() not in done:
+                continue
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self._lost.update(update)
+        self._sent = [(ref, update) for ref, update in self._sent if ref.hex() not in done]
+
+    def _relink(self) -> bool:
+        try:
+            board = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
+        except ValueError:  # the dispatcher has not made the new one yet
+            return False
+        if board._actor_id == self.board._actor_id:
+            return False
+        self.board = board
+        return True
 
 
 @ray.remote(max_retries=0)
@@ -86,9 +144,7 @@ def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, b
                   ) -> dict[str, Any]:
     """`run_experiment` as a Ray worker runs it (alone, or as rank 0 of a data-parallel
     training): progress to the board, stopped if orphaned, and the node it ran on."""
-    def report(update: dict[str, Any]) -> None:
-        board.report.remote(job_id, update)
-
+    report = BoardLink(board, job_id)
     # The guard comes before the checkpoint callback, and checks once more after training's
     # last reports: an orphan must neither overwrite the checkpoint nor delete it.
     guard = StopWhenOrphaned()

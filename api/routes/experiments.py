@@ -112,8 +112,8 @@ def cancel_experiment(job: JobDep, store: StoreDep, dispatcher: DispatcherDep) -
                                  "running jobs can be cancelled")
     record = store.move(job.id, Status.CANCELLED, error="cancelled by request")
     JOBS_FINISHED.labels(job_type=record.job_type, status="cancelled").inc()
-    if dispatcher is not None and job.status == Status.RUNNING:
-        dispatcher.cancel_task(job.id, record.mlflow_run_id)
+    if dispatcher is not None:  # its thread stops the Ray work (it may have started meanwhile)
+        dispatcher.request_cancel(job.id)
     return record
 
 

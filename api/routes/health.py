@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from mlflow.tracking import MlflowClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import SettingsDep, StoreDep
+from api.deps import DispatcherDep, SettingsDep, StoreDep
+from services.dispatcher import Dispatcher
 from services.observability import render
 
 router = APIRouter(tags=["health"])
@@ -25,11 +28,16 @@ def metrics(store: StoreDep) -> Response:
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
-def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
-    """Ready when the job store, Ray and MLflow all answer."""
+def readyz(store: StoreDep, settings: SettingsDep, dispatcher: DispatcherDep) -> JSONResponse:
+    """Ready when what this process serves with answers: the job store and MLflow, and where
+    it runs the dispatcher, Ray and the dispatcher itself (its ticks succeed). A replica
+    started with `--no-dispatcher` never talks to Ray, so Ray is not its dependency."""
+    probes: list[tuple[str, Callable[[], None]]] = [
+        ("store", store.ping), ("mlflow", lambda: _mlflow_ping(settings.tracking_uri))]
+    if dispatcher is not None:
+        probes += [("ray", _ray_ping), ("dispatcher", lambda: _dispatcher_ping(dispatcher))]
     checks: dict[str, str] = {}
-    for name, probe in (("store", store.ping), ("ray", _ray_ping),
-                        ("mlflow", lambda: _mlflow_ping(settings.tracking_uri))):
+    for name, probe in probes:
         try:
             probe()
             checks[name] = "ok"
@@ -38,6 +46,16 @@ def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)
+
+
+def _dispatcher_ping(dispatcher: Dispatcher) -> None:
+    problem = dispatcher.health()
+    if problem is not None:
+        raise DispatcherStuck(problem)
+
+
+class DispatcherStuck(RuntimeError):
+    """The dispatcher runs but does not move the queue (its ticks fail, or one hangs)."""
 
 
 def _ray_ping() -> None:

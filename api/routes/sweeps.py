@@ -91,6 +91,6 @@ def cancel_sweep(sweep: SweepDep, store: StoreDep, dispatcher: DispatcherDep) ->
         raise HTTPException(409, f"sweep {sweep.id} is already {sweep.status}; only queued or "
                                  "running sweeps can be cancelled")
     record = store.move(sweep.id, Status.CANCELLED, error="cancelled by request")
-    if dispatcher is not None and sweep.status == Status.RUNNING:
-        dispatcher.cancel_task(sweep.id, record.mlflow_run_id)
+    if dispatcher is not None:  # its thread stops the Ray work (it may have started meanwhile)
+        dispatcher.request_cancel(sweep.id)
     return SweepRecord.of(record)
