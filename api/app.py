@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.allow import AllowMethods
 from api.auth import TokenTable
 from api.errors import install_error_handlers
 from api.middleware import EdgeGuard
+from api.openapi_examples import add_spec_examples
 from api.routes import catalog, compare, experiments, health, sweeps
 from services.dispatcher import Dispatcher
 from services.observability import configure_logging
@@ -44,10 +46,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
     app.state.dispatcher = None
     install_error_handlers(app)
 
+    # The last added runs first: the edge (tokens, body limit, errors, latency) wraps the
+    # answers AllowMethods gives for OPTIONS, HEAD and methods a path lacks.
+    app.add_middleware(AllowMethods)
     app.add_middleware(EdgeGuard, max_request_bytes=settings.max_request_bytes,
                        tokens=app.state.tokens)
 
     for module in (experiments, sweeps, catalog, health, compare):
         app.include_router(module.router)
+    add_spec_examples(app)  # examples/ as OpenAPI examples of the two submission bodies
     configure_logging()
     return app

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.registry import model_families
 from services.spec import ExperimentSpec, Strict, Tags
@@ -188,16 +188,18 @@ class SweepSpec(Strict):
         "dotted spec path -> domain, e.g. optimizer.lr: {type: loguniform, low: 1e-4, high: 0.1}"))
     search: SearchSpec = Field(default_factory=SearchSpec)
     scheduler: Scheduler = Field(default_factory=FifoScheduler)
-    repeat: int = Field(1, ge=1, le=100, description="seeds per configuration; the summary "
-                                                     "reports mean and 95% interval")
+    repeat: int = Field(1, ge=1, le=100, validate_default=True, description=(
+        "seeds per configuration; the summary reports mean and 95% interval"))
     priority: int = Field(0, ge=-1000, le=1000)
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
 
-    @model_validator(mode="after")
-    def _something_to_search(self) -> SweepSpec:
-        if not self.space and self.repeat == 1:
+    @field_validator("repeat")
+    @classmethod
+    def _something_to_search(cls, repeat: int, info: ValidationInfo) -> int:
+        # On `repeat` (validated after `space`), so that the error names a field.
+        if "space" in info.data and not info.data["space"] and repeat == 1:
             raise ValueError("a sweep needs a space (dotted path -> domain) or repeat > 1")
-        return self
+        return repeat
 
     @property
     def display_name(self) -> str:

@@ -18,29 +18,22 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import astuple, dataclass
-from typing import Any
 
-import torch
 from pydantic import ValidationError
 
-from models import build_model
-from models.base import LayerwiseModel, ModelConfigError
 from models.objectives import Objective, ObjectiveError
-from models.registry import family
-from services.applicability import ForwardFacts, data_errors, declared_errors, model_errors
+from services.applicability import data_errors, declared_errors, model_errors
 from services.byte_cache import ByteBoundedCache
-from services.caps import CapExceeded, SubmissionLimits, check_parameter_cap, spec_cap_errors
+from services.caps import CapExceeded, SubmissionLimits, spec_cap_errors
+from services.model_step import dry_run_batch, stepped_model
 from services.spec import ExperimentSpec
 from services.spec_errors import SpecError, SpecInvalid
 from workers.analysis.checks import analysis_problems
 from workers.data import DataBundle, DataError, load_data
 from workers.data.registry import builtin_dataset, generated_size_error
-from workers.loop import summarize
 
 __all__ = ["DryRun", "SpecError", "SpecInvalid", "check_experiment"]
 
-DRY_RUN_EXAMPLES = 8
-DRY_RUN_STEPS = 16
 # Datasets the dry runs loaded, kept for the next submission on the same data: bounded in
 # bytes, since one entry can be a user's file of hundreds of MB.
 DATA_CACHE_BYTES = 256_000_000
@@ -95,51 +88,19 @@ def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimi
                                       spec.loss)
     except ObjectiveError as exc:
         raise SpecInvalid([*errors, SpecError(exc.loc, exc.msg)]) from exc
-    model = _build(spec, bundle, errors, device="meta")
-    param_count = sum(p.numel() for p in model.parameters())
-    check_parameter_cap(param_count, limits)
-    on_meta = param_count > limits.max_dry_run_parameters
-    if not on_meta:
-        model = _build(spec, bundle, errors, device="cpu")
-    facts = _forward_one_batch(spec, model, objective, bundle, on_meta=on_meta)
-    errors += model_errors(spec, model, facts)
+    try:
+        step = stepped_model(spec, bundle, objective, limits, data_key=_data_key(spec, data_roots))
+    except SpecInvalid as exc:
+        raise type(exc)([*errors, *exc.errors]) from exc
+    facts = step.facts(spec, has_val=len(bundle.x_val) > 0)
+    errors += model_errors(spec, step.model, facts)
     if facts.metric_keys is not None:  # the analyses' checks run the model too
-        x, _ = _batch(spec, bundle, on_meta)
+        x, _ = dry_run_batch(spec, bundle, step.on_meta)
         errors += [SpecError(loc, msg) for loc, msg in analysis_problems(
-            spec, model, bundle.shape(), x, has_val=len(bundle.x_val) > 0)]
+            spec, step.model, bundle.shape(), x, has_val=len(bundle.x_val) > 0)]
     if errors:
         raise SpecInvalid(_first_per_field(errors))
-    return DryRun(_with_dataset_defaults(spec), param_count, bundle.task)
-
-
-def _build(spec: ExperimentSpec, bundle: DataBundle, errors: list[SpecError], *, device: str
-           ) -> LayerwiseModel:
-    """The model on `device`. On "meta" its tensors have shapes and no storage: a model of
-    any size costs the API nothing, and its parameters can be counted before the cap."""
-    try:
-        with torch.device(device):
-            return build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
-    except ModelConfigError as exc:
-        raise SpecInvalid([*errors, SpecError(("model", *exc.loc), exc.msg)]) from exc
-    except (RuntimeError, ValueError, IndexError, TypeError, OverflowError) as exc:
-        # torch's own refusal (a negative or huge dimension, a size that does not divide)
-        raise SpecInvalid([*errors, SpecError(("model",), (
-            f"this model config cannot be built for this data (input shape "
-            f"{bundle.shape().input_shape}): {str(exc)[:300]}"))]) from exc
-
-
-def _batch(spec: ExperimentSpec, bundle: DataBundle, on_meta: bool
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A few training examples as the dry run feeds them: on the meta device for a large
-    model, and cut to the first DRY_RUN_STEPS steps for a model that reads any length (a dry
-    run through 10,000 steps took the API minutes)."""
-    x = torch.as_tensor(bundle.x_train[:DRY_RUN_EXAMPLES])
-    y = torch.as_tensor(bundle.y_train[:DRY_RUN_EXAMPLES])
-    if family(spec.model.kind).any_length and x.ndim >= 2 and x.shape[1] > DRY_RUN_STEPS:
-        if y.ndim >= 2 and y.shape[1] == x.shape[1]:  # many-to-many: a target per step
-            y = y[:, :DRY_RUN_STEPS]
-        x = x[:, :DRY_RUN_STEPS]
-    return (torch.empty_like(x, device="meta") if on_meta else x), y
+    return DryRun(_with_dataset_defaults(spec), step.param_count, bundle.task)
 
 
 def _first_per_field(errors: list[SpecError]) -> list[SpecError]:
@@ -159,9 +120,13 @@ def _with_dataset_defaults(spec: ExperimentSpec) -> ExperimentSpec:
     return spec.model_copy(update={"data": spec.data.model_copy(update={"params": params})})
 
 
+def _data_key(spec: ExperimentSpec, data_roots: list[str]) -> str:
+    return json.dumps([spec.data.model_dump(mode="json"), spec.task, data_roots,
+                       _mtime(spec, data_roots)], sort_keys=True)
+
+
 def _load(spec: ExperimentSpec, data_roots: list[str], max_bytes: int) -> DataBundle:
-    key = json.dumps([spec.data.model_dump(mode="json"), spec.task, data_roots,
-                      _mtime(spec, data_roots)], sort_keys=True)
+    key = _data_key(spec, data_roots)
     bundle = _data_cache.get(key)
     if bundle is not None:
         return bundle
@@ -206,44 +171,3 @@ def _token_noise_errors(spec: ExperimentSpec, bundle: DataBundle) -> list[SpecEr
                           "this data's inputs are token ids, which Gaussian noise would turn "
                           "into other tokens; set input_noise_std: 0 (use dropout instead)")]
     return []
-
-
-def _forward_one_batch(spec: ExperimentSpec, model: Any, objective: Objective,
-                       bundle: DataBundle, *, on_meta: bool) -> ForwardFacts:
-    """One training step's forward (and backward) on a few examples, as the loop runs it.
-
-    Returns what the step showed: hidden activations, and the metric keys the loop will log.
-    On the meta device the metrics are computed on zeros of the output's shape (their keys
-    do not depend on the values); a step that needs values there (an energy model's
-    dynamics) leaves the metric keys unknown.
-    """
-    x, y = _batch(spec, bundle, on_meta)
-    try:
-        target = torch.empty_like(y, device="meta") if on_meta else y
-        if model.uses_gradients:
-            out = model.training_step(x, target, objective)
-            if not on_meta:  # on meta the backward mirrors the forward's shapes, at ~3x its cost
-                out["loss"].backward()
-        else:
-            with torch.no_grad():
-                out = model.training_step(x, target, objective)
-        output = out["output"].detach()
-        if on_meta:
-            output = torch.zeros(output.shape, dtype=output.dtype)
-        sums = objective.metrics(output, y)
-    except NotImplementedError:
-        if not on_meta:
-            raise
-        return ForwardFacts(has_hidden=bool(model.hidden_activations()), metric_keys=None)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise SpecInvalid([SpecError(("model",), f"the model cannot run on this data "
-                                                 f"(input shape {tuple(x.shape[1:])}): "
-                                                 f"{str(exc)[:300]}")]) from exc
-    names = [key.split("/", 1)[1]  # loss, accuracy, ...
-             for key in summarize("train", sums, task=objective.task)]
-    splits = ["train", "val"] if len(bundle.x_val) else ["train"]
-    keys = {f"{split}/{name}" for split in splits for name in names}
-    reg = spec.regularization
-    if model.uses_gradients and (reg.l1 or reg.l2 or reg.activity_l1 or reg.activity_l2):
-        keys.add("train/penalty")
-    return ForwardFacts(has_hidden=bool(model.hidden_activations()), metric_keys=frozenset(keys))

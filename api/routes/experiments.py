@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
-from services.caps import check_caps
+from services.caps import SubmissionLimits
 from services.dispatcher import Dispatcher
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
@@ -46,8 +46,7 @@ async def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: Set
 def _queue_experiment(spec: ExperimentSpec, store: JobStore, settings: Settings, owner: str,
                       dispatcher: Dispatcher | None, idempotency_key: str | None
                       ) -> tuple[JobRecord, bool]:
-    dry = check_experiment(spec, settings.data_root_list)
-    check_caps(dry.spec, dry.param_count, settings)
+    dry = check_experiment(spec, settings.data_root_list, SubmissionLimits.of(settings))
     _check_resources(dry.spec, dispatcher)
     return store.create(
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible_job
 from api.errors import problem_responses
 from api.routes.experiments import _check_resources
+from services.caps import SubmissionLimits
 from services.lifecycle import TERMINAL, Status
 from services.store import JobNotFound, JobRecord
 from services.sweep_check import check_sweep
@@ -40,7 +41,7 @@ def submit_sweep(sweep: SweepSpec, store: StoreDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                  ) -> SweepRecord:
     """Validate the sweep (every path, every listed value dry-run on the base) and queue it."""
-    checked = check_sweep(sweep, settings.data_root_list)
+    checked = check_sweep(sweep, settings.data_root_list, SubmissionLimits.of(settings))
     try:
         _check_resources(checked.sweep.base, dispatcher)
     except SpecInvalid as exc:

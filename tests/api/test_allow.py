@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from services.settings import Settings
-from tests.utils.schema_fuzz import with_allow_and_examples
 from tests.utils.server import ServerThread
 
 pytestmark = [pytest.mark.e2e]
@@ -24,7 +23,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
                         mlflow_tracking_uri=None, ray_address=None,
                         api_tokens=f"alice:{TOKEN}", admin_tokens=None)
     server = ServerThread(settings, dispatcher=False)  # routing only: no Ray needed
-    with_allow_and_examples(server.app)
     with server:
         yield server
 

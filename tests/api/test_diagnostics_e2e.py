@@ -97,13 +97,16 @@ def test_compare_puts_the_runs_side_by_side(server, two_runs):
     assert all(s["median"] > 0 for s in sigmoid["layers"])
     assert sigmoid["first_last_ratio"] < 1e-2 < residual["first_last_ratio"]
 
-    figure = http.get("/v1/compare", params=[("ids", ids[0]), ("ids", ids[1]),
-                                             ("metric", "update_norm"), ("format", "png")])
+    figure = http.get("/v1/compare", params={"ids": f"{ids[0]},{ids[1]}",
+                                             "metric": "update_norm", "format": "png"})
     assert figure.status_code == 200
     assert figure.headers["content-type"] == "image/png" and figure.content.startswith(PNG)
 
     assert http.get("/v1/compare", params={"ids": f"{ids[0]},nope"}).status_code == 404
-    assert http.get("/v1/compare", params={"ids": f"{ids[0]},{ids[0]}"}).status_code == 422
+    once = http.get("/v1/compare", params={"ids": f"{ids[0]},{ids[0]}"})  # the same run once
+    assert once.status_code == 200 and len(once.json()["runs"]) == 1
+    too_many = http.get("/v1/compare", params={"ids": ",".join([ids[0]] * 9)})
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["loc"] == ["query", "ids"]
     bad_metric = http.get("/v1/compare", params={"ids": ids[0], "metric": "loss"})
     assert bad_metric.status_code == 422 and bad_metric.json()["errors"][0]["loc"] == [
         "query", "metric"]

@@ -128,7 +128,7 @@ def test_catalog_and_health(server):
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {
-        "store": "ok", "ray": "ok", "mlflow": "ok"}
+        "store": "ok", "ray": "ok", "mlflow": "ok", "dispatcher": "ok"}
     assert http.get("/v1/experiments/does-not-exist").status_code == 404
 
 

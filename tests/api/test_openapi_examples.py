@@ -12,7 +12,6 @@ import yaml
 from api.app import create_app
 from api.openapi_examples import EXAMPLES_DIR, add_spec_examples
 from services.settings import Settings
-from tests.utils.schema_fuzz import with_allow_and_examples
 from tests.utils.server import ServerThread
 
 pytestmark = [pytest.mark.e2e]
@@ -27,7 +26,6 @@ def _settings(home: Path) -> Settings:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     server = ServerThread(_settings(tmp_path_factory.mktemp("examples")), dispatcher=False)
-    with_allow_and_examples(server.app)
     with server:
         yield server
 

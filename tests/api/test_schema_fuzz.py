@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from services.settings import Settings
-from tests.utils.schema_fuzz import with_allow_and_examples
 from tests.utils.server import ServerThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -31,7 +30,6 @@ def fuzzed(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
                         mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
                         admin_tokens=None, max_queued_per_owner=100_000)
     server = ServerThread(settings)
-    with_allow_and_examples(server.app)
     with server:
         server.dispatcher.paused = True  # generated specs that pass stay queued
         yield server
