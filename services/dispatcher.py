@@ -166,7 +166,8 @@ class Dispatcher:
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s,
-            tune_storage=settings.tune_storage, metrics_uri=settings.mlflow_backend_uri))
+            tune_storage=settings.tune_storage, metrics_uri=settings.mlflow_backend_uri,
+            max_data_bytes=settings.max_data_bytes))
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:

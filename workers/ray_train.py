@@ -97,7 +97,8 @@ def train_replica(spec_payload: dict[str, Any], settings: WorkerSettings,
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
     device = pick_device(spec.resources.gpus)
-    bundle, objective, model = prepare(spec, settings.data_roots, device)
+    bundle, objective, model = prepare(spec, settings.data_roots, device,
+                                       max_data_bytes=settings.max_data_bytes)
     state = parallel.broadcast(None)
     splits = to_splits(bundle, device)
     pretrain_steps = 0 if state else model.pretrain(

@@ -76,9 +76,11 @@ def to_splits(bundle: DataBundle, device: torch.device) -> dict[str, Split]:
             for name, (x, y) in bundle.splits().items()}
 
 
-def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device):
-    """The data, objective and model a spec describes (used by the worker and the dry run)."""
-    bundle = _load_data(spec, data_roots)
+def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device, *,
+            max_data_bytes: int | None = None):
+    """The data, objective and model a spec describes. A data file is capped again here: it
+    may have changed since the submission was checked."""
+    bundle = _load_data(spec, data_roots, max_data_bytes)
     objective = Objective.resolve(bundle.task, getattr(spec.model, "output", "auto"), spec.loss)
     model = build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
     return bundle, objective, model.to(device)
@@ -115,11 +117,12 @@ class RunOptions:
     parallel: DataParallel | None = None
 
 
-def _load_data(spec: ExperimentSpec, data_roots: list[str]) -> DataBundle:
+def _load_data(spec: ExperimentSpec, data_roots: list[str], max_bytes: int | None = None
+               ) -> DataBundle:
     """A built-in dataset is a function of its params, so a worker process that runs many short
     jobs (a sweep's reused trial actor) generates it once; files are read every time."""
     if spec.data.source != "builtin":
-        return load_data(spec.data, spec.task, data_roots)
+        return load_data(spec.data, spec.task, data_roots, max_bytes=max_bytes)
     key = json.dumps([spec.data.model_dump(mode="json"), spec.task], sort_keys=True)
     if key not in _bundles:
         _bundles[key] = load_data(spec.data, spec.task, data_roots)
@@ -144,7 +147,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
     device = pick_device(spec.resources.gpus)
-    bundle, objective, model = prepare(spec, settings.data_roots, device)
+    bundle, objective, model = prepare(spec, settings.data_roots, device,
+                                       max_data_bytes=settings.max_data_bytes)
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
                                home=settings.home, run_id=options.run_id,

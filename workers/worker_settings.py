@@ -19,3 +19,4 @@ class WorkerSettings:
     checkpoint_every_s: float = 2.0
     tune_storage: str | None = None  # sweeps' Tune state; default <home>/tune
     metrics_uri: str | None = None  # the tracking server's database, for bulk metrics
+    max_data_bytes: int | None = None  # LAYERWISE_MAX_DATA_BYTES; None: the loaders' default
