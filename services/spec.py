@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -54,7 +54,14 @@ def _model_union() -> Any:
     return Annotated[union, Field(discriminator="kind")]
 
 
-ModelConfig = _model_union()
+if TYPE_CHECKING:
+    class ModelConfig(StrictConfig):
+        """What type checkers see of the union (built at runtime from the registered
+        families): one family's config, a StrictConfig whose `kind` names the family."""
+
+        kind: str
+else:
+    ModelConfig = _model_union()
 
 
 class OptimizerSpec(Strict):
@@ -278,7 +285,7 @@ class ExperimentSpec(Strict):
     project: str = Field("layerwise", min_length=1, max_length=250)
     task: Task = "auto"
     data: DataSpec
-    model: ModelConfig  # type: ignore[valid-type]
+    model: ModelConfig
     loss: LossName = "auto"
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)

@@ -6,15 +6,16 @@ Every status change goes through `lifecycle.transition`. Rows stay in here; call
 
 from __future__ import annotations
 
+import builtins
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from pydantic import BaseModel
-from sqlalchemy import Table, and_, bindparam, func, literal, select, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,6 +78,10 @@ def _same_request(first: JobRecord, key: str, spec: dict[str, Any], job_type: st
     return first
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stored time is UTC."""
     if value is not None and value.tzinfo is None:
@@ -239,10 +244,11 @@ class JobStore:
             for row in session.scalars(query):
                 if fits is not None and not fits(JobRecord.of(row)):
                     continue
-                claimed = session.execute(
+                # An UPDATE's result is a CursorResult (Session.execute is typed as Result).
+                claimed = cast(CursorResult[Any], session.execute(
                     update(JobRow).where(JobRow.id == row.id,
                                          JobRow.status == Status.QUEUED.value)
-                    .values(status=Status.QUEUED.value)).rowcount
+                    .values(status=Status.QUEUED.value))).rowcount
                 if claimed != 1:
                     continue
                 transition(row, Status.RUNNING, attempts=row.attempts + 1, error=None)
@@ -273,7 +279,7 @@ class JobStore:
             raise JobNotFound(job_id)
         return row
 
-    def touch(self, job_ids: list[str]) -> None:
+    def touch(self, job_ids: builtins.list[str]) -> None:
         """The heartbeat: the dispatcher running these jobs is alive."""
         if not job_ids:
             return
@@ -281,7 +287,7 @@ class JobStore:
             session.execute(update(JobRow).where(JobRow.id.in_(job_ids))
                             .values(updated_at=now()))
 
-    def orphans(self, older_than_s: float, *, exclude: set[str]) -> list[JobRecord]:
+    def orphans(self, older_than_s: float, *, exclude: set[str]) -> builtins.list[JobRecord]:
         """Running jobs whose heartbeat is older than `older_than_s` seconds."""
         cutoff = now() - timedelta(seconds=older_than_s)
         with self.session() as session:

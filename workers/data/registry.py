@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from pydantic import Field
@@ -36,7 +37,9 @@ def generated_size_error(name: str, params: DatasetParams, max_bytes: int) -> st
 
 
 # A generator returns (x, y, task, extra): x and y as arrays, the natural task, dataset facts.
-Generator = Callable[[DatasetParams], tuple[np.ndarray, np.ndarray, str, dict]]
+Generated = tuple[np.ndarray, np.ndarray, str, dict[str, Any]]
+Generator = Callable[[DatasetParams], Generated]
+P = TypeVar("P", bound=DatasetParams)
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,14 @@ class BuiltinDataset:
 _DATASETS: dict[str, BuiltinDataset] = {}
 
 
-def register_dataset(name: str, params_cls: type[DatasetParams], *, description: str
-                     ) -> Callable[[Generator], Generator]:
-    def decorate(generate: Generator) -> Generator:
+def register_dataset(name: str, params_cls: type[P], *, description: str
+                     ) -> Callable[[Callable[[P], Generated]], Callable[[P], Generated]]:
+    def decorate(generate: Callable[[P], Generated]) -> Callable[[P], Generated]:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
-        _DATASETS[name] = BuiltinDataset(name, params_cls, generate, description)
+        # The entry's generator is only ever given an instance of its own params_cls.
+        _DATASETS[name] = BuiltinDataset(name, params_cls, cast(Generator, generate),
+                                         description)
         return generate
 
     return decorate

@@ -6,6 +6,7 @@ blobs for classification, `function` for the universal-approximation demo.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -103,8 +104,8 @@ class FunctionParams(PointsParams):
     noise: float = Field(0.0, ge=0.0, le=10.0)
 
 
-_FUNCTIONS = {"square": np.square, "sin": lambda x: np.sin(np.pi * x), "abs": np.abs,
-              "sign": np.sign}
+_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "square": np.square, "sin": lambda x: np.sin(np.pi * x), "abs": np.abs, "sign": np.sign}
 
 
 @register_dataset("function", FunctionParams,
