@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
+from starlette.types import Message
 
 from api.auth import Principal, TokenTable
 from api.errors import problem, unexpected_error
@@ -51,7 +52,7 @@ class EdgeGuard:
         started = time.perf_counter()
         status = [0]
 
-        async def send_and_note(message: dict[str, Any]) -> None:
+        async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

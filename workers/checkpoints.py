@@ -38,7 +38,9 @@ def sweep_folder(home: str, sweep_id: str) -> Path:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)  # the default, spelled out for the overloads
+    assert isinstance(state, tuple), "the global RandomState is an MT19937: a legacy tuple"
+    kind, keys, pos, has_gauss, cached = state
     return {"python": list(random.getstate()[1]), "python_version": random.getstate()[0],
             "python_gauss": random.getstate()[2],
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

@@ -7,7 +7,7 @@ local file). They report to the `ProgressBoard` actor, and the dispatcher writes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 
@@ -15,6 +15,9 @@ from workers.data_parallel import DataParallel
 from workers.orphan_guard import StopWhenOrphaned
 from workers.run import RunOptions, WorkerSettings, run_experiment
 from workers.worker_settings import NAMESPACE
+
+if TYPE_CHECKING:
+    from ray.actor import ActorClass
 
 PROGRESS_BOARD = "layerwise-progress"
 
@@ -75,9 +78,10 @@ def progress_board() -> Any:
     experiments' tasks then find it by name (`BoardLink`). Sweeps' drivers and trials keep
     the handle they were given, and their reports to it are lost; every task's outcome still
     reaches the dispatcher, as its return value."""
-    return ProgressBoard.options(name=PROGRESS_BOARD, namespace=NAMESPACE, get_if_exists=True,
-                                 lifetime="detached", max_restarts=-1,
-                                 max_task_retries=-1).remote()
+    # @ray.remote made the class an ActorClass; mypy does not apply class decorators.
+    board = cast("ActorClass[ProgressBoard]", ProgressBoard)
+    return board.options(name=PROGRESS_BOARD, namespace=NAMESPACE, get_if_exists=True,
+                         lifetime="detached", max_restarts=-1, max_task_retries=-1).remote()
 
 
 class BoardLink:

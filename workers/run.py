@@ -109,7 +109,8 @@ class RunOptions:
     # Called after training and its reports, before the run is closed and the checkpoint
     # deleted; raising leaves both (an orphaned worker must not finish a re-queued job).
     before_finish: Callable[[], None] = lambda: None
-    log_model: Callable[[RunTracker, torch.nn.Module], None] = RunTracker.log_model
+    # What it returns (RunTracker.log_model: the model id) is not used.
+    log_model: Callable[[RunTracker, torch.nn.Module], object] = RunTracker.log_model
     # The MLflow status to close the run with when training raises; None leaves it open.
     on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
     # Rank 0 of a data-parallel training (resources.workers > 1); the other ranks run

@@ -18,7 +18,7 @@ actor (`workers.sweep_trial.train_trial`), where `tune.report` can stop it betwe
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 from ray import tune
@@ -26,6 +26,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from workers.sweep_context import TrialContext
 from workers.worker_settings import NAMESPACE
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorClass
 
 TRIAL_LAUNCHER = "layerwise-trial-launcher"
 CANCEL_WAIT_S = 30.0
@@ -42,8 +46,9 @@ def train_trial_warm(config: dict[str, Any], ctx: TrialContext, restored: bool =
     trial_id = tune.get_context().get_trial_id()
     here = ray.get_runtime_context()
     try:
-        final = ray.get(launcher.run.remote(config, ctx, trial_id, here.get_node_id(),
-                                            here.current_actor, restored))
+        ref: ObjectRef[dict[str, Any]] = launcher.run.remote(
+            config, ctx, trial_id, here.get_node_id(), here.current_actor, restored)
+        final = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         raise _trial_error(exc) from None
     except BaseException:
@@ -122,8 +127,10 @@ async def _settled(ref: Any) -> None:
 def trial_launcher() -> Any:
     """The launcher, created on first use by a sweep's driver (outside any placement group);
     detached, so that it (and the workers its tasks warmed) outlives the sweep."""
-    return TrialLauncher.options(name=TRIAL_LAUNCHER, namespace=NAMESPACE, get_if_exists=True,
-                                 lifetime="detached").remote()
+    # @ray.remote made the class an ActorClass; mypy does not apply class decorators.
+    launcher = cast("ActorClass[TrialLauncher]", TrialLauncher)
+    return launcher.options(name=TRIAL_LAUNCHER, namespace=NAMESPACE, get_if_exists=True,
+                            lifetime="detached").remote()
 
 
 # No CPU of its own: the trial's actor holds the trial's share and waits while this runs.

@@ -60,7 +60,8 @@ def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> Non
     if dispatcher is None:
         return
     largest = dispatcher.largest_node()
-    asked = {("cpus",): ("CPU", spec.resources.cpus), ("gpus",): ("GPU", spec.resources.gpus)}
+    asked: dict[tuple[str, ...], tuple[str, float]] = {
+        ("cpus",): ("CPU", spec.resources.cpus), ("gpus",): ("GPU", spec.resources.gpus)}
     asked.update({("custom", name): (name, amount)
                   for name, amount in spec.resources.custom.items()})
     errors = [SpecError(("resources", *loc), (
