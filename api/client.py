@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,30 @@ class LayerwiseError(Exception):
         super().__init__("\n".join(lines))
 
 
+class ServiceUnreachable(Exception):
+    """No answer from the service: nothing listens at `url`, the host is unknown, or it did not
+    answer in time. `reason` says which, in a few words; `timed_out` tells a timeout apart."""
+
+    def __init__(self, url: str, reason: str, *, timed_out: bool = False):
+        self.url, self.reason, self.timed_out = url, reason, timed_out
+        super().__init__(f"cannot reach the Layerwise service at {url}: {reason}")
+
+
+def _transport_reason(exc: httpx.TransportError, timeout: float) -> tuple[str, bool]:
+    """A few words on why a request got no answer, and whether it timed out."""
+    if isinstance(exc, httpx.TimeoutException):
+        what = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "answering"
+        return f"timed out {what} (after {timeout:g} s)", True
+    text = str(exc)
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused", False
+    if any(words in lowered for words in ("name or service not known", "nodename nor servname",
+                                          "name resolution", "getaddrinfo")):
+        return f"unknown host ({text})", False
+    return text or type(exc).__name__, False
+
+
 def load_spec_file(path: str | Path) -> dict[str, Any]:
     """A YAML or JSON spec file as a dict (JSON is YAML)."""
     data = yaml.safe_load(Path(path).read_text())
@@ -40,6 +65,7 @@ class LayerwiseClient:
         self.url = (url or os.environ.get("LAYERWISE_URL") or DEFAULT_URL).rstrip("/")
         token = token or os.environ.get("LAYERWISE_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
@@ -51,8 +77,16 @@ class LayerwiseClient:
     def __exit__(self, *_: Any) -> None:
         self.close()
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response, or ServiceUnreachable when there is none (refused, timed out)."""
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            reason, timed_out = _transport_reason(exc, self.timeout)
+            raise ServiceUnreachable(self.url, reason, timed_out=timed_out) from exc
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        response = self._request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -77,10 +111,10 @@ class LayerwiseClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/experiments/{job_id}/cancel")
 
-    def metric_keys(self, job_id: str) -> list[str]:
+    def metric_keys(self, job_id: str) -> builtins.list[str]:
         return self._call("GET", f"/v1/experiments/{job_id}/metrics")["keys"]
 
-    def metric_history(self, job_id: str, key: str) -> list[dict[str, Any]]:
+    def metric_history(self, job_id: str, key: str) -> builtins.list[dict[str, Any]]:
         return self._call("GET", f"/v1/experiments/{job_id}/metrics",
                           params={"key": key})["points"]
 
@@ -111,18 +145,43 @@ class LayerwiseClient:
         return self._poll(self.get_sweep, sweep_id, timeout=timeout, poll_s=poll_s,
                           on_update=on_update, command="sweep-status")
 
-    def compare(self, job_ids: list[str], *, metric: str = "grad_norm") -> dict[str, Any]:
+    def compare(self, job_ids: builtins.list[str], *, metric: str = "grad_norm") -> dict[str, Any]:
         """The per-layer comparison table of several runs."""
         return self._call("GET", "/v1/compare", params={"ids": ",".join(job_ids),
                                                         "metric": metric})
 
-    def compare_png(self, job_ids: list[str], *, metric: str = "grad_norm") -> bytes:
+    def compare_png(self, job_ids: builtins.list[str], *, metric: str = "grad_norm") -> bytes:
         """The runs' per-layer curves side by side, as a PNG."""
-        response = self._http.get("/v1/compare", params={"ids": ",".join(job_ids),
-                                                         "metric": metric, "format": "png"})
+        response = self._request("GET", "/v1/compare", params={
+            "ids": ",".join(job_ids), "metric": metric, "format": "png"})
         if response.status_code >= 400:
             raise LayerwiseError(response.status_code, response.json())
         return response.content
+
+    def match_ids(self, prefix: str, *, sweeps: bool = False, scan: int = 5000,
+                  most: int = 10) -> builtins.list[str]:
+        """The ids of the caller's experiments (or sweeps) that start with `prefix`, newest
+        first: the prefix's own id alone when it is one. Reads at most `scan` records (the
+        newest) and stops at `most` matches."""
+        found: builtins.list[str] = []
+        cursor: str | None = None
+        read = 0
+        while read < scan:
+            params: dict[str, Any] = {"limit": min(500, scan - read)}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._call("GET", "/v1/sweeps" if sweeps else "/v1/experiments",
+                              params=params)
+            read += len(page["data"])
+            for record in page["data"]:
+                if record["id"] == prefix:
+                    return [prefix]
+                if record["id"].startswith(prefix) and len(found) < most:
+                    found.append(record["id"])
+            cursor = page.get("next_cursor")
+            if not cursor or not page["data"] or len(found) >= most:
+                break
+        return found
 
     def catalog(self) -> dict[str, Any]:
         return self._call("GET", "/v1/catalog")

@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from api.client import LayerwiseClient
-from tests.utils.server import free_port
+from services.settings import Settings
+from tests.utils.server import ServerThread, free_port
 from tests.utils.specs import mlp_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,6 +48,80 @@ def test_a_refused_spec_file_prints_the_field(server, tmp_path):
     refused = _cli("submit", str(bad), "--url", server.url)
     assert refused.returncode == 1
     assert "422" in refused.stdout and "optimizer.lr" in refused.stdout
+
+
+def test_no_service_is_one_line_with_the_fix_and_exit_2():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for args in (("status", "abc123"), ("list",)):
+        answer = _cli(*args, "--url", url, timeout=60)
+        assert answer.returncode == 2, answer.stdout + answer.stderr
+        said = (answer.stdout + answer.stderr).strip()
+        assert "Traceback" not in said and len(said.splitlines()) == 1, said
+        assert f"cannot reach the Layerwise service at {url}: connection refused" in said
+        assert "make run" in said and "--url" in said and "LAYERWISE_URL" in said
+
+
+@pytest.fixture(scope="module")
+def paused_server(ray_cluster, tmp_path_factory) -> Iterator[ServerThread]:
+    """A server whose dispatcher starts nothing: its jobs stay queued, saying why."""
+    home = tmp_path_factory.mktemp("paused")
+    (home / "data").mkdir()
+    settings = Settings(home=home / "home", data_roots=str(home / "data"), database_url=None,
+                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
+                        admin_tokens=None)
+    with ServerThread(settings) as running:
+        running.dispatcher.paused = True
+        try:
+            yield running
+        finally:
+            running.dispatcher.paused = False
+
+
+def test_an_id_from_list_or_its_start_works_in_status_and_cancel(paused_server):
+    url = paused_server.url
+    job_id = paused_server.client().submit(mlp_spec(training={"epochs": 3}))["id"]
+    listed = subprocess.run([*LAYERWISE, "list", "--url", url], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert job_id in listed.stdout, listed.stdout  # whole, at 80 columns
+    status = _cli("status", job_id[:8], "--url", url)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"{job_id}  queued  epoch 0/3" in status.stdout  # the spec's epochs before any
+    assert "waiting: needs 1 CPU" in status.stdout and "dispatcher is paused" in status.stdout
+    cancelled = _cli("cancel", job_id[:8], "--url", url)
+    assert cancelled.returncode == 0 and f"{job_id} cancelled" in cancelled.stdout
+    unknown = _cli("status", "ffffffffffff", "--url", url)  # uuid4 hex: not in a short list
+    assert unknown.returncode == 1 and "404" in unknown.stdout and "no job" in unknown.stdout
+
+
+def test_sweep_status_and_sweep_cancel_take_the_start_of_an_id(paused_server):
+    sweep = {"name": "prefix-sweep", "base": mlp_spec(training={"epochs": 1}),
+             "space": {"model.activation": {"type": "grid", "values": ["relu", "tanh"]}}}
+    sweep_id = paused_server.client().submit_sweep(sweep)["id"]
+    shown = _cli("sweep-status", sweep_id[:8], "--url", paused_server.url)
+    assert shown.returncode == 0 and f"sweep {sweep_id}" in shown.stdout, shown.stdout
+    cancelled = _cli("sweep-cancel", sweep_id[:8], "--url", paused_server.url)
+    assert cancelled.returncode == 0 and f"{sweep_id} cancelled" in cancelled.stdout
+
+
+def test_submit_of_a_sweep_file_points_to_sweep_and_queues_nothing(paused_server):
+    before = paused_server.client().list(limit=500)["count"]
+    refused = _cli("submit", "examples/sweep-lr-batch-asha.yaml", "--url", paused_server.url)
+    assert refused.returncode == 1
+    assert "layerwise sweep examples/sweep-lr-batch-asha.yaml" in refused.stdout
+    assert paused_server.client().list(limit=500)["count"] == before
+
+
+def test_catalog_kind_prints_its_fields_with_choices(paused_server):
+    shown = _cli("catalog", "mlp", "--url", paused_server.url)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "│ activation" in line)
+    assert "choice" in row and "relu" in row and "sigmoid, tanh" in row
+    assert "hidden" in shown.stdout and "list of int" in shown.stdout
+    dataset = _cli("catalog", "sine", "--url", paused_server.url)
+    assert dataset.returncode == 0 and "levels" in dataset.stdout
+    assert "int [2..4096] | null" in dataset.stdout
+    unknown = _cli("catalog", "nope", "--url", paused_server.url)
+    assert unknown.returncode == 1 and "mlp" in unknown.stdout
 
 
 def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
