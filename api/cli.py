@@ -169,16 +169,16 @@ def submit(file: Annotated[str, typer.Argument(help="spec file, YAML or JSON")],
 
 def _follow(client: LayerwiseClient, job_id: str) -> dict[str, Any]:
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn(
-        "epoch {task.completed}/{task.total}"), TextColumn("{task.fields[loss]}"),
+        "epoch {task.completed}/{task.fields[epochs]}"), TextColumn("{task.fields[loss]}"),
         TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("queued", total=None, loss="")
+        task = progress.add_task("queued", total=None, loss="", epochs="?")
 
         def update(record: dict[str, Any]) -> None:
             p = record["progress"]
             loss = p.get("metrics", {}).get("train/loss")
             progress.update(task, description=record["status"], completed=p.get("epoch", 0),
-                            total=_epochs(record),
+                            total=_epochs(record), epochs=_epochs(record) or "?",
                             loss=f"loss {loss:.4f}" if loss is not None else "")
 
         return client.wait(job_id, on_update=update)
