@@ -4,9 +4,9 @@
   are refused from a build on the meta device; the baseline is one plain PyTorch build of a
   small model of the same kind, so the ratio says how close to free a refusal is.
 - 6b: the largest sweep the default caps allow (LAYERWISE_MAX_SWEEP_DRY_RUNS dry runs, each a
-  distinct model just under LAYERWISE_MAX_DRY_RUN_PARAMETERS, the largest dry-run for real) checked in full; the baseline is
-  plain PyTorch building those models and taking one step on eight examples each. Target:
-  under 2 s.
+  distinct model just under LAYERWISE_MAX_DRY_RUN_PARAMETERS, the largest dry-run for real)
+  checked in full; the baseline is plain PyTorch building those models and taking one step on
+  eight examples each. Target: under 2 s.
 """
 
 from __future__ import annotations
