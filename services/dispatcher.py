@@ -506,11 +506,10 @@ class Dispatcher:
             except queue.Empty:
                 return
             try:
-                record = self.store.get(job_id)
-                if record.status == Status.CANCELLED:  # only what was cancelled is stopped
-                    self._cancel_task(job_id, record.mlflow_run_id)
-            except JobNotFound:
-                pass
+                with _unknown_job_ignored(job_id):  # deleted meanwhile: nothing to stop
+                    record = self.store.get(job_id)
+                    if record.status == Status.CANCELLED:  # only what was cancelled is stopped
+                        self._cancel_task(job_id, record.mlflow_run_id)
             finally:  # a request that failed is left to the poll; its caller need not wait
                 done.set()
 
