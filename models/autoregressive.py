@@ -42,11 +42,6 @@ class AutoregressiveConfig(StrictConfig):
     output: OutputName = "auto"
     init: InitName = "glorot_normal"
 
-    def receptive_field(self) -> int:
-        """k: how many past samples the prediction of the next one depends on."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilation_growth ** layer
-                                                for layer in range(self.layers))
-
 
 class CausalConv1d(nn.Conv1d):
     """A convolution that pads only the past: output step n depends on inputs <= n."""

@@ -83,11 +83,6 @@ def apply_constraints(weights: list[torch.Tensor], *, max_norm: float | None = N
         rows.mul_(scale)
 
 
-def apply_max_norm(model: nn.Module, max_norm: float) -> None:
-    """Rescale each unit's incoming weight vector to norm <= max_norm."""
-    apply_constraints(constrained_weights(model), max_norm=max_norm)
-
-
 # -- input corruption during training --------------------------------------------------------
 def gaussian_noise(x: torch.Tensor, std: float) -> torch.Tensor:
     """x + N(0, std^2), drawn per element."""

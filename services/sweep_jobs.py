@@ -64,11 +64,6 @@ def outcome(record: JobRecord) -> tuple[Status, str | None] | None:
     return Status.SUCCEEDED, None
 
 
-def running_sweeps(store: JobStore) -> list[JobRecord]:
-    records, _ = store.list(status=Status.RUNNING.value, job_type="sweep", limit=500)
-    return records
-
-
 def close_runs(record: JobRecord, tracking_uri: str, status: str) -> None:
     """Close a sweep's parent run with `status` and its still-open trial runs as KILLED (the
     driver does this itself unless it died)."""

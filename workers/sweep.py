@@ -14,8 +14,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -127,29 +125,6 @@ def _kill_abandoned_runs(parent: ParentRun, trial_ids: set[str]) -> None:
     for run in parent.children("RUNNING"):
         if run.data.tags.get(TAG_TRIAL_ID) not in trial_ids:
             parent.client.set_terminated(run.info.run_id, status="KILLED")
-
-
-def run_sweep_now(payload: dict[str, Any], settings: WorkerSettings, *,
-                  sweep_id: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-    """Check a SweepSpec dict and run it on the connected Ray cluster as the service would
-    (a driver task, Tune, MLflow), without the job store or HTTP; wait for the summary.
-    For benchmarks and scripts: `ray.init()` first.
-
-    Raises:
-        SpecInvalid: the sweep would be refused at submission.
-    """
-    from services.sweep_check import check_sweep
-    from workers.ray_tasks import progress_board, sweep_task
-
-    checked = check_sweep(SweepSpec.model_validate(payload), settings.data_roots)
-    board = progress_board()
-    sweep_id = sweep_id or uuid.uuid4().hex
-    ref = sweep_task.remote(sweep_id, checked.sweep.model_dump(mode="json"), asdict(settings),
-                            board)
-    try:
-        return ray.get(ref, timeout=timeout)
-    finally:
-        board.forget_sweep.remote(sweep_id)  # nobody drains this sweep's reports
 
 
 def tune_storage(settings: WorkerSettings) -> str:

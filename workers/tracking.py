@@ -125,12 +125,6 @@ class RunTracker:
         self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step=0)])
         return logged.model_id
 
-    def log_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, name)
-            torch.save(state, path)
-            self.artifacts.log_artifact(str(path), "checkpoints")
-
     def finish(self, status: str = "FINISHED") -> None:
         """Flush every metric, then close the run with `status` (FINISHED, FAILED, KILLED)."""
         try:
