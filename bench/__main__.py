@@ -31,6 +31,8 @@ def main() -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tiny", action="store_true", help="a quick run that only checks the "
                                                              "benchmarks work")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the JSON report goes (default: %(default)s)")
     args = parser.parse_args()
     tiny = args.tiny
     started = time.time()
@@ -45,8 +47,9 @@ def main() -> list[dict[str, Any]]:
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "tiny": tiny, "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("tiny.json" if tiny else "latest.json")).write_text(json.dumps(report, indent=2))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / ("tiny.json" if tiny else "latest.json")).write_text(
+        json.dumps(report, indent=2))
     _print(rows)
     return rows
 

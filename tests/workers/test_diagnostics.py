@@ -17,9 +17,11 @@ from tests.utils.specs import mlp_spec
 from workers.callbacks import LayerNormLogger
 from workers.diagnostics import diagnose
 from workers.diagnostics.activations import ActivationSampler
-from workers.diagnostics.history import NormHistory
+from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.session import Diagnostics
 from workers.run import WorkerSettings, _callbacks, run_experiment
+
+DIAGNOSTIC_CALLBACKS = (LayerNormLogger, ActivationSampler, EpochHistory)
 
 LAYERS = ["layers.0", "layers.1", "output"]
 
@@ -122,10 +124,10 @@ def test_diagnostics_off_registers_nothing_and_gives_no_diagnosis(settings):
     model = build_model(spec.model, DataShape((64,), 10, "classification"))
     tracker = SimpleNamespace(sink=ListSink(), log_text=lambda text, path: None)
     diagnostics = Diagnostics(spec, model, tracker, DataShape((64,), 10, "classification"))
-    callbacks = diagnostics.attach(_callbacks(spec, model, tracker, lambda u: None),
-                                   torch.randn(8, 64))
-    names = {type(c).__name__ for c in callbacks}
-    assert not names & {"LayerNormLogger", "ActivationSampler", "EpochHistory"}
+    base = _callbacks(spec, model, tracker, lambda u: None)
+    callbacks = diagnostics.attach(list(base), torch.randn(8, 64))
+    assert [type(c) for c in callbacks] == [type(c) for c in base]  # nothing added
+    assert not any(isinstance(c, DIAGNOSTIC_CALLBACKS) for c in callbacks)
     assert diagnostics.diagnose() is None
 
     on = ExperimentSpec.model_validate(mlp_spec())
@@ -134,6 +136,8 @@ def test_diagnostics_off_registers_nothing_and_gives_no_diagnosis(settings):
                                    torch.randn(8, 64))
     logger = next(c for c in callbacks if isinstance(c, LayerNormLogger))
     assert logger.sink is diagnostics.history  # the logger's flushes are recorded
+    for kind in DIAGNOSTIC_CALLBACKS:  # the same check, on: each of them is there
+        assert any(isinstance(c, kind) for c in callbacks), kind
 
 
 def _run(settings, spec):
