@@ -1,4 +1,4 @@
-"""Zoo II, the sequence models: rnn (vanilla, LSTM variants, GRU), transformer,
+"""The sequence models: rnn (vanilla, LSTM variants, GRU), transformer,
 autoregressive and captioner; their data, their checks, and small seeded learning bars."""
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ ZOO2_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml")
                        or "sentiment" in p.name)
 
 
-def test_zoo2_examples_pass_the_dry_run():
+def test_the_sequence_examples_pass_the_dry_run():
     assert len(ZOO2_EXAMPLES) >= 5
     started = time.perf_counter()
     for path in ZOO2_EXAMPLES:

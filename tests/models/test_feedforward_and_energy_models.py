@@ -1,4 +1,5 @@
-"""Zoo I: kernel machines, residual nets, CNNs, Hopfield nets, RBMs, pretrained autoencoders.
+"""The feed-forward and energy-based kinds: kernel machines, residual nets, CNNs, Hopfield
+nets, RBMs, pretrained autoencoders.
 
 Every registered kind builds, runs forward and backward without NaN and pickles; then each new
 family learns past the lecture's bar on a tiny seeded CPU run, in process (no Ray, no MLflow).
@@ -45,7 +46,7 @@ CANDIDATE_SHAPES = [
 
 
 # Sequence kinds need token or time-step data none of the shapes above has; tests/models/
-# test_zoo2.py builds, runs and back-propagates each of them on its own datasets.
+# test_sequence_models.py builds, runs and back-propagates each of them on its own datasets.
 SEQUENCE_KINDS = {"autoregressive", "captioner", "rnn", "transformer"}
 
 

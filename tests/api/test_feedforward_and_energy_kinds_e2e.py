@@ -1,5 +1,6 @@
-"""Zoo I end to end: every new kind over REST, on a local Ray, recorded in MLflow like an MLP
-(metrics, per-layer norms, the model) plus what each kind shows of itself."""
+"""The feed-forward and energy-based kinds end to end: each over REST, on a local Ray,
+recorded in MLflow like an MLP (metrics, per-layer norms, the model) plus what each kind shows
+of itself."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.utils.specs import merge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAST = {"project": "zoo1", "optimizer": {"name": "adam", "lr": 0.01},
+FAST = {"project": "tests-feedforward-kinds", "optimizer": {"name": "adam", "lr": 0.01},
         "training": {"epochs": 2, "batch_size": 128}, "diagnostics": {"every_steps": 2}}
 PATTERNS = {"name": "patterns", "params": {"patterns": 4, "size": 64, "copies": 8}}
 DIGIT_PATTERNS = {"name": "patterns", "params": {"source": "digits", "patterns": 300,
@@ -42,7 +43,7 @@ RUNS = {
 
 def test_every_new_kind_runs_end_to_end_and_records_itself(server):
     client = server.client()
-    jobs = {kind: client.submit(merge(FAST, {"name": f"zoo1-{kind}", **overrides}))
+    jobs = {kind: client.submit(merge(FAST, {"name": f"e2e-{kind}", **overrides}))
             for kind, (overrides, _) in RUNS.items()}
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
     for kind, job in jobs.items():

@@ -1,4 +1,4 @@
-"""Zoo II end to end: every sequence kind once through REST on a local Ray, recorded in MLflow;
+"""The sequence kinds end to end: each once through REST on a local Ray, recorded in MLflow;
 impossible sequence specs refused with 422 naming the field."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def seq_spec(data: dict, model: dict, **overrides) -> dict:
-    base = {"name": f"zoo2-{model['kind']}", "project": "tests-zoo2", "data": data,
+    base = {"name": f"e2e-{model['kind']}", "project": "tests-sequence-kinds", "data": data,
             "model": model, "optimizer": {"name": "adam", "lr": 0.01},
             "training": {"epochs": 1, "batch_size": 32}}
     return merge(base, overrides)
