@@ -7,6 +7,7 @@ local file). They report to the `ProgressBoard` actor, and the dispatcher writes
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import ray
@@ -84,6 +85,9 @@ def progress_board() -> Any:
                          lifetime="detached", max_restarts=-1, max_task_retries=-1).remote()
 
 
+REPORT_STUCK_S = 2.0  # a board answers a report in milliseconds
+
+
 class BoardLink:
     """A task's reports of one job to the board. They go to the handle the task was given;
     once one did not arrive (that board was killed for good, and the dispatcher made a new one
@@ -95,15 +99,35 @@ class BoardLink:
         self.board, self.job_id = board, job_id
         self._sent: list[tuple[Any, dict[str, Any]]] = []  # not yet known to have arrived
         self._lost: dict[str, Any] = {}
+        self._oldest_unsettled: float | None = None
+
+    def flush(self) -> None:
+        """At the task's end: wait a moment for the last reports, and send them to the new
+        board if the old one is gone, so they are on a board before the task returns."""
+        if self._sent:
+            ray.wait([ref for ref, _ in self._sent], num_returns=len(self._sent),
+                     timeout=REPORT_STUCK_S)
+            self._oldest_unsettled = time.monotonic() - REPORT_STUCK_S  # all waited that long
+        self({})
+        if self._sent:
+            ray.wait([ref for ref, _ in self._sent], num_returns=len(self._sent),
+                     timeout=REPORT_STUCK_S)
 
     def __call__(self, update: dict[str, Any]) -> None:
         self._settle()
+        if self._stuck():
+            # Calls to a board killed for good are retried without end (max_task_retries=-1)
+            # and never fail: reports pending this long count as lost when a new board exists.
+            for _, pending in self._sent:
+                self._lost.update(pending)
+            self._sent, self._oldest_unsettled = [], None
         if self._lost:
             if not self._relink():  # no board yet: keep it for the next report
                 self._lost.update(update)
                 return
             update, self._lost = {**self._lost, **update}, {}
-        self._sent.append((self.board.report.remote(self.job_id, update), update))
+        if update:
+            self._sent.append((self.board.report.remote(self.job_id, update), update))
 
     def _settle(self) -> None:
         """Drop the reports that arrived; keep the fields of those that did not."""
@@ -120,6 +144,21 @@ class BoardLink:
             except ray.exceptions.RayActorError:
                 self._lost.update(update)
         self._sent = [(ref, update) for ref, update in self._sent if ref.hex() not in done]
+        if not self._sent:
+            self._oldest_unsettled = None
+        elif self._oldest_unsettled is None:
+            self._oldest_unsettled = time.monotonic()
+
+    def _stuck(self) -> bool:
+        """Reports have waited over REPORT_STUCK_S and the board's name now names another."""
+        if (self._oldest_unsettled is None
+                or time.monotonic() - self._oldest_unsettled < REPORT_STUCK_S):
+            return False
+        try:
+            board = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
+        except ValueError:
+            return False
+        return bool(board._actor_id != self.board._actor_id)
 
     def _relink(self) -> bool:
         try:
@@ -155,6 +194,7 @@ def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, b
     result = run_experiment(job_id, spec, settings, report, RunOptions(
         run_id=resume_run_id, parallel=parallel, callbacks=lambda tracker: [guard],
         before_finish=guard.check))
+    report.flush()
     result["node_id"] = ray.get_runtime_context().get_node_id()
     return result
 

@@ -90,7 +90,13 @@ def test_a_board_killed_for_good_is_replaced_and_jobs_still_run(service):
     assert after["progress"]["epoch"] == 2  # the new board carried its progress
     done = client.wait(before["id"], timeout=120, poll_s=0.1)
     assert done["status"] == "succeeded", done["error"]
-    # Its task found the new board by name: its last epoch's report arrived.
+    # Its task found the new board by name: its last epoch's report arrives. A report and the
+    # task's return travel apart, so the report may be written a drain after the outcome.
+    deadline = time.monotonic() + 15
+    while (done["progress"]["epoch"] != LONG["training"]["epochs"]
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
+        done = client.get(before["id"])
     assert done["progress"]["epoch"] == LONG["training"]["epochs"]
     new = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
     assert new._actor_id != old._actor_id
