@@ -13,11 +13,11 @@ from api.errors import install_error_handlers
 from api.middleware import EdgeGuard
 from api.openapi_examples import add_spec_examples
 from api.routes import catalog, compare, experiments, health, sweeps
-from services.dispatcher import Dispatcher
 from services.observability import configure_logging
 from services.settings import Settings
 from services.store import JobStore
 from services.tracking_store import prepare_tracking_store
+from workers.runtime.dispatcher import Dispatcher
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: bool | None = None) -> FastAPI:

@@ -124,10 +124,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 @app.command("dispatcher")
 def run_dispatcher() -> None:
     """Run only the dispatcher (queue -> Ray), beside an API started with --no-dispatcher."""
-    from services.dispatcher import Dispatcher
     from services.settings import Settings
     from services.store import JobStore
     from services.tracking_store import prepare_tracking_store
+    from workers.runtime.dispatcher import Dispatcher
 
     settings = Settings()
     prepare_tracking_store(settings.tracking_uri)

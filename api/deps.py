@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from api.auth import ANONYMOUS, Principal, TokenTable
-from services.dispatcher import Dispatcher
 from services.settings import Settings
 from services.store import JobNotFound, JobRecord, JobStore
+from workers.runtime.dispatcher import Dispatcher
 
 
 async def get_settings(request: Request) -> Settings:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.lifecycle import IllegalTransition
 from services.store import IdempotencyKeyReused, JobNotFound, QueueFull
-from services.validation import SpecInvalid
+from workers.submission.validation import SpecInvalid
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("layerwise.api")

@@ -18,13 +18,13 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from bench.workloads import mlp_digits_spec, plain_training
-from services.spec import ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
-from workers.callbacks import EpochMetricLogger, LayerNormLogger
-from workers.loop import Trainer
-from workers.norms import LayerNormProbe
 from workers.run import prepare, seed_everything, set_threads, to_splits
-from workers.tracking import RunTracker
+from workers.tracking.run_tracker import RunTracker
+from workers.training.callbacks import EpochMetricLogger, LayerNormLogger
+from workers.training.loop import Trainer
+from workers.training.norms import LayerNormProbe
 
 
 def layerwise_training(epochs: int, *, tracking_uri: str | None, home: str,

@@ -76,7 +76,7 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     if not ray.is_initialized():
-        from services.dispatcher import local_ray_config
+        from workers.runtime.dispatcher import local_ray_config
 
         ray.init(num_cpus=2, include_dashboard=True, namespace="layerwise",
                  log_to_driver=False, _system_config=local_ray_config(2))

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from services.caps import SubmissionLimits
-from services.spec import ExperimentSpec
-from services.spec_errors import SpecInvalid
-from services.sweep_check import check_sweep
-from services.sweep_spec import SweepSpec
-from services.validation import check_experiment
+from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
+from services.contract.sweep_spec import SweepSpec
+from workers.submission.sweep_check import check_sweep
+from workers.submission.validation import check_experiment
 
 LIMITS = SubmissionLimits()
 # digits: 64 inputs, 10 classes; one hidden layer of width w has 75w + 10 parameters.

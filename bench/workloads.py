@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from services.spec import DataSpec
+from services.contract.spec import DataSpec
 from workers.data import load_data
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecError, SpecInvalid
 from services.settings import Settings
-from services.spec import ExperimentSpec
-from services.spec_errors import SpecError, SpecInvalid
 
 
 @dataclass(frozen=True)

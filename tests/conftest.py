@@ -29,7 +29,7 @@ def ray_cluster() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        from services.dispatcher import local_ray_config
+        from workers.runtime.dispatcher import local_ray_config
 
         ray.init(num_cpus=2, include_dashboard=False, namespace="layerwise",
                  log_to_driver=False, _system_config=local_ray_config(2))

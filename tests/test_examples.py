@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from models.registry import model_families
-from services.spec import ExperimentSpec
-from services.validation import check_experiment
+from services.contract.spec import ExperimentSpec
+from workers.submission.validation import check_experiment
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 

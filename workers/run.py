@@ -15,23 +15,22 @@ import torch
 
 from models import build_model
 from models.objectives import Objective
-from services.spec import ExperimentSpec
-from workers import checkpoints
-from workers.callbacks import (
+from services.contract.spec import ExperimentSpec
+from workers.data import DataBundle, load_data
+from workers.diagnostics import Diagnostics
+from workers.tracking.model_report import log_model_report
+from workers.tracking.run_tracker import RunTracker
+from workers.training import checkpoints
+from workers.training.callbacks import (
     Callback,
     EpochArtifactLogger,
     EpochMetricLogger,
     LayerNormLogger,
     ProgressReporter,
 )
-from workers.data import DataBundle, load_data
-from workers.data_parallel import DataParallel
-from workers.diagnostics import Diagnostics
-from workers.loop import Split, Trainer
-from workers.model_report import log_model_report
-from workers.norms import LayerNormProbe
-from workers.orphan_guard import Orphaned
-from workers.tracking import RunTracker
+from workers.training.data_parallel import DataParallel
+from workers.training.loop import Split, Trainer
+from workers.training.norms import LayerNormProbe
 from workers.worker_settings import WorkerSettings
 
 Report = Callable[[dict[str, Any]], None]
@@ -86,9 +85,14 @@ def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device, *
     return bundle, objective, model.to(device)
 
 
+class RunAbandoned(RuntimeError):
+    """Raised by a callback when this process must stop without closing the run: another
+    attempt of the same job now continues it (`workers.runtime.orphan_guard`)."""
+
+
 def _close_as_failed(tracker: RunTracker, exc: BaseException) -> str | None:
     # An orphaned worker leaves the run open: the re-queued attempt continues it.
-    return None if isinstance(exc, Orphaned) else "FAILED"
+    return None if isinstance(exc, RunAbandoned) else "FAILED"
 
 
 @dataclass
@@ -114,7 +118,7 @@ class RunOptions:
     # The MLflow status to close the run with when training raises; None leaves it open.
     on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
     # Rank 0 of a data-parallel training (resources.workers > 1); the other ranks run
-    # workers.ray_train.train_replica.
+    # workers.runtime.ray_train.train_replica.
     parallel: DataParallel | None = None
 
 

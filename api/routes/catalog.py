@@ -14,7 +14,7 @@ from models.initializers import init_names
 from models.objectives import LossName
 from models.registry import model_families
 from models.regularizers import REGULARIZERS
-from services.spec import OptimizerSpec, ScheduleSpec
+from services.contract.spec import OptimizerSpec, ScheduleSpec
 from workers.data import builtin_datasets
 
 router = APIRouter(prefix="/v1", tags=["catalog"], responses=problem_responses(401))

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from api.deps import PrincipalDep, SettingsDep, StoreDep, visible_job
 from api.errors import problem_responses
-from services.comparison import Comparison, NormName, layer_curves, run_layers, summarize
+from workers.tracking.comparison import Comparison, NormName, layer_curves, run_layers, summarize
 
 router = APIRouter(prefix="/v1", tags=["compare"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -46,7 +46,11 @@ def compare(store: StoreDep, settings: SettingsDep, principal: PrincipalDep,
         curves.append((record, layers, steps, values))
     if format == "json":
         return Comparison(metric=metric, runs=rows)
-    from workers.plots import RunCurves, compare_runs, png_bytes  # matplotlib: only here
+    from workers.diagnostics.training_plots import (  # matplotlib: only here
+        RunCurves,
+        compare_runs,
+        png_bytes,
+    )
 
     figure = compare_runs([RunCurves(_title(record.name, record.id, row.verdict), layers,
                                      steps, values)

@@ -12,13 +12,13 @@ from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
 from services.caps import SubmissionLimits
-from services.dispatcher import Dispatcher
+from services.contract.spec import ExperimentSpec
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
 from services.settings import Settings
-from services.spec import ExperimentSpec
 from services.store import JobRecord, JobStore
-from services.validation import SpecError, SpecInvalid, check_experiment
+from workers.runtime.dispatcher import Dispatcher
+from workers.submission.validation import SpecError, SpecInvalid, check_experiment
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))

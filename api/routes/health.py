@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import DispatcherDep, SettingsDep, StoreDep
-from services.dispatcher import Dispatcher
 from services.observability import render
+from workers.runtime.dispatcher import Dispatcher
 
 router = APIRouter(tags=["health"])
 

@@ -12,12 +12,12 @@ from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible
 from api.errors import problem_responses
 from api.routes.experiments import _check_resources
 from services.caps import SubmissionLimits
+from services.contract.sweep_spec import SweepSpec
 from services.lifecycle import TERMINAL, Status
 from services.store import JobNotFound, JobRecord
-from services.sweep_check import check_sweep
-from services.sweep_spec import SweepSpec
 from services.sweep_table import SweepRecord, SweepsPublic
-from services.validation import SpecError, SpecInvalid
+from workers.submission.sweep_check import check_sweep
+from workers.submission.validation import SpecError, SpecInvalid
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))

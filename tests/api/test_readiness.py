@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-import services.dispatcher as dispatcher_module
+import workers.runtime.dispatcher as dispatcher_module
 from services.db import Base
 from tests.utils.server import ServerThread
 

@@ -12,10 +12,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from services.spec import ExperimentSpec
-from services.validation import check_experiment
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import merge
 from workers.run import WorkerSettings, run_experiment
+from workers.submission.validation import check_experiment
 
 pytestmark = pytest.mark.slow
 

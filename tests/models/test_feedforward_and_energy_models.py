@@ -21,10 +21,10 @@ from models.kernel import PolynomialFeatures, RandomFourierFeatures
 from models.objectives import Objective
 from models.rbm import BinaryRBM
 from models.report import ModelReport
-from services.spec import ExperimentSpec
-from workers.callbacks import Callback
-from workers.loop import Trainer
+from services.contract.spec import ExperimentSpec
 from workers.run import prepare, seed_everything, to_splits
+from workers.training.callbacks import Callback
+from workers.training.loop import Trainer
 
 CPU = torch.device("cpu")
 

@@ -18,11 +18,11 @@ from torch import nn
 from models import build_model, model_families
 from models.base import DataShape, ModelConfigError
 from models.recurrent_cells import GRUCell, LSTMCell, LSTMVariant, VanillaCell
-from services.spec import ExperimentSpec
-from services.validation import check_experiment
+from services.contract.spec import ExperimentSpec
 from workers.data import DataError, load_data
-from workers.loop import Trainer
 from workers.run import prepare, to_splits
+from workers.submission.validation import check_experiment
+from workers.training.loop import Trainer
 
 SEQUENCE_KINDS = {"rnn", "transformer", "autoregressive", "captioner"}
 CPU = torch.device("cpu")

@@ -11,12 +11,12 @@ from mlflow.tracking import MlflowClient
 from models import build_model
 from models.base import DataShape
 from models.objectives import Objective
-from services.spec import ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.analysis.fit import fit_curve
-from workers.analysis.plots import fit_plot
-from workers.loop import Split, Trainer
+from workers.diagnostics.analysis.analysis_plots import fit_plot
+from workers.diagnostics.analysis.fit import fit_curve
 from workers.run import WorkerSettings, prepare, run_experiment
+from workers.training.loop import Split, Trainer
 
 M = 8
 

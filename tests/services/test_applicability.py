@@ -10,10 +10,10 @@ from torch import nn
 
 from models import DataShape, LayerwiseModel, build_model
 from models.mlp import MLPConfig
-from services.applicability import ForwardFacts, checked_fields, model_errors
-from services.spec import ExperimentSpec, RegularizationSpec, TrainingSpec
-from services.validation import SpecInvalid, check_experiment
+from services.contract.applicability import ForwardFacts, checked_fields, model_errors
+from services.contract.spec import ExperimentSpec, RegularizationSpec, TrainingSpec
 from tests.utils.specs import merge, mlp_spec
+from workers.submission.validation import SpecInvalid, check_experiment
 
 
 def refusal(spec: dict) -> dict[tuple, str]:

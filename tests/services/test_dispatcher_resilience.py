@@ -17,7 +17,7 @@ from api.client import LayerwiseClient
 from services.settings import Settings
 from tests.utils.server import ServerThread
 from tests.utils.specs import mlp_spec
-from workers.ray_tasks import PROGRESS_BOARD
+from workers.runtime.progress_board import PROGRESS_BOARD
 from workers.worker_settings import NAMESPACE
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -11,10 +11,10 @@ import pytest
 import ray
 
 from api.routes.experiments import cancel_experiment
-from services.dispatcher import Dispatcher, InFlight
 from services.lifecycle import Status
 from services.store import JobStore
 from tests.utils.specs import mlp_spec
+from workers.runtime.dispatcher import Dispatcher, InFlight
 
 pytestmark = [pytest.mark.e2e]
 CANCELS = 16

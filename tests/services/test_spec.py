@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.spec import ExperimentSpec, flatten
+from services.contract.spec import ExperimentSpec, flatten
 from tests.utils.specs import mlp_spec
 
 

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models.registry import family
-from services.spec import ExperimentSpec
-from services.validation import SpecInvalid, check_experiment
-from workers.loop import Trainer
+from services.contract.spec import ExperimentSpec
 from workers.run import prepare, to_splits
+from workers.submission.validation import SpecInvalid, check_experiment
+from workers.training.loop import Trainer
 
 numbers = st.one_of(st.integers(-3, 300), st.floats(-1.0, 2.0), st.just(float("nan")), st.none(),
                     st.text(max_size=3))

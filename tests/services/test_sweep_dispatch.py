@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from services.dispatcher import JOB_TYPES, Dispatcher
 from services.store import JobStore
-from services.sweep_jobs import reserved
 from tests.utils.specs import mlp_spec
+from workers.runtime.dispatcher import JOB_TYPES, Dispatcher
+from workers.runtime.sweep_jobs import reserved
 
 
 def _sweep(store: JobStore, *, cpus: float = 1.0, gpus: float = 0.0,

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from services.spec import ExperimentSpec
-from services.sweep_check import check_sweep
-from services.sweep_spec import REPEAT_KEY, SweepSpec, apply_params
+from services.contract.spec import ExperimentSpec
+from services.contract.sweep_spec import REPEAT_KEY, SweepSpec, apply_params
 from services.sweep_table import best_trial, cancel_live_trials, merge_trials
-from services.validation import SpecInvalid
 from tests.utils.specs import mlp_spec
-from workers.sweep_summary import configuration_stats
+from workers.submission.sweep_check import check_sweep
+from workers.submission.validation import SpecInvalid
+from workers.sweeps.summary import configuration_stats
 
 
 def sweep_spec(**overrides) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.spec import ExperimentSpec
-from services.validation import SpecInvalid, check_experiment
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
+from workers.submission.validation import SpecInvalid, check_experiment
 
 
 def _check(payload: dict, roots: list[str] | None = None):
@@ -51,7 +51,7 @@ def test_a_model_that_cannot_read_the_data_is_refused(tmp_path):
 
 
 def test_a_spec_that_passed_is_not_dry_run_again_but_keeps_its_own_name(monkeypatch):
-    from services import validation
+    from workers.submission import validation
 
     calls: list[str] = []
     real = validation._dry_run

@@ -36,7 +36,7 @@ class ServerThread:
             # Ray ties its node processes (GCS, raylet) to the thread that started them: the
             # dispatcher would start them in the server's thread, and they died with it,
             # leaving this process's Ray client spinning a core in its error listener.
-            from services.dispatcher import ensure_ray
+            from workers.runtime.dispatcher import ensure_ray
 
             ensure_ray(self.settings)
         self._thread.start()

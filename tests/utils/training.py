@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from services.spec import ExperimentSpec
-from workers.callbacks import Callback
-from workers.loop import Split, Trainer
+from services.contract.spec import ExperimentSpec
 from workers.run import prepare, seed_everything, to_splits
+from workers.training.callbacks import Callback
+from workers.training.loop import Split, Trainer
 
 CPU = torch.device("cpu")
 

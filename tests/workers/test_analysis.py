@@ -12,14 +12,14 @@ import torch
 from models import build_model
 from models.base import DataShape
 from models.objectives import Objective
-from services.spec import ExperimentSpec
-from services.validation import SpecInvalid, check_experiment
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.analysis.adversarial import deepfool, fgsm
-from workers.analysis.prune import pruning_metrics, retrain_on
-from workers.analysis.sensitivity import sensitivity
-from workers.loop import Split, Trainer
+from workers.diagnostics.analysis.adversarial import deepfool, fgsm
+from workers.diagnostics.analysis.prune import pruning_metrics, retrain_on
+from workers.diagnostics.analysis.sensitivity import sensitivity
 from workers.run import prepare
+from workers.submission.validation import SpecInvalid, check_experiment
+from workers.training.loop import Split, Trainer
 
 CPU = torch.device("cpu")
 

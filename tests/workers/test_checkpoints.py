@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-from services.spec import ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers import checkpoints
-from workers.loop import Diverged, Trainer
 from workers.run import prepare, seed_everything, to_splits
+from workers.training import checkpoints
+from workers.training.loop import Diverged, Trainer
 
 CPU = torch.device("cpu")
 

@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from services.contract.spec import DataSpec
 from services.settings import Settings
-from services.spec import DataSpec
 from workers.data import files, load_data
 from workers.data.bundle import DataError
 from workers.data.files import load_file, read_text, resolve_data_path
@@ -148,9 +148,9 @@ def test_a_relative_path_inside_the_root_still_resolves(tmp_path):
 def test_the_dry_run_at_submission_refuses_them_by_field(tmp_path, path):
     """Paths the filesystem refuses were 500s from the API, with the data root in the
     detail."""
-    from services.spec import ExperimentSpec
-    from services.validation import SpecInvalid, check_experiment
+    from services.contract.spec import ExperimentSpec
     from tests.utils.specs import mlp_spec
+    from workers.submission.validation import SpecInvalid, check_experiment
 
     spec = ExperimentSpec.model_validate(mlp_spec(data={"source": "file", "name": None,
                                                         "path": path}))

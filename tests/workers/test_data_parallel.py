@@ -9,9 +9,9 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
-from workers.ray_tasks import ProgressBoard
-from workers.ray_train import run_data_parallel
 from workers.run import WorkerSettings, run_experiment
+from workers.runtime.progress_board import ProgressBoard
+from workers.runtime.ray_train import run_data_parallel
 
 pytestmark = [pytest.mark.slow]
 

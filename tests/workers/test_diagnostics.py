@@ -12,14 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from models import build_model
 from models.base import DataShape
-from services.spec import DiagnosisThresholds, ExperimentSpec
+from services.contract.spec import DiagnosisThresholds, ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.callbacks import LayerNormLogger
 from workers.diagnostics import diagnose
 from workers.diagnostics.activations import ActivationSampler
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.session import Diagnostics
 from workers.run import WorkerSettings, _callbacks, run_experiment
+from workers.training.callbacks import LayerNormLogger
 
 DIAGNOSTIC_CALLBACKS = (LayerNormLogger, ActivationSampler, EpochHistory)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from services.spec import DataSpec
+from services.contract.spec import DataSpec
 from tests.utils.specs import mlp_spec
 from workers.data import DataError, load_data
 from workers.run import WorkerSettings, run_experiment

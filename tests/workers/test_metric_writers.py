@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from tests.utils.postgres import fresh_database, needs_postgres
 from tests.utils.server import free_port
-from workers.metric_sink import MetricSink
-from workers.metric_writers import (
+from workers.tracking.metric_sink import MetricSink
+from workers.tracking.metric_writers import (
     ClientWriter,
     MetricColumns,
     RestWriter,
@@ -174,9 +174,9 @@ def test_sink_writes_what_arrives_within_its_interval_at_once(tmp_path):
 def test_metrics_go_straight_to_the_servers_database_when_given(mlflow_server, tmp_path):
     """LAYERWISE_MLFLOW_BACKEND_URI: the run is the server's; its metrics are inserted into the
     server's database, and the server serves them."""
-    from services.spec import ExperimentSpec
+    from services.contract.spec import ExperimentSpec
     from tests.utils.specs import mlp_spec
-    from workers.tracking import RunTracker
+    from workers.tracking.run_tracker import RunTracker
 
     url, backend = mlflow_server
     spec = ExperimentSpec.model_validate(mlp_spec())

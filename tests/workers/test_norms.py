@@ -6,7 +6,7 @@ import torch
 
 from models import DataShape, build_model
 from models.mlp import MLPConfig
-from workers.norms import LayerNormProbe
+from workers.training.norms import LayerNormProbe
 
 
 def test_probe_matches_naive_norms_per_layer():

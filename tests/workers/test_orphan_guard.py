@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from workers.orphan_guard import Orphaned, StopWhenOrphaned, raylet_gone
+from workers.runtime.orphan_guard import Orphaned, StopWhenOrphaned, raylet_gone
 
 
 def test_a_worker_whose_parent_is_its_raylet_trains_on(monkeypatch):

@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from workers.callbacks import ProgressReporter
+from workers.training.callbacks import ProgressReporter
 
 
 def _train(every_s: float, epochs: int, pause_s: float = 0.0) -> list[dict[str, Any]]:

@@ -14,11 +14,11 @@ from models.mc_dropout import mc_output, sampling_masks
 from models.mlp import MLPConfig
 from models.objectives import Objective
 from models.regularizers import constrained_weights, penalized_weights
-from services.spec import ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import merge, mlp_spec
 from tests.utils.training import CPU, EpochRecorder, trainer_for
-from workers.callbacks import Callback
-from workers.loop import Split, Trainer
+from workers.training.callbacks import Callback
+from workers.training.loop import Split, Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
-from workers.callbacks import Callback
-from workers.metric_sink import MetricSink
-from workers.metric_writers import writer_for
 from workers.run import RunOptions, WorkerSettings, run_experiment
-from workers.tracking import last_steps
+from workers.tracking.metric_sink import MetricSink
+from workers.tracking.metric_writers import writer_for
+from workers.tracking.run_tracker import last_steps
+from workers.training.callbacks import Callback
 
 
 class Crash(Callback):

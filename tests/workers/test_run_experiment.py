@@ -9,9 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
-from workers.checkpoints import checkpoint_path
-from workers.orphan_guard import Orphaned
 from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.runtime.orphan_guard import Orphaned
+from workers.training.checkpoints import checkpoint_path
 
 
 def _run(settings, spec):

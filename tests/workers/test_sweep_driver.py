@@ -13,13 +13,14 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-from services.sweep_check import check_sweep
-from services.sweep_spec import SweepSpec
+from services.contract.sweep_spec import SweepSpec
 from services.sweep_table import merge_trials
 from services.tracking_store import prepare_tracking_store
 from tests.utils.specs import mlp_spec
-from workers.ray_tasks import ProgressBoard, sweep_task
 from workers.run import WorkerSettings
+from workers.runtime.progress_board import ProgressBoard
+from workers.runtime.ray_tasks import sweep_task
+from workers.submission.sweep_check import check_sweep
 
 pytestmark = [pytest.mark.slow]
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from services.spec import ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.analysis.bptt import gradient_through_time
-from workers.loop import Split, Trainer
+from workers.diagnostics.analysis.bptt import gradient_through_time
 from workers.run import prepare
+from workers.training.loop import Split, Trainer
 
 CPU = torch.device("cpu")
 ADDING = {"name": "adding", "params": {"n": 400, "length": 30}}

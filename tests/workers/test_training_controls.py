@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from services.spec import EarlyStoppingSpec
+from services.contract.spec import EarlyStoppingSpec
 from tests.utils.specs import merge, mlp_spec
 from tests.utils.training import EpochRecorder, trainer_for
-from workers.callbacks import Callback
-from workers.early_stopping import EarlyStopping
-from workers.loop import Trainer
+from workers.training.callbacks import Callback
+from workers.training.early_stopping import EarlyStopping
+from workers.training.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -13,14 +13,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from services.sweep_spec import SweepSpec
+from services.contract.sweep_spec import SweepSpec
 from tests.utils.specs import mlp_spec
-from workers import checkpoints
-from workers.ray_tasks import ProgressBoard
 from workers.run import WorkerSettings
-from workers.sweep_context import TrialContext
-from workers.sweep_summary import ParentRun
-from workers.sweep_trial import RUN_ID_KEY, STATE_FILE, run_trial, trial_job_id
+from workers.runtime.progress_board import ProgressBoard
+from workers.sweeps.context import TrialContext
+from workers.sweeps.summary import ParentRun
+from workers.sweeps.trial import RUN_ID_KEY, STATE_FILE, run_trial, trial_job_id
+from workers.training import checkpoints
 
 EPOCHS = 4
 

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from models.activations import ArcTan, BinaryStep
-from workers.callbacks import Callback
+from workers.training.callbacks import Callback
 
 if TYPE_CHECKING:
-    from workers.loop import Trainer
+    from workers.training.loop import Trainer
 
 # Activation modules by what can go wrong with them.
 _DEAD = (nn.ReLU,)

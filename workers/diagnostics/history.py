@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workers.callbacks import Callback
+from workers.training.callbacks import Callback
 
 if TYPE_CHECKING:
-    from workers.loop import Trainer
+    from workers.training.loop import Trainer
 
 
 class NormHistory:

@@ -16,16 +16,16 @@ import torch
 from matplotlib.figure import Figure
 
 from models.base import DataShape, LayerwiseModel
-from services import mlflow_names as names
-from services.spec import ExperimentSpec
-from workers import plots
-from workers.analysis import run_analyses
-from workers.callbacks import Callback, LayerNormLogger
+from services.contract import mlflow_names as names
+from services.contract.spec import ExperimentSpec
+from workers.diagnostics import training_plots as plots
 from workers.diagnostics.activations import ActivationSampler, activation_modules
+from workers.diagnostics.analysis import run_analyses
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.verdict import Diagnosis, diagnose
-from workers.metric_sink import MetricSink
-from workers.tracking import RunTracker
+from workers.tracking.metric_sink import MetricSink
+from workers.tracking.run_tracker import RunTracker
+from workers.training.callbacks import Callback, LayerNormLogger
 
 
 class Diagnostics:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from services.spec import DiagnosisThresholds
+from services.contract.spec import DiagnosisThresholds
 from workers.diagnostics.history import NormHistory
 
 VERDICTS = ("exploding", "dead_units", "saturated", "vanishing", "healthy")

@@ -1,0 +1,307 @@
+"""The sweep spec: a base experiment, a search space over dotted spec paths, the search and the
+scheduler (DESIGN.md section 2).
+
+Structure is checked here (pydantic); whether every value the space can produce gives a spec
+that runs is checked at submission by `workers.submission.sweep_check`. A trial's spec is the
+base with the trial's values applied (`SweepSpec.trial_payload`), validated again before it runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from models.registry import model_families
+from services.contract.spec import ExperimentSpec, Strict, Tags
+
+# The Tune config key of the repeat index (random and grid search); TPE's Repeater sets its own.
+REPEAT_KEY = "__repeat__"
+TRIAL_INDEX_KEY = "__trial_index__"
+MAX_TRIALS = 10_000
+
+
+# -- domains ---------------------------------------------------------------------------------
+class ChoiceDomain(Strict):
+    """One of `values`, sampled (random, TPE) or enumerated (grid search)."""
+
+    type: Literal["choice"] = "choice"
+    values: list[Any] = Field(min_length=1, max_length=1000)
+
+
+class GridDomain(Strict):
+    """Every one of `values`, in every sample (sampled like a choice under TPE)."""
+
+    type: Literal["grid"] = "grid"
+    values: list[Any] = Field(min_length=1, max_length=1000)
+
+
+class UniformDomain(Strict):
+    type: Literal["uniform"] = "uniform"
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformDomain:
+        if not self.low < self.high:
+            raise ValueError(f"uniform needs low < high, got low={self.low}, high={self.high}")
+        return self
+
+
+class LogUniformDomain(Strict):
+    """Uniform in log space: every decade between low and high is equally likely."""
+
+    type: Literal["loguniform"] = "loguniform"
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _positive(self) -> LogUniformDomain:
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0 (got {self.low}): the log of 0 or a "
+                             "negative number does not exist; give the smallest positive value "
+                             "to try, e.g. low: 1.0e-5, or use type: uniform")
+        if not self.low < self.high:
+            raise ValueError(f"loguniform needs low < high, got low={self.low}, high={self.high}")
+        return self
+
+
+class RandIntDomain(Strict):
+    """An integer in [low, high): `high` is excluded, as in Python's range."""
+
+    type: Literal["randint"] = "randint"
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RandIntDomain:
+        if not self.low < self.high:
+            raise ValueError(f"randint draws from [low, high) and needs low < high, got "
+                             f"low={self.low}, high={self.high}; for one value use a choice")
+        return self
+
+
+class QUniformDomain(Strict):
+    """Uniform in [low, high], rounded to a multiple of `q` (integers when all three are)."""
+
+    type: Literal["quniform"] = "quniform"
+    low: float
+    high: float
+    q: float = Field(gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QUniformDomain:
+        if not self.low < self.high:
+            raise ValueError(f"quniform needs low < high, got low={self.low}, high={self.high}")
+        if self.q > self.high - self.low:
+            raise ValueError(f"q={self.q} is wider than [low, high]; lower q or widen the range")
+        return self
+
+    @property
+    def integral(self) -> bool:
+        return all(float(v).is_integer() for v in (self.low, self.high, self.q))
+
+    def quantize(self, value: float) -> float | int:
+        rounded = round(value / self.q) * self.q
+        return int(round(rounded)) if self.integral else rounded
+
+    def extremes(self) -> tuple[float | int, float | int]:
+        """The smallest and largest values a draw can round to."""
+        return (self.quantize(math.ceil(self.low / self.q - 1e-9) * self.q),
+                self.quantize(math.floor(self.high / self.q + 1e-9) * self.q))
+
+
+Domain = Annotated[Union[ChoiceDomain, GridDomain, UniformDomain,  # noqa: UP007
+                         LogUniformDomain, RandIntDomain, QUniformDomain],
+                   Field(discriminator="type")]
+ListedDomain = ChoiceDomain | GridDomain
+
+
+# -- search and scheduler ----------------------------------------------------------------------
+class SearchSpec(Strict):
+    algorithm: Literal["grid", "random", "tpe"] = Field(
+        "random", description="grid: every grid and choice value; random: Tune's basic variant "
+                              "generator; tpe: Optuna's tree-structured Parzen estimator")
+    num_samples: int = Field(1, ge=1, le=MAX_TRIALS, description=(
+        "random: samples per grid point; tpe: configurations tried; grid: passes over the grid"))
+    metric: str = Field("val/loss", description="an epoch metric every trial logs, e.g. "
+                                                "val/accuracy, val/loss, train/loss")
+    mode: Literal["min", "max"] = "min"
+    max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: as "
+                                                               "many as the cluster fits")
+
+
+class FifoScheduler(Strict):
+    name: Literal["fifo"] = "fifo"
+
+
+class AshaScheduler(Strict):
+    """Asynchronous successive halving: stops the worst trials at each rung (epochs)."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before a stop")
+    reduction_factor: float = Field(3.0, gt=1.0)
+    max_t: int | None = Field(None, ge=1, description="epochs of the last rung; default: the "
+                                                      "base spec's training.epochs")
+    brackets: int = Field(1, ge=1, le=10)
+
+
+class MedianScheduler(Strict):
+    """Stops a trial whose best metric so far is worse than the median of the others' at the
+    same epoch."""
+
+    name: Literal["median"] = "median"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
+    min_samples_required: int = Field(3, ge=1)
+
+
+class PbtScheduler(Strict):
+    """Population based training: every `perturbation_interval` epochs the worst quantile
+    copies the weights of the best and perturbs the space's non-architecture values."""
+
+    name: Literal["pbt"] = "pbt"
+    perturbation_interval: int = Field(2, ge=1, description="epochs between exploit steps")
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    synch: bool = Field(False, description="wait until every trial reaches the interval before "
+                                           "exploiting (no trial runs ahead of the others)")
+
+
+Scheduler = Annotated[Union[FifoScheduler, AshaScheduler,  # noqa: UP007
+                            MedianScheduler, PbtScheduler], Field(discriminator="name")]
+
+# Paths PBT may not perturb: a copied checkpoint only fits the architecture and data it was
+# trained on.
+PBT_FIXED_PREFIXES = ("model.", "data.", "task", "loss", "training.epochs", "resources.")
+
+
+# -- the sweep -------------------------------------------------------------------------------
+class SweepSpec(Strict):
+    name: str | None = Field(None, max_length=200)
+    project: str | None = Field(None, max_length=250, description="MLflow experiment; default: "
+                                                                  "the base spec's project")
+    base: ExperimentSpec
+    space: dict[str, Domain] = Field(default_factory=dict, max_length=64, description=(
+        "dotted spec path -> domain, e.g. optimizer.lr: {type: loguniform, low: 1e-4, high: 0.1}"))
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: Scheduler = Field(default_factory=FifoScheduler)
+    repeat: int = Field(1, ge=1, le=100, validate_default=True, description=(
+        "seeds per configuration; the summary reports mean and 95% interval"))
+    priority: int = Field(0, ge=-1000, le=1000)
+    tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
+
+    @field_validator("repeat")
+    @classmethod
+    def _something_to_search(cls, repeat: int, info: ValidationInfo) -> int:
+        # On `repeat` (validated after `space`), so that the error names a field.
+        if "space" in info.data and not info.data["space"] and repeat == 1:
+            raise ValueError("a sweep needs a space (dotted path -> domain) or repeat > 1")
+        return repeat
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.base.name or "sweep"
+
+    @property
+    def mlflow_project(self) -> str:
+        return self.project or self.base.project
+
+    @property
+    def reports_every_epoch(self) -> bool:
+        """Schedulers that judge trials while they run need every epoch's metrics."""
+        return self.scheduler.name != "fifo"
+
+    def listed(self, path: str) -> ListedDomain | None:
+        domain = self.space[path]
+        return domain if isinstance(domain, ChoiceDomain | GridDomain) else None
+
+    def trial_count(self) -> int:
+        """How many trials the sweep runs."""
+        if self.search.algorithm == "tpe":
+            return self.search.num_samples * self.repeat
+        grid = 1
+        for domain in self.space.values():
+            enumerated = isinstance(domain, GridDomain) or (
+                self.search.algorithm == "grid" and isinstance(domain, ChoiceDomain))
+            grid *= len(domain.values) if enumerated else 1  # type: ignore[union-attr]
+        return grid * self.search.num_samples * self.repeat
+
+    # -- from a Tune config to a trial's spec --------------------------------------------------
+    def decode(self, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """A Tune config (listed domains hold indices) as {path: value} and the repeat index."""
+        params: dict[str, Any] = {}
+        for path, domain in self.space.items():
+            if path not in config:
+                continue
+            params[path] = _decode_value(domain, config[path])
+        return params, int(config.get(REPEAT_KEY, config.get(TRIAL_INDEX_KEY, 0)) or 0)
+
+    def trial_payload(self, params: dict[str, Any], repeat_index: int = 0, *,
+                      name: str | None = None) -> dict[str, Any]:
+        """The base spec with `params` applied and the seed shifted by the repeat index."""
+        payload = apply_params(self.base.model_dump(mode="json"), params)
+        payload["training"]["seed"] = int(payload["training"].get("seed", 0)) + repeat_index
+        if name is not None:
+            payload["name"] = name
+        payload["project"] = self.mlflow_project
+        return payload
+
+
+def _decode_value(domain: Any, value: Any) -> Any:
+    """A Tune value as the spec value; PBT's perturbations (x0.8, x1.2) are clamped back into
+    the domain, so a perturbed trial stays inside what was validated."""
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        return domain.values[min(max(int(value), 0), len(domain.values) - 1)]
+    if isinstance(domain, RandIntDomain):
+        return min(max(int(value), domain.low), domain.high - 1)
+    clamped = min(max(float(value), domain.low), domain.high)
+    if isinstance(domain, QUniformDomain):
+        lowest, highest = domain.extremes()
+        return min(max(domain.quantize(clamped), lowest), highest)
+    return clamped
+
+
+def configuration_key(params: dict[str, Any]) -> str:
+    """Trials with equal keys differ only by seed (the `repeat` dimension)."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def model_fields_of(kind: str) -> set[str] | None:
+    """The config fields of model kind `kind`, or None for an unknown kind."""
+    for fam in model_families():
+        if fam.kind == kind:
+            return set(fam.config_cls.model_fields)
+    return None
+
+
+def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of spec payload `base` with each dotted path set to its value.
+
+    Switching `model.kind` keeps only the model fields the new kind has (the rest belonged to
+    the old kind); a `model.<field>` the trial's kind does not have is left out, so one sweep
+    can vary kinds and the fields of each.
+    """
+    payload = copy.deepcopy(base)
+    kind = params.get("model.kind")
+    if kind is not None and kind != payload["model"].get("kind"):
+        fields = model_fields_of(kind)
+        model = payload["model"]
+        payload["model"] = {k: v for k, v in model.items() if fields is None or k in fields}
+        payload["model"]["kind"] = kind
+    fields = model_fields_of(payload["model"].get("kind", ""))
+    for path, value in params.items():
+        parts = path.split(".")
+        if path == "model.kind" or (parts[0] == "model" and fields is not None
+                                    and parts[1] not in fields):
+            continue
+        node = payload
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return payload

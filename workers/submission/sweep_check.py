@@ -1,0 +1,306 @@
+"""Submission-time checks of a sweep: every path exists, every domain can produce a spec that
+runs, and the search, scheduler and metric fit together. Refusals are `SpecInvalid` (422) with
+the field path (`["space", "optimizer.lr"]`) and the fix.
+
+Each listed value (grid, choice) is applied alone to the base spec and dry-run like a submitted
+experiment; continuous domains are checked at their bounds. Before any of that, the work one
+submission may ask for is bounded: the number of trials and the number of dry runs. The caps
+(epochs, parameters) hold for every probe and for the largest configuration of the space.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from models.registry import family
+from services.caps import CapExceeded, SubmissionLimits
+from services.contract.spec import ExperimentSpec
+from services.contract.sweep_spec import (
+    PBT_FIXED_PREFIXES,
+    ChoiceDomain,
+    GridDomain,
+    LogUniformDomain,
+    QUniformDomain,
+    RandIntDomain,
+    SweepSpec,
+    UniformDomain,
+    model_fields_of,
+)
+from workers.submission.validation import DEFAULT_LIMITS, SpecError, SpecInvalid, check_experiment
+
+Loc = tuple[str | int, ...]
+_SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SweepCheck:
+    sweep: SweepSpec  # with the base's dataset params filled in, as it will run
+    trials: int
+
+
+def check_sweep(sweep: SweepSpec, data_roots: list[str],
+                limits: SubmissionLimits = DEFAULT_LIMITS) -> SweepCheck:
+    """Raises SpecInvalid naming every problem; returns the sweep as it will run."""
+    work = _work_errors(sweep, limits)
+    if work:
+        raise CapExceeded(work)
+    try:
+        dry = check_experiment(sweep.base, data_roots, limits)
+    except SpecInvalid as exc:
+        raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
+    sweep = sweep.model_copy(update={"base": dry.spec})
+    errors = _search_errors(sweep, dry.task)
+    kinds = _candidate_kinds(sweep)
+    for path in sweep.space:
+        problem = path_error(path, kinds)
+        if problem is not None:
+            errors.append(SpecError(("space", path), problem))
+            continue
+        errors += _domain_errors(sweep, path, kinds, data_roots, limits)
+    if not errors:
+        errors += _largest_errors(sweep, kinds, data_roots, limits)
+    if errors:
+        raise SpecInvalid(errors)
+    return SweepCheck(sweep, sweep.trial_count())
+
+
+def _work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
+    """What one submission may ask for, counted before anything runs."""
+    errors = []
+    trials = sweep.trial_count()
+    if trials > limits.max_trials_per_sweep:
+        errors.append(SpecError(("search", "num_samples"), (
+            f"the sweep would run {trials} trials (grid points x num_samples x repeat); the "
+            f"cap is {limits.max_trials_per_sweep} (LAYERWISE_MAX_TRIALS_PER_SWEEP): fewer "
+            "values, samples or repeats, or split the sweep")))
+    dry_runs = 2 + sum(len(_probes(domain)) for domain in sweep.space.values())
+    if dry_runs > limits.max_sweep_dry_runs:
+        counts = ", ".join(f"{path}: {len(_probes(domain))}"
+                           for path, domain in sweep.space.items())
+        errors.append(SpecError(("space",), (
+            f"checking this sweep takes {dry_runs} dry runs (the base, each listed value, "
+            f"each range's ends and middle, the largest configuration: {counts}); the cap is "
+            f"{limits.max_sweep_dry_runs} (LAYERWISE_MAX_SWEEP_DRY_RUNS): list fewer values, "
+            "use a range (uniform, randint) for numbers, or split the sweep")))
+    return errors
+
+
+# -- paths -----------------------------------------------------------------------------------
+def _candidate_kinds(sweep: SweepSpec) -> list[str]:
+    kinds = [sweep.base.model.kind]
+    domain = sweep.space.get("model.kind")
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        kinds += [v for v in domain.values if isinstance(v, str) and v not in kinds]
+    return [k for k in kinds if model_fields_of(k) is not None]
+
+
+def path_error(path: str, kinds: list[str]) -> str | None:
+    """Why `path` is not a spec field (None when it is). `model.<field>` must exist in at
+    least one of the model kinds the sweep can produce."""
+    parts = path.split(".")
+    if not all(parts):
+        return f"{path!r} has an empty segment; write paths like optimizer.lr"
+    return _walk(ExperimentSpec, parts, kinds, [])
+
+
+def _walk(cls: type[BaseModel], parts: list[str], kinds: list[str], seen: list[str]
+          ) -> str | None:
+    head, rest = parts[0], parts[1:]
+    here = ".".join(seen) or "the spec"
+    if head not in cls.model_fields:
+        return f"{here} has no field {head!r}; its fields: {sorted(cls.model_fields)}"
+    if cls is ExperimentSpec and head == "model":
+        return _walk_model(rest, kinds)
+    annotation = cls.model_fields[head].annotation
+    section = _model_class(annotation)
+    if section is not None:
+        return _walk(section, rest, kinds, [*seen, head]) if rest else None
+    if typing.get_origin(annotation) is dict or annotation is dict:
+        return None  # free keys below (data.params, tags); the dry run checks the values
+    if rest:
+        return (f"{'.'.join([*seen, head])} is a value, not a section; "
+                f"drop '.{'.'.join(rest)}'")
+    return None
+
+
+def _walk_model(rest: list[str], kinds: list[str]) -> str | None:
+    if not rest:
+        return "sweep a field below model, e.g. model.kind or model.activation"
+    problems = []
+    for kind in kinds:
+        problem = _walk(family(kind).config_cls, rest, kinds, ["model"])
+        if problem is None:
+            return None
+        problems.append(f"kind {kind!r}: {problem}")
+    return "no model kind this sweep can produce has it (" + "; ".join(problems) + ")"
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    candidates = typing.get_args(annotation) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+# -- search, scheduler, metric -----------------------------------------------------------------
+def _search_errors(sweep: SweepSpec, task: str) -> list[SpecError]:
+    errors = []
+    search, scheduler = sweep.search, sweep.scheduler
+    if search.algorithm == "grid":
+        for path, domain in sweep.space.items():
+            if not isinstance(domain, ChoiceDomain | GridDomain):
+                errors.append(SpecError(("space", path), (
+                    f"search.algorithm grid enumerates listed values; a {domain.type} domain "
+                    "has none: use type: grid with values, or search.algorithm random or tpe")))
+    if scheduler.name == "pbt":
+        if search.algorithm == "tpe":
+            errors.append(SpecError(("scheduler", "name"), (
+                "pbt chooses the next values itself and cannot follow TPE; use "
+                "search.algorithm random or grid with pbt, or another scheduler with tpe")))
+        if not any(not p.startswith(PBT_FIXED_PREFIXES) for p in sweep.space):
+            errors.append(SpecError(("scheduler", "name"), (
+                "pbt perturbs training values (optimizer.*, regularization.*, "
+                "training.batch_size, ...); the space has none: add one, e.g. optimizer.lr")))
+        if scheduler.perturbation_interval >= sweep.base.training.epochs:
+            errors.append(SpecError(("scheduler", "perturbation_interval"), (
+                f"{scheduler.perturbation_interval} epochs between exploit steps leaves none in "
+                f"{sweep.base.training.epochs} epochs; lower it or raise base.training.epochs")))
+    if sweep.base.resources.workers > 1 or "resources.workers" in sweep.space:
+        loc = ("base", "resources", "workers") if "resources.workers" not in sweep.space else (
+            "space", "resources.workers")
+        errors.append(SpecError(loc, (
+            "a sweep trial trains on one worker (Tune runs trials side by side instead); "
+            "remove resources.workers from the sweep")))
+    problem = _metric_problem(sweep, task)
+    if problem is not None:
+        errors.append(SpecError(("search", "metric"), problem))
+    return errors
+
+
+def _metric_problem(sweep: SweepSpec, task: str) -> str | None:
+    metric = sweep.search.metric
+    split, _, name = metric.partition("/")
+    if metric == "lr":
+        return None
+    if split not in _SPLITS or not name:
+        return (f"{metric!r} is not an epoch metric; use <split>/<name> with split train, val "
+                "or test, e.g. val/accuracy or val/loss")
+    expected = {"classification": "accuracy", "binary": "accuracy", "regression": "mse"}
+    if task in expected and name not in ("loss", expected[task]):
+        return f"a {task} run logs {split}/loss and {split}/{expected[task]}, not {metric!r}"
+    data = sweep.base.data
+    if split == "val" and data.source == "builtin" and data.val_fraction == 0:
+        return f"{metric} needs validation data; set base.data.val_fraction > 0"
+    if split == "test":
+        if data.source == "builtin" and data.test_fraction == 0:
+            return f"{metric} needs test data; set base.data.test_fraction > 0"
+        if sweep.reports_every_epoch:
+            return (f"test metrics exist only after training, but scheduler "
+                    f"{sweep.scheduler.name} compares trials every epoch; use a val/ metric")
+    return None
+
+
+# -- values ----------------------------------------------------------------------------------
+def _probes(domain: Any) -> list[tuple[str, Any]]:
+    """(label, value) for each value of the domain that is dry-run at submission."""
+    probes: list[tuple[str, Any]]
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        probes = [(f"value {v!r} (values[{i}])", v) for i, v in enumerate(domain.values)]
+    elif isinstance(domain, RandIntDomain):
+        probes = [(f"low {domain.low}", domain.low), (f"high - 1 = {domain.high - 1}",
+                                                      domain.high - 1)]
+    elif isinstance(domain, QUniformDomain):
+        lowest, highest = domain.extremes()
+        probes = [(f"lowest value {lowest}", lowest), (f"highest value {highest}", highest)]
+    elif isinstance(domain, UniformDomain | LogUniformDomain):
+        middle = (domain.low + domain.high) / 2
+        probes = [(f"low {domain.low}", domain.low), (f"high {domain.high}", domain.high),
+                  (f"a value inside the range ({middle})", middle)]
+    return probes
+
+
+def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], data_roots: list[str],
+                   limits: SubmissionLimits) -> list[SpecError]:
+    problems = []
+    for label, value in _probes(sweep.space[path]):
+        problem = _probe(sweep, {path: value}, kinds, data_roots, limits)
+        if problem is not None:
+            problems.append(f"{label} gives a spec that cannot run: {problem}")
+    return [SpecError(("space", path), "; ".join(problems))] if problems else []
+
+
+def _largest_errors(sweep: SweepSpec, kinds: list[str], data_roots: list[str],
+                    limits: SubmissionLimits) -> list[SpecError]:
+    """The caps for the largest configuration the space can produce: every numeric path at
+    its largest value, every list-valued path at its longest (widest) list, together. Values
+    that have no size (names, sections) stay as in the base; each was dry-run alone."""
+    largest = {path: value for path, domain in sweep.space.items()
+               if (value := _largest_value(domain)) is not None}
+    if not largest:
+        return []
+    problem = _probe(sweep, largest, kinds, data_roots, limits, caps_only=True)
+    if problem is None:
+        return []
+    return [SpecError(("space",), f"the largest configuration of the space ({largest}) is "
+                                  f"over a cap: {problem}")]
+
+
+def _largest_value(domain: Any) -> Any:
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        sizes = [(_size(v), i) for i, v in enumerate(domain.values)]
+        if any(size is None for size, _ in sizes):
+            return None
+        return domain.values[max(sizes)[1]]
+    if isinstance(domain, RandIntDomain):
+        return domain.high - 1
+    if isinstance(domain, QUniformDomain):
+        return domain.extremes()[1]
+    return domain.high  # uniform, loguniform
+
+
+def _size(value: Any) -> tuple[float, float] | None:
+    """How large a listed value makes a model or a run: a number by itself, a list by its
+    length and then its sum (model.hidden: [512, 512] over [64])."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return (float(value), 0.0)
+    if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                       for v in value):
+        return (float(len(value)), float(sum(value)))
+    return None
+
+
+def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], data_roots: list[str],
+           limits: SubmissionLimits, *, caps_only: bool = False) -> str | None:
+    """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
+    only a cap that it exceeds."""
+    params: dict[str, Any] = dict(values)
+    for path in values:
+        if path.startswith("model.") and path != "model.kind" and "model.kind" not in values:
+            field = path.split(".")[1]
+            kind = next((k for k in kinds if field in (model_fields_of(k) or ())), None)
+            if kind is not None:
+                params["model.kind"] = kind
+    payload = sweep.trial_payload(params)
+    try:
+        spec = ExperimentSpec.model_validate(payload)
+    except ValidationError as exc:
+        if caps_only:
+            return None
+        first = exc.errors()[0]
+        hint = ("; this field takes integers: use randint, or quniform with an integer q"
+                if first.get("type") == "int_from_float" else "")
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}{hint}"
+    try:
+        check_experiment(spec, data_roots, limits)
+    except SpecInvalid as exc:
+        if caps_only and not isinstance(exc, CapExceeded):
+            return None
+        return "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in exc.errors)
+    return None

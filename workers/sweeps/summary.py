@@ -1,0 +1,190 @@
+"""The sweep's MLflow parent run: the space and search settings as params, and at the end the
+best trial, the per-configuration statistics over seeds, the trial table and the summary plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from services.contract import mlflow_names as names
+from services.contract.sweep_spec import SweepSpec, configuration_key
+from services.sweep_table import best_trial
+from workers.sweeps import sweep_plots
+from workers.sweeps.trial import TAG_TRIAL_ID
+from workers.tracking.metric_writers import ClientWriter
+from workers.tracking.run_tracker import MAX_PARAM_LENGTH, layerwise_version
+from workers.worker_settings import WorkerSettings
+
+TAG_KIND = "layerwise.kind"
+TAG_BEST_TRIAL = "layerwise.best_trial_id"
+TAG_BEST_RUN = "layerwise.best_run_id"
+TOP_TRIALS_PLOTTED = 3
+SCORED = ("succeeded", "early_stopped")
+
+
+class ParentRun:
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, sweep: SweepSpec,
+                 sweep_id: str):
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+        self.sweep, self.sweep_id = sweep, sweep_id
+
+    @classmethod
+    def open(cls, sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, *,
+             run_id: str | None = None) -> ParentRun:
+        """Create the parent run, or continue `run_id` (a sweep resumed after a restart)."""
+        client = MlflowClient(tracking_uri=settings.tracking_uri)
+        if run_id is not None:
+            client.update_run(run_id, status="RUNNING")
+            return cls(client, run_id, client.get_run(run_id).info.experiment_id, sweep,
+                       sweep_id)
+        experiment_id = names.ensure_experiment(client, sweep.mlflow_project,
+                                                tracking_uri=settings.tracking_uri,
+                                                home=settings.home)
+        tags = {names.TAG_JOB_ID: sweep_id, names.TAG_SWEEP_ID: sweep_id, TAG_KIND: "sweep",
+                names.TAG_VERSION: layerwise_version(), **sweep.tags}
+        run = client.create_run(experiment_id, tags=tags, run_name=sweep.display_name)
+        parent = cls(client, run.info.run_id, experiment_id, sweep, sweep_id)
+        parent._log_settings()
+        return parent
+
+    def _log_settings(self) -> None:
+        params: dict[str, Any] = {f"space.{path}": json.dumps(domain.model_dump(mode="json"))
+                                  for path, domain in self.sweep.space.items()}
+        params.update({f"search.{k}": v for k, v in self.sweep.search.model_dump().items()})
+        params.update({f"scheduler.{k}": v
+                       for k, v in self.sweep.scheduler.model_dump().items()})
+        params.update(repeat=self.sweep.repeat, trials=self.sweep.trial_count())
+        entries = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        ClientWriter(self.client).write_params(self.run_id, entries)
+        self.client.log_text(self.run_id, yaml.safe_dump(self.sweep.model_dump(mode="json"),
+                                                         sort_keys=False), "sweep.yaml")
+
+    def children(self, status: str | None = None) -> list[Any]:
+        query = f"tags.`{names.PARENT_RUN_TAG}` = '{self.run_id}'"
+        if status is not None:
+            query += f" and attributes.status = '{status}'"
+        return self.client.search_runs([self.experiment_id], filter_string=query,
+                                       max_results=5000)
+
+    def close_open_children(self, status: str) -> None:
+        """End child runs whose trial is no longer running (stopped, cut off, cancelled)."""
+        for run in self.children("RUNNING"):
+            self.client.set_terminated(run.info.run_id, status=status)
+
+    def _kill_cancelled_failures(self, rows: list[dict[str, Any]]) -> None:
+        """A trial the cancellation stopped is KILLED, whatever its training raised as it was
+        interrupted (the interrupt can surface inside a library as another error)."""
+        cancelled = {r.get("trial_id") for r in rows if r.get("status") == "cancelled"}
+        for run in self.children("FAILED"):
+            if run.data.tags.get(TAG_TRIAL_ID) in cancelled:
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+
+    # -- the end -----------------------------------------------------------------------------
+    def finish(self, rows: list[dict[str, Any]], *, cancelled: bool) -> dict[str, Any]:
+        """Record the outcome on the parent run and close it. Returns {trials, best,
+        configurations}."""
+        mode, metric = self.sweep.search.mode, self.sweep.search.metric
+        self.close_open_children("KILLED" if cancelled else "FINISHED")
+        if cancelled:
+            self._kill_cancelled_failures(rows)
+        best = best_trial(rows, mode)
+        configurations = configuration_stats(rows, mode)
+        counts: dict[str, int] = defaultdict(int)
+        for row in rows:
+            counts[row.get("status", "queued")] += 1
+        values = {f"trials/{status}": float(n) for status, n in counts.items()}
+        if best is not None:
+            values[f"best/{metric}"] = best["metric"]
+            self.client.log_batch(self.run_id, tags=[
+                RunTag(TAG_BEST_TRIAL, best["trial_id"]),
+                RunTag(TAG_BEST_RUN, best.get("mlflow_run_id") or "")])
+        stamp = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, 0)
+                                                    for k, v in values.items()])
+        self.client.log_text(self.run_id, json.dumps(rows, indent=2, default=str),
+                             "trials.json")
+        self.client.log_text(self.run_id, json.dumps(
+            {"metric": metric, "mode": mode, "best": best, "configurations": configurations},
+            indent=2, default=str), "summary.json")
+        self._log_plots(rows, configurations)
+        failed_all = bool(rows) and all(r.get("status") == "failed" for r in rows)
+        status = "KILLED" if cancelled else ("FAILED" if failed_all else "FINISHED")
+        self.client.set_terminated(self.run_id, status=status)
+        return {"trials": rows, "best": best, "configurations": configurations}
+
+    def _log_plots(self, rows: list[dict[str, Any]], configurations: list[dict[str, Any]]
+                   ) -> None:
+        metric, mode = self.sweep.search.metric, self.sweep.search.mode
+        scored = [r for r in rows if r.get("metric") is not None and r.get("status") in SCORED]
+        if not scored:
+            return
+        figures = {"plots/metric_vs_params.png": sweep_plots.metric_vs_params(
+            scored, self.sweep, metric)}
+        if self.sweep.repeat > 1:
+            figures["plots/configurations.png"] = sweep_plots.configuration_intervals(
+                configurations, metric)
+        top = sorted(scored, key=lambda r: r["metric"], reverse=mode == "max")
+        curves = {r["trial_id"]: self._grad_norm_curves(r["mlflow_run_id"])
+                  for r in top[:TOP_TRIALS_PLOTTED] if r.get("mlflow_run_id")}
+        if any(curves.values()):
+            figures["plots/top_trials_grad_norms.png"] = sweep_plots.grad_norm_curves(
+                curves, {r["trial_id"]: r["metric"] for r in top}, metric)
+        for artifact, figure in figures.items():
+            self.client.log_figure(self.run_id, figure, artifact)
+            sweep_plots.close(figure)
+
+    def _grad_norm_curves(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
+        keys = [k for k in self.client.get_run(run_id).data.metrics
+                if k.startswith("grad_norm/") and k != "grad_norm/total"]
+        return {k.removeprefix("grad_norm/"): sorted(
+            (m.step, m.value) for m in self.client.get_metric_history(run_id, k))
+            for k in keys}
+
+
+def configuration_stats(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Per configuration (the trials that differ only by seed): n, mean, standard deviation
+    and the 95% interval of the mean (Student's t), best mean first.
+
+    Only trials that trained to the end count: a trial stopped early was judged on fewer
+    epochs (`stopped` says how many a configuration lost).
+    """
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    stopped: dict[str, int] = defaultdict(int)
+    for row in rows:
+        key = configuration_key(row.get("params", {}))
+        if row.get("metric") is not None and row.get("status") == "succeeded":
+            groups[key].append(row)
+        elif row.get("status") == "early_stopped":
+            stopped[key] += 1
+    out = []
+    for key, members in groups.items():
+        values = [float(r["metric"]) for r in members]
+        n = len(values)
+        mean = sum(values) / n
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        half = _t_975(n - 1) * std / math.sqrt(n) if std is not None else None
+        out.append({"params": members[0].get("params", {}), "n": n, "mean": mean, "std": std,
+                    "ci95": [mean - half, mean + half] if half is not None else None,
+                    "values": values, "trial_ids": [r["trial_id"] for r in members],
+                    "stopped": stopped[key]})
+    return sorted(out, key=lambda c: c["mean"], reverse=mode == "max")
+
+
+def _t_975(dof: int) -> float:
+    """The 97.5% quantile of Student's t with `dof` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof)) if dof > 0 else math.nan
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)

@@ -1,0 +1,226 @@
+"""One sweep trial on Ray Tune: the experiment's own run (data, model, Trainer, MLflow) with the
+trial's values applied, tagged as a child of the sweep's run, reporting to Tune.
+
+Tune's `report` waits for the driver each time, so a trial reports every epoch only when the
+scheduler judges running trials (ASHA, median, PBT); otherwise once, at the end. The last report
+carries FINAL_KEY, which tells the driver a finished trial from one a scheduler stopped.
+
+A trial is a job of its own (`trial_job_id`): its MLflow run's job id and its checkpoint file,
+which concurrent trials of one sweep must not share. It keeps one MLflow run, continued when PBT
+restarts it from a checkpoint and when a sweep restored after a crash runs it again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import ray
+import torch
+from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
+from ray import tune
+
+from services.contract import mlflow_names as names
+from services.contract.spec import ExperimentSpec
+from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
+from workers.run import RunOptions, run_experiment
+from workers.sweeps.context import TrialContext
+from workers.tracking.run_tracker import RunTracker
+from workers.training.callbacks import Callback
+from workers.training.loop import Trainer
+
+FINAL_KEY = "layerwise_final"
+RUN_ID_KEY = "mlflow_run_id"
+TAG_TRIAL_ID = "layerwise.trial_id"
+TAG_TRIAL_STATUS = "layerwise.trial_status"
+STATE_FILE = "state.pt"
+
+# Parsed once per worker process: Tune reuses the actor, and a warm worker runs many trials.
+_sweeps: dict[str, SweepSpec] = {}
+SWEEPS_KEPT = 8
+
+
+class TrialSpecInvalid(ValueError):
+    """The trial's values give a spec that does not validate; the trial fails, the sweep goes
+    on."""
+
+
+def trial_job_id(sweep_id: str, trial_id: str) -> str:
+    """The trial's job id: its run's `layerwise.job_id` and its checkpoint file's name."""
+    return f"{sweep_id}/{trial_id}"
+
+
+def train_trial(config: dict[str, Any], ctx: TrialContext, restored: bool = False) -> None:
+    """Tune's trainable for trials that report while they run (ASHA, median, PBT, GPUs): the
+    training runs in Tune's actor, so `tune.report` can stop it between epochs."""
+    tune.report(run_trial(config, ctx, tune.get_context().get_trial_id(),
+                          tune.get_checkpoint(), restored=restored))
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
+              checkpoint: tune.Checkpoint | None = None, *, restored: bool = False
+              ) -> dict[str, Any]:
+    """Run the trial's experiment; returns the final result for Tune (FINAL_KEY set).
+
+    checkpoint: Tune's (PBT), to continue from: the trial's own or a better trial's.
+    restored: the sweep was restored after a crash, which may have cut this trial off: it
+        then continues its MLflow run, from its own last checkpoint.
+    """
+    if ctx.sweep_id not in _sweeps and len(_sweeps) >= SWEEPS_KEPT:
+        _sweeps.clear()
+    sweep = _sweeps.get(ctx.sweep_id) or _sweeps.setdefault(
+        ctx.sweep_id, SweepSpec.model_validate(ctx.sweep))
+    params, repeat = sweep.decode(config)
+    payload = sweep.trial_payload(params, repeat, name=f"{sweep.display_name}-{trial_id}")
+    try:
+        ExperimentSpec.model_validate(payload)
+    except ValidationError as exc:
+        raise TrialSpecInvalid(f"the values {params} give an invalid spec: {exc}") from None
+    state = _load_state(checkpoint)
+    if state is not None:  # PBT continues from a checkpoint (its own or a better trial's)
+        epochs = payload["training"]["epochs"]
+        payload["training"]["epochs"] = max(1, epochs - state["epoch"])
+    reporter = TuneReporter(sweep, params, state)
+
+    def report(update: dict[str, Any]) -> None:
+        if "mlflow_run_id" in update:
+            reporter.run_id = update["mlflow_run_id"]
+            ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
+                "mlflow_run_id": reporter.run_id, "params": params, "repeat": repeat,
+                "node_id": ray.get_runtime_context().get_node_id()})
+        elif "progress" in update:
+            progress = update["progress"]
+            ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
+                "epoch": reporter.offset + progress["epoch"], "metrics": progress["metrics"],
+                "metric": progress["metrics"].get(sweep.search.metric)})
+
+    run_id = _trial_run(ctx, trial_id) if state is not None or restored else None
+    options = RunOptions(
+        tags={names.TAG_SWEEP_ID: ctx.sweep_id, TAG_TRIAL_ID: trial_id,
+              names.PARENT_RUN_TAG: ctx.parent_run_id},
+        callbacks=lambda tracker: [reporter.bind(tracker)],
+        run_id=run_id,
+        # Tune's checkpoint, when there is one, says where training continues; otherwise a
+        # run cut off by a crash resumes from the trial's own last checkpoint.
+        resume=state is None and run_id is not None,
+        experiment_id=ctx.experiment_id,
+        before_fit=reporter.restore if state is not None else None,
+        log_model=log_model_files, on_interrupt=reporter.interrupted)
+    result = run_experiment(trial_job_id(ctx.sweep_id, trial_id), payload, ctx.settings,
+                            report, options)
+    epoch = reporter.offset + int(result.get("epochs_run", 0))
+    final = {**reporter.last_metrics, **_numbers(result), FINAL_KEY: 1, "epoch": epoch,
+             RUN_ID_KEY: reporter.run_id}
+    ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
+        "epoch": epoch, "metrics": {k: v for k, v in final.items() if "/" in k},
+        "metric": final.get(sweep.search.metric)})
+    return final
+
+
+class TuneReporter(Callback):
+    """Reports each epoch's metrics to Tune (when the scheduler needs them) and, for PBT,
+    saves the weights every perturbation interval."""
+
+    def __init__(self, sweep: SweepSpec, params: dict[str, Any], state: dict[str, Any] | None):
+        self.per_epoch = sweep.reports_every_epoch
+        self.pbt = sweep.scheduler.name == "pbt"
+        self.checkpoint_every = getattr(sweep.scheduler, "perturbation_interval", None)
+        self.params, self.state = params, state
+        self.offset = state["epoch"] if state else 0
+        self.run_id: str | None = None
+        self.tracker: RunTracker | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    def bind(self, tracker: RunTracker) -> TuneReporter:
+        self.tracker = tracker
+        return self
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """PBT changes values between segments of one run: they are logged as metrics, since
+        an MLflow param cannot change."""
+        if self.pbt and self.tracker is not None:
+            values = {f"hparam/{path}": float(value) for path, value in self.params.items()
+                      if not path.startswith(PBT_FIXED_PREFIXES)
+                      and isinstance(value, int | float)}
+            self.tracker.sink.log(values, step=trainer.step)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.last_metrics = metrics
+        if not self.per_epoch or trainer.epoch + 1 >= trainer.epochs:
+            return  # the last epoch is reported with the final result
+        epoch = self.offset + trainer.epoch + 1
+        result = {**metrics, RUN_ID_KEY: self.run_id, "epoch": epoch}
+        if self.checkpoint_every and epoch % self.checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({"model": trainer.model.state_dict(), "step": trainer.step,
+                            "epoch": epoch, "optimizer": trainer.optimizer.state_dict()
+                            if trainer.optimizer is not None else None},
+                           Path(tmp, STATE_FILE))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(result)
+
+    def restore(self, trainer: Trainer) -> None:
+        """Load the checkpoint's weights and optimizer state; the trial's own values (a
+        perturbed learning rate) replace the ones saved with it."""
+        assert self.state is not None, "restore needs a checkpoint"
+        trainer.model.load_state_dict(self.state["model"])
+        if trainer.optimizer is not None and self.state["optimizer"] is not None:
+            trainer.optimizer.load_state_dict(self.state["optimizer"])
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = trainer.spec.optimizer.lr
+        trainer.step = self.state["step"]
+
+    def interrupted(self, tracker: RunTracker, exc: BaseException) -> str | None:
+        """Tune ends a trial it stops by raising SystemExit inside `report`. A trial that
+        reports only at the end is stopped by cancelling it (SystemExit on SIGTERM,
+        KeyboardInterrupt): a cancelled sweep, which closes the run as KILLED."""
+        if not isinstance(exc, SystemExit | KeyboardInterrupt):
+            return "FAILED"
+        if self.pbt or not self.per_epoch:
+            return None  # PBT paused or exploited it (it goes on later), or it was cancelled
+        tracker.set_tags({TAG_TRIAL_STATUS: "early_stopped"})
+        return "FINISHED"
+
+
+def log_model_files(tracker: RunTracker, model: torch.nn.Module) -> None:
+    """The trained model as an MLflow pytorch model in the run's artifacts (runs:/<id>/model).
+
+    A trial skips MLflow's logged-model entity: registering one reads back every metric
+    history of the run, about 0.7 s per trial against a training of a fraction of that.
+    """
+    torch_version = torch.__version__.split("+")[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model")
+        mlflow.pytorch.save_model(model.cpu(), path, serialization_format="pickle",
+                                  pip_requirements=[f"torch=={torch_version}"])
+        tracker.log_files(path, "model")
+
+
+def _trial_run(ctx: TrialContext, trial_id: str) -> str | None:
+    """The trial's MLflow run, if it has one: left open when PBT paused the trial or a crash
+    cut it off. Whatever its status (a trial that ended just before a crash, which Tune's
+    saved state missed, runs again): one trial, one run."""
+    client = MlflowClient(tracking_uri=ctx.settings.tracking_uri)
+    runs = client.search_runs(
+        [ctx.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=(f"tags.`{names.TAG_SWEEP_ID}` = '{ctx.sweep_id}' and "
+                       f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'"))
+    return runs[0].info.run_id if runs else None
+
+
+def _load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        # Tensors, numbers and optimizer state only: nothing in a checkpoint may carry code.
+        return torch.load(Path(folder, STATE_FILE), map_location="cpu", weights_only=True)
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
