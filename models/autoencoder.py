@@ -18,7 +18,7 @@ from torch import nn
 
 from models.activations import ActivationName
 from models.base import DataShape, LayerwiseModel, MetricLog, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
@@ -27,7 +27,7 @@ from models.rbm import RECALL_TASKS
 from models.registry import register_model
 
 
-class AutoencoderConfig(StrictConfig):
+class AutoencoderConfig(ModelConfig):
     kind: Literal["autoencoder"] = "autoencoder"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default=[64, 32], min_length=1, max_length=100,

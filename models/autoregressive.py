@@ -22,14 +22,14 @@ from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 from models.sequence_base import SequenceData, SequenceModel, resolve_many_to_one
 
 
-class AutoregressiveConfig(StrictConfig):
+class AutoregressiveConfig(ModelConfig):
     kind: Literal["autoregressive"] = "autoregressive"
     channels: int = Field(32, ge=1, le=65_536, description="width of every convolution")
     layers: int = Field(4, ge=1, le=64, description="dilated causal convolutions")

@@ -19,14 +19,14 @@ from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.recurrent_cells import CellName, LSTMCell, make_cell, set_forget_bias
 from models.registry import register_model
 
 
-class CaptionerConfig(StrictConfig):
+class CaptionerConfig(ModelConfig):
     kind: Literal["captioner"] = "captioner"
     channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default=[8, 16], min_length=1, max_length=8,

@@ -11,7 +11,7 @@ from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig, StrictConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
@@ -31,7 +31,7 @@ class ConvLayerConfig(StrictConfig):
     pool_size: int = Field(2, ge=1, le=1024, description="pooling window and stride")
 
 
-class CNNConfig(StrictConfig):
+class CNNConfig(ModelConfig):
     kind: Literal["cnn"] = "cnn"
     conv: list[ConvLayerConfig] = Field(
         default_factory=lambda: [ConvLayerConfig.model_validate({"channels": c})

@@ -69,3 +69,10 @@ class StrictConfig(BaseModel):
     def _storable(cls, value: Any) -> Any:
         refuse_unstorable(value)
         return value
+
+
+class ModelConfig(StrictConfig):
+    """The base of every model kind's config: the spec's `model` section. Each family narrows
+    `kind` to its own `Literal[...]` with that name as the default; the registry reads it."""
+
+    kind: str

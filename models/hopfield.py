@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from models.base import DataShape, LayerwiseModel
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.rbm import require_recall
 from models.registry import register_model
 from models.report import Curve, ModelReport, Pictures, picture_shape, probe_split
@@ -73,7 +73,7 @@ def recall(weight: torch.Tensor, v: torch.Tensor, *, update: UpdateName, max_swe
     return v
 
 
-class HopfieldConfig(StrictConfig):
+class HopfieldConfig(ModelConfig):
     kind: Literal["hopfield"] = "hopfield"
     update: UpdateName = Field("async", description="async: one unit at a time in random "
                                                     "order; sync: all units at once")

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
@@ -26,7 +26,7 @@ from models.registry import register_model
 MAX_FEATURES = 50_000
 
 
-class KernelConfig(StrictConfig):
+class KernelConfig(ModelConfig):
     kind: Literal["kernel"] = "kernel"
     features: Literal["polynomial", "gaussian"] = "polynomial"
     degree: int = Field(2, ge=1, le=10, description="polynomial: the order n")

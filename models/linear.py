@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 
 
-class LinearConfig(StrictConfig):
+class LinearConfig(ModelConfig):
     kind: Literal["linear"] = "linear"
     output: OutputName = "auto"
     init: InitName = "glorot_normal"

@@ -10,14 +10,14 @@ from torch import nn
 
 from models.activations import ActivationName
 from models.base import DataShape, LayerwiseModel
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.dense import DenseLayer
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
 
 
-class MLPConfig(StrictConfig):
+class MLPConfig(ModelConfig):
     kind: Literal["mlp"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default=[64, 64], min_length=1, max_length=1000,

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.registry import register_model
 from models.report import ModelReport, Pictures, picture_shape
 
@@ -78,7 +78,7 @@ class BinaryRBM(nn.Module):
         return stats
 
 
-class RBMConfig(StrictConfig):
+class RBMConfig(ModelConfig):
     kind: Literal["rbm"] = "rbm"
     hidden: int = Field(64, ge=1, le=100_000, description="hidden units")
     k: int = Field(1, ge=1, le=1000, description="Gibbs steps of contrastive divergence (CD-k)")

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel
-
 from models.base import DataShape, LayerwiseModel
+from models.config import ModelConfig
 
 
 @dataclass(frozen=True)
 class ModelFamily:
     kind: str
-    config_cls: type[BaseModel]
+    config_cls: type[ModelConfig]
     builder: Callable[..., LayerwiseModel]
     description: str
     # Spec settings beyond the model config that this family honours; any other one that is
@@ -39,8 +38,9 @@ GRADIENT_TRAINING = frozenset({"dropout", "activity_regularization", "input_nois
 
 
 def register_model(
-    config_cls: type[BaseModel], *, description: str, supports: frozenset[str] = GRADIENT_TRAINING,
-    any_length: bool = False) -> Callable[[Builder], Builder]:
+    config_cls: type[ModelConfig], *, description: str,
+    supports: frozenset[str] = GRADIENT_TRAINING, any_length: bool = False,
+) -> Callable[[Builder], Builder]:
     """Register `builder(config, data_shape, *, dropout) -> LayerwiseModel` for the kind that
     `config_cls` declares in its `kind: Literal[...] = ...` field."""
     kind = config_cls.model_fields["kind"].default
@@ -67,12 +67,11 @@ def family(kind: str) -> ModelFamily:
         raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(_FAMILIES)}") from None
 
 
-def build_model(config: BaseModel, data_shape: DataShape, *, dropout: float = 0.0
+def build_model(config: ModelConfig, data_shape: DataShape, *, dropout: float = 0.0
                 ) -> LayerwiseModel:
     """Build the module a model config describes, sized for `data_shape`.
 
     Raises:
         ModelConfigError: the config cannot work with this data (names the field and the fix).
     """
-    kind = config.kind  # type: ignore[attr-defined]
-    return family(kind).builder(config, data_shape, dropout=dropout)
+    return family(config.kind).builder(config, data_shape, dropout=dropout)

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.activations import ActivationName, make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
@@ -26,7 +26,7 @@ from models.registry import register_model
 SkipName = Literal["identity", "weighted", "none"]
 
 
-class ResNetConfig(StrictConfig):
+class ResNetConfig(ModelConfig):
     kind: Literal["resnet"] = "resnet"
     layout: Literal["dense", "conv"] = Field(
         "dense", description="dense: residual MLP; conv: residual CNN on (C, L) or (C, H, W)")

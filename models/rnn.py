@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.recurrent_cells import (
@@ -32,7 +32,7 @@ from models.registry import register_model
 from models.sequence_base import SequenceData, SequenceModel, require_causal, resolve_many_to_one
 
 
-class RNNConfig(StrictConfig):
+class RNNConfig(ModelConfig):
     kind: Literal["rnn"] = "rnn"
     cell: CellName = "lstm"
     hidden: int = Field(32, ge=1, le=65_536, description="state size of each recurrent layer")

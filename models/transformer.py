@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, ModelConfigError
-from models.config import StrictConfig
+from models.config import ModelConfig
 from models.initializers import InitName, initialize
 from models.objectives import OutputName
 from models.registry import register_model
@@ -32,7 +32,7 @@ EMBEDDING_STD = 0.02  # nanoGPT's initial scale for token and position embedding
 MAX_STEPS = 4096  # the (T, T) attention mask and scores grow with T squared
 
 
-class TransformerConfig(StrictConfig):
+class TransformerConfig(ModelConfig):
     kind: Literal["transformer"] = "transformer"
     width: int = Field(32, ge=1, le=65_536, description="model width M (embedding size)")
     heads: int = Field(4, ge=1, le=1024, description="attention heads; must divide width")

@@ -55,13 +55,11 @@ def _model_union() -> Any:
 
 
 if TYPE_CHECKING:
-    class ModelConfig(StrictConfig):
-        """What type checkers see of the union (built at runtime from the registered
-        families): one family's config, a StrictConfig whose `kind` names the family."""
-
-        kind: str
+    # What type checkers see of the union built at runtime from the registered families:
+    # one family's config, whose `kind` names the family.
+    from models.config import ModelConfig as AnyModelConfig
 else:
-    ModelConfig = _model_union()
+    AnyModelConfig = _model_union()
 
 
 class OptimizerSpec(Strict):
@@ -285,7 +283,7 @@ class ExperimentSpec(Strict):
     project: str = Field("layerwise", min_length=1, max_length=250)
     task: Task = "auto"
     data: DataSpec
-    model: ModelConfig
+    model: AnyModelConfig
     loss: LossName = "auto"
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
