@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck bench ui clean
+.PHONY: install run test lint typecheck bench docs ui clean
 
 # Reinstall when the dependencies change. torch is pinned in pyproject.toml: the CPU build of
 # that version lies on this kind of machine's disk, any other pulls several GB of CUDA wheels.
@@ -30,6 +30,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The reference pages in docs/ written from the code; tests/docs fails when one is stale.
+docs: install
+	$(BIN)/python -m api.reference docs
 
 ui: install
 	$(BIN)/layerwise ui

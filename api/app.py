@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.middleware import EdgeGuard
 from api.openapi_examples import add_spec_examples
 from api.routes import catalog, compare, experiments, health, sweeps
+from services.mlflow_internals import check_mlflow_version
 from services.observability import configure_logging
 from services.settings import Settings
 from services.store import JobStore
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = JobStore(settings.job_store_url)
+        check_mlflow_version()  # an MLflow it was not tested with: says so, writes the slow way
         prepare_tracking_store(settings.tracking_uri)
         app.state.dispatcher = Dispatcher(app.state.store, settings) if run_dispatcher else None
         if app.state.dispatcher is not None:

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.contract.spec_errors import SpecInvalid
 from services.lifecycle import IllegalTransition
 from services.store import IdempotencyKeyReused, JobNotFound, QueueFull
-from workers.submission.validation import SpecInvalid
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("layerwise.api")

@@ -11,7 +11,8 @@ a client sees of an unexpected error, and the latency histogram.
   outermost error middleware (which re-raises to the server), keeps the connection open.
 
 Starlette's `@app.middleware("http")` runs each request through extra tasks and stream
-wrappers, about a millisecond of a submission's few; this class only watches messages go by.
+wrappers, a large share of a submission's time (BENCHMARKS.md); this class only watches
+messages go by.
 """
 
 from __future__ import annotations

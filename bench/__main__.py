@@ -36,8 +36,8 @@ def main() -> list[dict[str, Any]]:
     args = parser.parse_args()
     tiny = args.tiny
     started = time.time()
-    # Five interleaved repeats: the plain loop alone moves by ~12% between repeats on these
-    # machines, as much as row 1's margin, and a median of three followed it.
+    # Five interleaved repeats: the plain loop alone moves between repeats by as much as row
+    # 1's margin (BENCHMARKS.md), and a median of three followed it.
     rows = instrumentation.run(epochs=3 if tiny else 200, repeats=1 if tiny else 5,
                                http_port=free_port())
     rows += service.run(jobs=2 if tiny else 10, submissions=40 if tiny else 1000,

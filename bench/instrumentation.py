@@ -22,9 +22,9 @@ from services.contract.spec import ExperimentSpec
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from workers.run import prepare, seed_everything, set_threads, to_splits
 from workers.tracking.run_tracker import RunTracker
-from workers.training.callbacks import EpochMetricLogger, LayerNormLogger
+from workers.training.callbacks import EpochMetricLogger, PerLayerNormLogger
 from workers.training.loop import Trainer
-from workers.training.norms import LayerNormProbe
+from workers.training.norms import PerLayerNorms
 
 
 def layerwise_training(epochs: int, *, tracking_uri: str | None, home: str,
@@ -44,8 +44,8 @@ def layerwise_training(epochs: int, *, tracking_uri: str | None, home: str,
     if tracker is not None:
         callbacks.append(EpochMetricLogger(tracker.sink))
         if diagnostics:
-            callbacks.insert(0, LayerNormLogger(LayerNormProbe(model.layer_groups()),
-                                                tracker.sink, every_steps=1))
+            callbacks.insert(0, PerLayerNormLogger(PerLayerNorms(model.layer_groups()),
+                                                    tracker.sink, every_steps=1))
     trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
                       callbacks=callbacks)
     started = time.perf_counter()

@@ -28,8 +28,8 @@ from tests.utils.server import ServerThread, free_port
 
 SHORT_SPEC = {"name": "bench-short", "project": "bench", "data": {"name": "xor"},
               "model": {"kind": "mlp", "hidden": [16]}, "training": {"epochs": 2},
-              # Plots off: drawing four PNGs is ~0.5 s of CPU per job on this machine, a
-              # feature's cost that BENCHMARKS.md reports on its own, not the service's.
+              # Plots off: drawing them is a feature's cost, which BENCHMARKS.md reports on
+              # its own, not the service's.
               "diagnostics": {"every_steps": 1, "plots": False}}
 PLAIN_SCRIPT = """
 import time, torch, torch.nn.functional as F
@@ -165,7 +165,8 @@ def api_throughput(database_url: str | None, label: str, submissions: int,
 
             def submit_many(worker: int) -> None:
                 # The standard library's client on a kept-alive connection: a lean load
-                # generator (a third of httpx's CPU per request) leaves the service the cores.
+                # generator (far less CPU per request than httpx, BENCHMARKS.md) leaves the
+                # service the cores.
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 try:
                     for i in range(per_client):

@@ -1,8 +1,9 @@
 """Row 6: what checking one submission costs the API at its caps.
 
-- 6a: specs over the parameter cap (the issue's three, and distinct widths so no cache answers)
-  are refused from a build on the meta device; the baseline is one plain PyTorch build of a
-  small model of the same kind, so the ratio says how close to free a refusal is.
+- 6a: specs over the parameter cap (three that once cost the API seconds and gigabytes, and
+  distinct widths so no cache answers) are refused from a build on the meta device; the
+  baseline is one plain PyTorch build of a small model of the same kind, so the ratio says how
+  close to free a refusal is.
 - 6b: the largest sweep the default caps allow (LAYERWISE_MAX_SWEEP_DRY_RUNS dry runs, each a
   distinct model just under LAYERWISE_MAX_DRY_RUN_PARAMETERS, the largest dry-run for real)
   checked in full; the baseline is plain PyTorch building those models and taking one step on
@@ -20,8 +21,7 @@ from services.caps import SubmissionLimits
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
 from services.contract.sweep_spec import SweepSpec
-from workers.submission.sweep_check import check_sweep
-from workers.submission.validation import check_experiment
+from workers.submission.pipeline import check_experiment, check_sweep
 
 LIMITS = SubmissionLimits()
 # digits: 64 inputs, 10 classes; one hidden layer of width w has 75w + 10 parameters.

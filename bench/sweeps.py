@@ -4,9 +4,10 @@ A sweep of N short trainings (an MLP on digits, about 0.3 s of compute each) on 
 REST, against the same N trainings one after another in one plain process, and against a
 straightforward Ray Tune script with default settings (a function trainable, 1 CPU a trial).
 
-"About 0.3 s of compute" is the issue's definition of the workload, so the number of epochs is
-measured, not fixed: the same 20 epochs took 0.16 s on one day and 0.47 s on another on these
-shared machines, and a fixed per-trial cost weighs three times as much against the shorter one.
+"About 0.3 s of compute" defines the workload (BENCHMARKS.md, row 3), so the number of epochs is
+measured, not fixed: the same epochs take several times longer on a slow day than on a fast one
+on these shared machines (BENCHMARKS.md), and a fixed per-trial cost weighs that much more
+against the shorter trainings.
 """
 
 from __future__ import annotations

@@ -35,13 +35,17 @@ class AutoencoderConfig(ModelConfig):
     activation: ActivationName = "sigmoid"
     denoise: float = Field(0.0, ge=0.0, lt=1.0, description="denoising: fraction of each input "
                            "zeroed at random during training and pretraining")
-    pretraining: Literal["none", "unsupervised", "supervised"] = "unsupervised"
+    pretraining: Literal["none", "unsupervised", "supervised"] = Field(
+        "unsupervised", description="how the encoder is initialized, one layer at a time, "
+        "before fine-tuning: unsupervised (pretrain_with), supervised (a temporary output "
+        "layer per layer) or none")
     pretrain_with: Literal["autoencoder", "rbm"] = Field(
         "autoencoder", description="unsupervised: stacked autoencoders or RBMs (CD-k)")
     pretrain_epochs: int = Field(5, ge=1, le=10_000, description="epochs per layer")
     pretrain_lr: float = Field(0.01, gt=0.0, le=10.0, description="Adam's step size for "
                                "autoencoder and supervised stages, CD's for RBM stages")
-    pretrain_batch_size: int = Field(64, ge=1, le=1_000_000)
+    pretrain_batch_size: int = Field(64, ge=1, le=1_000_000, description="examples per "
+                                     "pretraining step")
     cd_k: int = Field(1, ge=1, le=100, description="rbm: Gibbs steps of contrastive divergence")
     output: OutputName = "auto"
     init: InitName = "glorot_normal"

@@ -24,10 +24,11 @@ FEATURE_MAP_PANELS = 16
 class ConvLayerConfig(StrictConfig):
     channels: int = Field(16, ge=1, le=4096, description="feature maps of this layer")
     kernel_size: int = Field(3, ge=1, le=1024, description="receptive field along each axis")
-    stride: int = Field(1, ge=1, le=1024)
+    stride: int = Field(1, ge=1, le=1024, description="step of the kernel along each axis")
     padding: Annotated[int, Field(ge=0, le=1024)] | Literal["same"] = Field(
         "same", description="zeros added on each side, or 'same' to keep the size")
-    pool: Literal["max", "avg", "none"] = "max"
+    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after the "
+                                                    "convolution")
     pool_size: int = Field(2, ge=1, le=1024, description="pooling window and stride")
 
 

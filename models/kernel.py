@@ -28,7 +28,9 @@ MAX_FEATURES = 50_000
 
 class KernelConfig(ModelConfig):
     kind: Literal["kernel"] = "kernel"
-    features: Literal["polynomial", "gaussian"] = "polynomial"
+    features: Literal["polynomial", "gaussian"] = Field(
+        "polynomial", description="the feature map: every monomial up to `degree`, or random "
+        "Fourier features of a Gaussian kernel")
     degree: int = Field(2, ge=1, le=10, description="polynomial: the order n")
     c: float = Field(1.0, ge=0.0, description="polynomial: the constant c of (x^T y + c)^n")
     width: float = Field(1.0, gt=0.0, description="gaussian: h of exp(-||x - y||^2 / h)")

@@ -109,7 +109,8 @@ class Objective:
         "count" as a float; recall has both (accuracy = the fraction of patterns restored
         exactly). `loss`, the batch's mean loss when the caller has it (the training step
         computed it), saves computing it again."""
-        # Few kernels: this runs after every training step (a 0.5 ms step pays ~10 us each).
+        # Few kernels: this runs after every training step, where each kernel launch is a
+        # visible share of a small model's step (BENCHMARKS.md).
         count = float(y.shape[0])
         mean = self.loss(z, y) if loss is None else loss
         out: dict[str, torch.Tensor | float] = {"loss": mean.detach() * count, "count": count}

@@ -16,7 +16,7 @@ vanilla cell's layers are its input and recurrent weights (`rnn.0.input`, `rnn.0
 
 A cell runs a whole sequence. Where a cell computes the same function as torch's fused
 nn.RNN / nn.LSTM / nn.GRU (vanilla, GRU, LSTM without peepholes), it hands its own weights to
-the fused kernel (about 2.4x faster on a CPU); the step-by-step loop below is the definition,
+the fused kernel (faster on a CPU, BENCHMARKS.md); the step-by-step loop below is the definition,
 and a test shows both agree.
 """
 

@@ -41,7 +41,8 @@ class TransformerConfig(ModelConfig):
                                                         "itself and the N-1 before it; null: "
                                                         "the whole sequence")
     causal: bool = Field(True, description="attend only to the past; a language model must")
-    positional: Literal["learned", "sinusoidal"] = "learned"
+    positional: Literal["learned", "sinusoidal"] = Field(
+        "learned", description="position encoding: a learned embedding, or fixed sinusoids")
     ff_mult: int = Field(4, ge=1, le=16, description="feed-forward width / model width")
     output: OutputName = "auto"
     init: InitName = "glorot_normal"

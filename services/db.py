@@ -87,8 +87,9 @@ def make_engine(url: str) -> Engine:
 
 
 # A pooled connection idle this long is pinged before use: the server may have restarted or
-# dropped it meanwhile. SQLAlchemy's pool_pre_ping pings at every checkout, a round trip and
-# ~0.4 ms of the API process's CPU per submission on a busy pool where none can be stale.
+# dropped it meanwhile. SQLAlchemy's pool_pre_ping pings at every checkout: a round trip and a
+# measurable share of the API process's CPU per submission (BENCHMARKS.md), on a busy pool
+# where none can be stale.
 # A connection that dies while in use still fails that one call, and the pool then drops
 # every connection opened before it.
 PING_AFTER_IDLE_S = 5.0

@@ -17,23 +17,41 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAYERWISE_", extra="ignore")
 
-    home: Path = Field(Path("./.layerwise"), description="SQLite files, checkpoints, Tune state")
-    database_url: str | None = None
-    mlflow_tracking_uri: str | None = None
-    # The MLflow server's own database (its --backend-store-uri), for workers that can reach
-    # it: per-step metrics go straight into its tables, in bulk, instead of through the server
-    # (which ingests a few thousand metrics a second); runs, params and artifacts still go
-    # through the server.
-    mlflow_backend_uri: str | None = None
+    home: Path = Field(Path("./.layerwise"), description="the SQLite files (jobs.db, "
+                       "mlflow.db), MLflow artifacts, checkpoints and Tune state")
+    database_url: str | None = Field(None, description="the job store, a SQLAlchemy URL: "
+                                     "postgresql://user:pass@host/db (psycopg 3); unset: "
+                                     "SQLite <home>/jobs.db")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow's tracking store or "
+                                            "server (http://mlflow:5000); unset: SQLite "
+                                            "<home>/mlflow.db, artifacts in <home>/artifacts")
+    mlflow_backend_uri: str | None = Field(
+        None, description="with a tracking server: the server's own database (its "
+        "--backend-store-uri), for workers that can reach it. Per-step metrics then go "
+        "straight into its tables, in bulk, instead of through the server, which ingests "
+        "metrics more slowly than per-layer norms at every step produce them (BENCHMARKS.md, "
+        "row 1c); runs, params and artifacts still go through the server. Unset: everything "
+        "goes through the server")
     data_roots: str = Field("./data", description="comma-separated directories file datasets "
                                                    "may be read from")
-    api_tokens: str | None = None
-    admin_tokens: str | None = None
-    ray_address: str | None = Field(default_factory=lambda: os.environ.get("RAY_ADDRESS"))
+    api_tokens: str | None = Field(None, description="bearer tokens for /v1, comma-separated "
+                                   "`token` or `owner:token` entries; a token sees only its "
+                                   "owner's jobs. Unset, with no admin tokens: no "
+                                   "authentication, every caller is an admin")
+    admin_tokens: str | None = Field(None, description="tokens that see and cancel every "
+                                     "owner's jobs, in the same format")
+    ray_address: str | None = Field(
+        default_factory=lambda: os.environ.get("RAY_ADDRESS"), description="the Ray cluster "
+        "to join (the head's GCS, ray-head:6379); default: Ray's own RAY_ADDRESS; unset: the "
+        "service starts a local Ray and ends it when it stops")
     ray_num_cpus: int | None = Field(None, description="CPUs of the local Ray (default: all)")
-    dispatch_interval_s: float = Field(0.05, gt=0.0)
-    max_request_bytes: int = Field(1_000_000, gt=0)
-    dispatcher_enabled: bool = True
+    dispatch_interval_s: float = Field(0.05, gt=0.0, description="seconds between two looks "
+                                       "at the queue when nothing wakes the dispatcher (a "
+                                       "submission or a finished task does)")
+    max_request_bytes: int = Field(1_000_000, gt=0, description="cap on a request body (413)")
+    dispatcher_enabled: bool = Field(True, description="run the dispatcher (queue -> Ray) in "
+                                     "the API process; false: an API replica beside a "
+                                     "`layerwise dispatcher`")
     checkpoint_every_s: float = Field(2.0, ge=0, description="least seconds between two "
                                       "per-epoch checkpoints of a job")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the dispatcher vouches for "
@@ -53,7 +71,8 @@ class Settings(BaseSettings):
     max_sweep_dry_runs: int = Field(48, gt=0, description="cap on the distinct values a "
                                     "sweep submission dry-runs (each listed value, each "
                                     "range's ends and middle)")
-    max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one token may have")
+    max_queued_per_owner: int = Field(10_000, gt=0, description="queued jobs one owner "
+                                      "may have; one more answers 429 with Retry-After")
     max_data_bytes: int = Field(512_000_000, gt=0, description="cap on a data file "
                                 "(LAYERWISE_MAX_DATA_BYTES): an .npz's arrays uncompressed, read "
                                 "from its headers, or a .csv's or .txt's size on disk")

@@ -133,9 +133,9 @@ class JobStore:
         self.engine = make_engine(url)
         self._sessions = make_sessionmaker(self.engine)
         # SQLite lets one writer in at a time and puts the others to sleep in its busy
-        # handler (1, 2, 5, 10 ms and longer), which capped concurrent submissions near 130/s
-        # with a p99 over 100 ms. Writers in this process queue on a lock instead and are woken
-        # the moment it frees. PostgreSQL locks rows and needs none.
+        # handler (1, 2, 5, 10 ms and longer), which capped concurrent submissions and
+        # stretched their tail latency (BENCHMARKS.md). Writers in this process queue on a lock
+        # instead and are woken the moment it frees. PostgreSQL locks rows and needs none.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
 
     def session(self) -> Session:
@@ -167,8 +167,8 @@ class JobStore:
                   "max_attempts": max_attempts, "sweep_id": sweep_id, "created_at": now(),
                   "updated_at": now(), "progress": {}}
         try:
-            # Core statements built once, not the ORM's unit of work: the ORM spent about a
-            # millisecond of CPU per submission, most of the API process's share of it.
+            # Core statements built once, not the ORM's unit of work: the ORM took most of the
+            # API process's CPU per submission (BENCHMARKS.md).
             with self._write_lock, self.engine.begin() as connection:
                 repeat, queued = connection.execute(_REPEAT_AND_QUEUED, {
                     "owner": owner, "key": idempotency_key}).one()

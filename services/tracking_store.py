@@ -7,23 +7,24 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 
+from services.mlflow_internals import sql_engine
+
 _tuned: set[int] = set()
 
 
 def tracking_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient whose SQLite store commits in WAL mode with synchronous=NORMAL.
 
-    MLflow leaves SQLite in its default rollback journal with a full sync per commit: about
-    10-40 ms per call here, and readers (the API) block writers (the workers). WAL lets them
-    run side by side and makes a commit cost a write, not a sync.
+    MLflow leaves SQLite in its default rollback journal with a full sync per commit: tens of
+    milliseconds per call (BENCHMARKS.md), and readers (the API) block writers (the workers).
+    WAL lets them run side by side and makes a commit cost a write, not a sync.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
-    if tracking_uri.startswith("sqlite"):
-        engine = client._tracking_client.store.engine
-        if id(engine) not in _tuned:
-            _tuned.add(id(engine))
-            event.listen(engine, "connect", _sqlite_pragmas)
-            engine.dispose()  # connections opened before the listener reopen with it
+    engine = sql_engine(client) if tracking_uri.startswith("sqlite") else None
+    if engine is not None and id(engine) not in _tuned:
+        _tuned.add(id(engine))
+        event.listen(engine, "connect", _sqlite_pragmas)
+        engine.dispose()  # connections opened before the listener reopen with it
     return client
 
 

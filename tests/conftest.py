@@ -1,26 +1,25 @@
-"""Shared fixtures: settings in a temporary home, a real local Ray, a real HTTP server, and
-the job store on SQLite and (when LAYERWISE_TEST_POSTGRES_URL is set) PostgreSQL."""
+"""Shared fixtures: settings in a temporary home, a real local Ray, a real HTTP server, the job
+store on SQLite and (when LAYERWISE_TEST_POSTGRES_URL is set) PostgreSQL, and one torch thread.
+
+Helpers that take arguments (settings with overrides, a worker's settings, a fresh PostgreSQL
+database, waiting for a condition) are functions in tests/utils/."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.settings import Settings
+from tests.utils.postgres import empty_job_store, sqlite_and_postgres
 from tests.utils.server import ServerThread
-
-POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
+from tests.utils.settings import local_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "data").mkdir()
-    return Settings(home=tmp_path / "home", data_roots=str(tmp_path / "data"),
-                    database_url=None, mlflow_tracking_uri=None, ray_address=None,
-                    api_tokens=None, admin_tokens=None)
+    return local_settings(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -39,36 +38,32 @@ def ray_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("server")
-    (home / "data").mkdir()
-    return home
+    return tmp_path_factory.mktemp("server")
 
 
 @pytest.fixture(scope="module")
 def server(ray_cluster: None, server_home: Path) -> Iterator[ServerThread]:
     """The real app over HTTP on a free port, with its dispatcher on the session's Ray."""
-    settings = Settings(home=server_home / "home", data_roots=str(server_home / "data"),
-                        database_url=None, mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens=None, admin_tokens=None)
-    with ServerThread(settings) as running:
+    with ServerThread(local_settings(server_home)) as running:
         yield running
 
 
-def _store_urls() -> list:
-    marks = pytest.mark.skipif(POSTGRES_URL is None,
-                               reason="LAYERWISE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    return ["sqlite", pytest.param("postgres", marks=[marks, pytest.mark.postgres])]
-
-
-@pytest.fixture(params=_store_urls())
+@pytest.fixture(params=sqlite_and_postgres())
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty job store on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}"
-    from sqlalchemy import create_engine
+    return empty_job_store()
 
-    from services.db import Base
-    engine = create_engine(POSTGRES_URL)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
-    return POSTGRES_URL  # type: ignore[return-value]
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread, as the worker runs a one-CPU job: small nets train many times
+    faster so on a shared 2-core machine. A module asks for it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch  # here, not at the top: the API's tests never load torch for it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,7 +10,7 @@ import yaml
 
 from models.registry import model_families
 from services.contract.spec import ExperimentSpec
-from workers.submission.validation import check_experiment
+from workers.submission.pipeline import check_experiment
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 

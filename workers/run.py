@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,11 +11,10 @@ import mlflow
 import numpy as np
 import torch
 
-from models import build_model
-from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
-from workers.data import DataBundle, load_data
+from workers.data import DataBundle
 from workers.diagnostics import Diagnostics
+from workers.prepare import prepare
 from workers.tracking.model_report import log_model_report
 from workers.tracking.run_tracker import RunTracker
 from workers.training import checkpoints
@@ -25,17 +22,15 @@ from workers.training.callbacks import (
     Callback,
     EpochArtifactLogger,
     EpochMetricLogger,
-    LayerNormLogger,
+    PerLayerNormLogger,
     ProgressReporter,
 )
 from workers.training.data_parallel import DataParallel
 from workers.training.loop import Split, Trainer
-from workers.training.norms import LayerNormProbe
+from workers.training.norms import PerLayerNorms
 from workers.worker_settings import WorkerSettings
 
 Report = Callable[[dict[str, Any]], None]
-BUNDLE_CACHE_SIZE = 4
-_bundles: OrderedDict[str, DataBundle] = OrderedDict()
 
 
 def seed_everything(seed: int) -> None:
@@ -58,7 +53,7 @@ def pick_device(gpus: float) -> torch.device:
 
 def set_threads(cpus: float) -> None:
     """One torch thread per CPU of the job's share: more threads than the share made each
-    training 5-9x slower on a shared 2-core machine."""
+    training several times slower on a shared machine (BENCHMARKS.md)."""
     torch.set_num_threads(max(1, int(cpus)))
 
 
@@ -75,66 +70,49 @@ def to_splits(bundle: DataBundle, device: torch.device) -> dict[str, Split]:
             for name, (x, y) in bundle.splits().items()}
 
 
-def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device, *,
-            max_data_bytes: int | None = None):
-    """The data, objective and model a spec describes. A data file is capped again here: it
-    may have changed since the submission was checked."""
-    bundle = _load_data(spec, data_roots, max_data_bytes)
-    objective = Objective.resolve(bundle.task, getattr(spec.model, "output", "auto"), spec.loss)
-    model = build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
-    return bundle, objective, model.to(device)
-
-
 class RunAbandoned(RuntimeError):
     """Raised by a callback when this process must stop without closing the run: another
     attempt of the same job now continues it (`workers.runtime.orphan_guard`)."""
 
 
-def _close_as_failed(tracker: RunTracker, exc: BaseException) -> str | None:
-    # An orphaned worker leaves the run open: the re-queued attempt continues it.
-    return None if isinstance(exc, RunAbandoned) else "FAILED"
+class RunHooks(Callback):
+    """A caller's part in one run: a loop callback that also hears the run around the loop
+    (a sweep trial's Tune reporter, a Ray worker's orphan guard). Every hook is optional."""
+
+    def on_run_start(self, tracker: RunTracker) -> None:
+        """The MLflow run exists; the trainer does not yet."""
+
+    def log_model(self, tracker: RunTracker, model: torch.nn.Module) -> None:
+        """Record the trained model in the run, after training and its reports."""
+        tracker.log_model(model)
+
+    def before_finish(self, tracker: RunTracker) -> None:
+        """The model is logged; the run is still open and the checkpoint kept. Raising leaves
+        both (an orphaned worker must not finish a re-queued job)."""
+
+    def close_status(self, tracker: RunTracker, exc: BaseException) -> str | None:
+        """The MLflow status to close the run with when it raised `exc`; None leaves it open.
+        An abandoned run stays open: the re-queued attempt continues it."""
+        return None if isinstance(exc, RunAbandoned) else "FAILED"
 
 
 @dataclass
 class RunOptions:
-    """What a caller adds to the one run (a sweep trial: its tags, a parent run, callbacks
-    that report to Tune, a checkpoint to start from)."""
+    """What a caller varies in the one run: where it is recorded (a sweep trial: its tags, a
+    parent run, the project's experiment), where training starts, the caller's hooks, and
+    whether this is rank 0 of a data-parallel training."""
 
     tags: dict[str, str] = field(default_factory=dict)
-    # Built per run from the tracker, so a callback can log to the run.
-    callbacks: Callable[[RunTracker], list[Callback]] = lambda tracker: []
     run_id: str | None = None  # continue this MLflow run instead of creating one
     # Resume training from the job's own checkpoint (<home>/checkpoints/<job id>.pt), if it
     # exists. None: when continuing a run (`run_id`), as a job retried after a crash does. A
     # PBT trial continues its run from Tune's checkpoint instead of this one (False).
     resume: bool | None = None
     experiment_id: str | None = None  # the project's MLflow experiment, when known
-    before_fit: Callable[[Trainer], None] | None = None
-    # Called after training and its reports, before the run is closed and the checkpoint
-    # deleted; raising leaves both (an orphaned worker must not finish a re-queued job).
-    before_finish: Callable[[], None] = lambda: None
-    # What it returns (RunTracker.log_model: the model id) is not used.
-    log_model: Callable[[RunTracker, torch.nn.Module], object] = RunTracker.log_model
-    # The MLflow status to close the run with when training raises; None leaves it open.
-    on_interrupt: Callable[[RunTracker, BaseException], str | None] = _close_as_failed
+    hooks: RunHooks = field(default_factory=RunHooks)
     # Rank 0 of a data-parallel training (resources.workers > 1); the other ranks run
     # workers.runtime.ray_train.train_replica.
     parallel: DataParallel | None = None
-
-
-def _load_data(spec: ExperimentSpec, data_roots: list[str], max_bytes: int | None = None
-               ) -> DataBundle:
-    """A built-in dataset is a function of its params, so a worker process that runs many short
-    jobs (a sweep's reused trial actor) generates it once; files are read every time."""
-    if spec.data.source != "builtin":
-        return load_data(spec.data, spec.task, data_roots, max_bytes=max_bytes)
-    key = json.dumps([spec.data.model_dump(mode="json"), spec.task], sort_keys=True)
-    if key not in _bundles:
-        _bundles[key] = load_data(spec.data, spec.task, data_roots)
-        if len(_bundles) > BUNDLE_CACHE_SIZE:
-            _bundles.popitem(last=False)
-    _bundles.move_to_end(key)
-    return _bundles[key]
 
 
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
@@ -148,6 +126,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     retry after a crash) training resumes from the job's last checkpoint, if any.
     """
     options = options or RunOptions()
+    hooks = options.hooks
     spec = ExperimentSpec.model_validate(spec_payload)
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
@@ -172,11 +151,12 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         splits = to_splits(bundle, device)
         pretrain_steps = 0 if state else model.pretrain(
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
+        hooks.on_run_start(tracker)
         diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
         trainer = Trainer(spec, model, objective, splits, device=device,
                           callbacks=diagnostics.attach([
                               *_callbacks(spec, model, tracker, report),
-                              *options.callbacks(tracker),
+                              hooks,
                               checkpoints.CheckpointEveryEpoch(
                                   saved, every_s=settings.checkpoint_every_s)],
                               splits["train"].x), parallel=options.parallel)
@@ -185,8 +165,6 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         if state:
             trainer.load_state_dict(state)
             extra["resumed_from_epoch"] = trainer.start_epoch
-        if options.before_fit is not None:
-            options.before_fit(trainer)
         result = {**trainer.fit(), **extra}
         # The test split is evaluated once, at the end: its metrics go to the run only here.
         tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},
@@ -197,10 +175,10 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             step=max(0, trainer.step - 1), device=device)
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
-        options.log_model(tracker, model)
-        options.before_finish()
+        hooks.log_model(tracker, model)
+        hooks.before_finish(tracker)
     except BaseException as exc:
-        status = options.on_interrupt(tracker, exc)
+        status = hooks.close_status(tracker, exc)
         if status is None:
             tracker.sink.close()
         else:
@@ -217,7 +195,8 @@ def _callbacks(spec: ExperimentSpec, model: Any, tracker: RunTracker, report: Re
                                  EpochArtifactLogger(tracker.log_text)]
     diag = spec.diagnostics
     if diag.grad_norms or diag.update_norms or diag.weight_norms:
-        probe = LayerNormProbe(model.layer_groups(), grads=diag.grad_norms,
-                               updates=diag.update_norms, weights=diag.weight_norms)
-        callbacks.insert(0, LayerNormLogger(probe, tracker.sink, every_steps=diag.every_steps))
+        norms = PerLayerNorms(model.layer_groups(), grads=diag.grad_norms,
+                              updates=diag.update_norms, weights=diag.weight_norms)
+        callbacks.insert(0, PerLayerNormLogger(norms, tracker.sink,
+                                               every_steps=diag.every_steps))
     return callbacks

@@ -11,14 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.errors import problem_responses
 from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
-from services.caps import SubmissionLimits
 from services.contract.spec import ExperimentSpec
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
-from services.settings import Settings
-from services.store import JobRecord, JobStore
-from workers.runtime.dispatcher import Dispatcher
-from workers.submission.validation import SpecError, SpecInvalid, check_experiment
+from services.store import JobRecord
+from workers.submission import pipeline
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -35,51 +32,11 @@ async def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: Set
     # One hop to the thread pool for the blocking part (a dry run, the store). A plain `def`
     # route made two: FastAPI also checks a sync route's return value on the pool.
     record, created = await run_in_threadpool(
-        _queue_experiment, spec, store, settings, principal.owner, dispatcher, idempotency_key)
+        pipeline.submit_experiment, spec, store=store, settings=settings,
+        owner=principal.owner, cluster=dispatcher, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
-    elif dispatcher is not None:
-        dispatcher.wake()
     return record
-
-
-def _queue_experiment(spec: ExperimentSpec, store: JobStore, settings: Settings, owner: str,
-                      dispatcher: Dispatcher | None, idempotency_key: str | None
-                      ) -> tuple[JobRecord, bool]:
-    dry = check_experiment(spec, settings.data_root_list, SubmissionLimits.of(settings))
-    _check_resources(dry.spec, dispatcher)
-    return store.create(
-        spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
-        name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
-        owner=owner, idempotency_key=idempotency_key, param_count=dry.param_count,
-        max_queued=settings.max_queued_per_owner)
-
-
-def _check_resources(spec: ExperimentSpec, dispatcher: Dispatcher | None) -> None:
-    """Refuse what no node of the cluster could ever run (a task runs on one node)."""
-    if dispatcher is None:
-        return
-    largest = dispatcher.largest_node()
-    asked: dict[tuple[str, ...], tuple[str, float]] = {
-        ("cpus",): ("CPU", spec.resources.cpus), ("gpus",): ("GPU", spec.resources.gpus)}
-    asked.update({("custom", name): (name, amount)
-                  for name, amount in spec.resources.custom.items()})
-    errors = [SpecError(("resources", *loc), (
-        f"asks for {amount:g} {resource} but the largest node in the cluster has "
-        f"{largest.get(resource, 0.0):g}; lower it or add a node that has it"))
-        for loc, (resource, amount) in asked.items()
-        if amount > largest.get(resource, 0.0) + 1e-9]
-    workers = spec.resources.workers
-    if workers > 1:  # each worker fits a node; together they must fit the cluster
-        capacity = dispatcher.capacity()
-        errors += [SpecError(("resources", "workers"), (
-            f"{workers} workers x {amount:g} {resource} need {workers * amount:g} {resource} but "
-            f"the cluster has {capacity[key]:g}; lower resources.workers or resources.{key}"))
-            for key, resource, amount in (("cpus", "CPU", spec.resources.cpus),
-                                          ("gpus", "GPU", spec.resources.gpus))
-            if workers * amount > capacity[key] + 1e-9]
-    if errors:
-        raise SpecInvalid(errors)
 
 
 @router.get("", response_model=ExperimentsPublic)

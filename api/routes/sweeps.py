@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 
 from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible_job
 from api.errors import problem_responses
-from api.routes.experiments import _check_resources
-from services.caps import SubmissionLimits
 from services.contract.sweep_spec import SweepSpec
 from services.lifecycle import TERMINAL, Status
 from services.store import JobNotFound, JobRecord
 from services.sweep_table import SweepRecord, SweepsPublic
-from workers.submission.sweep_check import check_sweep
-from workers.submission.validation import SpecError, SpecInvalid
+from workers.submission import pipeline
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -41,28 +36,12 @@ def submit_sweep(sweep: SweepSpec, store: StoreDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                  ) -> SweepRecord:
     """Validate the sweep (every path, every listed value dry-run on the base) and queue it."""
-    checked = check_sweep(sweep, settings.data_root_list, SubmissionLimits.of(settings))
-    try:
-        _check_resources(checked.sweep.base, dispatcher)
-    except SpecInvalid as exc:
-        raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
-    payload = checked.sweep.model_dump(mode="json")
-    record, created = store.create(
-        spec=payload, spec_hash=_hash(payload), name=checked.sweep.display_name,
-        project=checked.sweep.mlflow_project, priority=checked.sweep.priority,
-        owner=principal.owner, job_type="sweep", idempotency_key=idempotency_key,
-        sweep_id=None)
-    if created:
-        record = store.update(record.id, result={"trials_total": checked.trials, "trials": []})
-        if dispatcher is not None:
-            dispatcher.wake()
-    else:
+    record, created = pipeline.submit_sweep(
+        sweep, store=store, settings=settings, owner=principal.owner, cluster=dispatcher,
+        idempotency_key=idempotency_key)
+    if not created:
         response.status_code = 200
     return SweepRecord.of(record)
-
-
-def _hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @router.get("", response_model=SweepsPublic)

@@ -106,14 +106,12 @@ def declared_errors(spec: ExperimentSpec) -> list[SpecError]:
             for loc, is_on in fields if is_on(spec)]
 
 
-def data_errors(spec: ExperimentSpec, x_train: np.ndarray, has_val: bool) -> list[SpecError]:
+def data_errors(spec: ExperimentSpec, x_train: np.ndarray, has_val: bool, *,
+                vocab_size: int | None = None) -> list[SpecError]:
     """Input corruption that does not fit the inputs; a validation monitor without validation
-    data; a schedule floor above the learning rate."""
-    errors: list[SpecError] = []
-    loc, is_on = _NOISE
-    if is_on(spec) and not np.issubdtype(x_train.dtype, np.floating):
-        errors.append(SpecError(loc, f"Gaussian noise needs real-valued inputs; this data's "
-                                     f"inputs are {x_train.dtype} (token ids?); remove it"))
+    data; a schedule floor above the learning rate. `vocab_size`: the data's, when its inputs
+    may be token ids."""
+    errors = _noise_errors(spec, x_train, vocab_size)
     loc, is_on = _FLIP
     if is_on(spec) and binary_pivot(torch.as_tensor(x_train)) is None:
         sample = next((float(v) for v in np.unique(x_train)[:64] if v not in (0, 1, -1)), None)
@@ -132,6 +130,23 @@ def data_errors(spec: ExperimentSpec, x_train: np.ndarray, has_val: bool) -> lis
                                                         f"optimizer.lr {spec.optimizer.lr}; "
                                                         "lower it"))
     return errors
+
+
+def _noise_errors(spec: ExperimentSpec, x_train: np.ndarray, vocab_size: int | None
+                  ) -> list[SpecError]:
+    """Gaussian input noise needs real-valued inputs: token ids are not (the data loads them as
+    floats, (N, T) with a vocabulary), nor is any other non-float input."""
+    loc, is_on = _NOISE
+    if not is_on(spec):
+        return []
+    if vocab_size and x_train.ndim == 2:
+        return [SpecError(loc, "this data's inputs are token ids, which Gaussian noise would "
+                               "turn into other tokens; set input_noise_std: 0 (use dropout "
+                               "instead)")]
+    if not np.issubdtype(x_train.dtype, np.floating):
+        return [SpecError(loc, f"Gaussian noise needs real-valued inputs; this data's inputs "
+                               f"are {x_train.dtype} (token ids?); remove it")]
+    return []
 
 
 def model_errors(spec: ExperimentSpec, model: LayerwiseModel, facts: ForwardFacts

@@ -1,4 +1,4 @@
-"""MLflow conventions (DESIGN.md section 5): tag keys and helpers shared by worker and API."""
+"""MLflow conventions (docs/mlflow.md): tag keys and helpers shared by worker and API."""
 
 from __future__ import annotations
 

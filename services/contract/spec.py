@@ -2,7 +2,7 @@
 
 Structure is checked here (pydantic, `extra="forbid"` everywhere, `model` a discriminated union
 on `kind`). What needs the data or the built model (dataset params, shapes, settings a kind does
-not honour) is checked by `workers.submission.validation` at submission, with the same error format.
+not honour) is checked by `workers.submission.pipeline` at submission, with the same error format.
 """
 
 from __future__ import annotations
@@ -27,13 +27,20 @@ class Strict(StrictConfig):
 
 
 class DataSpec(Strict):
-    source: Literal["builtin", "file"] = "builtin"
+    """The data: a built-in generator by name, or a file below a data root; split into
+    train, validation and test sets deterministically."""
+
+    source: Literal["builtin", "file"] = Field(
+        "builtin", description="builtin: a generated dataset by `name`; file: `path`")
     name: str | None = Field(None, description="built-in dataset (GET /v1/catalog lists them)")
     path: str | None = Field(None, description="file below one of LAYERWISE_DATA_ROOTS "
                                                "(.npz with x, y; .csv with a target column)")
-    params: dict[str, Any] = Field(default_factory=dict)
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    params: dict[str, Any] = Field(default_factory=dict, description="the built-in dataset's "
+                                   "params (see the datasets below)")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share held out for "
+                                "validation (unless the .npz gives x_val, y_val)")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share held out for the "
+                                 "test metrics, evaluated once at the end")
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataSpec:
@@ -63,8 +70,10 @@ else:
 
 
 class OptimizerSpec(Strict):
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
-    lr: float = Field(0.1, gt=0.0, le=10.0)
+    """The optimizer (torch.optim) and its settings."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("sgd", description="optimizer")
+    lr: float = Field(0.1, gt=0.0, le=10.0, description="learning rate (the schedule's start)")
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd and rmsprop")
     nesterov: bool = Field(False, description="sgd with momentum > 0")
     weight_decay: float = Field(0.0, ge=0.0, description="the optimizer's decoupled or coupled "
@@ -79,7 +88,10 @@ class OptimizerSpec(Strict):
 
 
 class ScheduleSpec(Strict):
-    name: Literal["constant", "step", "exponential", "cosine", "warmup"] = "constant"
+    """The learning rate over epochs."""
+
+    name: Literal["constant", "step", "exponential", "cosine", "warmup"] = Field(
+        "constant", description="learning-rate schedule, stepped once per epoch")
     step_epochs: int = Field(10, ge=1, description="step: decay every this many epochs")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="step and exponential: decay factor")
     warmup_epochs: int = Field(1, ge=0, description="warmup: linear ramp length, then cosine")
@@ -87,6 +99,8 @@ class ScheduleSpec(Strict):
 
 
 class EarlyStoppingSpec(Strict):
+    """Stop when a monitored metric has not improved for `patience` epochs."""
+
     patience: int | None = Field(None, ge=1, description="epochs without improvement of "
                                                          "`monitor` before training stops; "
                                                          "null: off")
@@ -111,6 +125,8 @@ MC_SAMPLES = 20
 
 
 class DropoutInferenceSpec(Strict):
+    """How a model trained with dropout predicts."""
+
     mode: Literal["expected", "mc"] = Field(
         "expected", description="expected: the expected activation (one pass, no masks); "
                                 "mc: the average output over `samples` sampled masks")
@@ -125,6 +141,9 @@ class DropoutInferenceSpec(Strict):
 
 
 class RegularizationSpec(Strict):
+    """Penalties, constraints, dropout, input corruption and early stopping; a setting that
+    has nothing to act on in the model is refused at submission."""
+
     l1: float = Field(0.0, ge=0.0, description="lambda of the L1 penalty on weights "
                                                "(lambda * sum |W|), logged in train/penalty")
     l2: float = Field(0.0, ge=0.0, description="lambda of the L2 penalty on weights "
@@ -156,7 +175,10 @@ class RegularizationSpec(Strict):
 
 
 class TrainingSpec(Strict):
-    epochs: int = Field(20, ge=1, le=100_000)
+    """The loop's length, batches, seed, gradient clipping and precision."""
+
+    epochs: int = Field(20, ge=1, le=100_000, description="passes over the training set "
+                        "(capped by LAYERWISE_MAX_EPOCHS)")
     batch_size: int | Literal["full"] = Field(64, description="examples per step, or 'full' "
                                                               "for full-batch gradient descent")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seeds torch and numpy (below 2^32)")
@@ -203,10 +225,13 @@ class DiagnosisThresholds(Strict):
 
 
 class DiagnosticsSpec(Strict):
+    """What is measured during training for the verdict and the plots."""
+
     every_steps: int = Field(1, ge=1, description="log per-layer norms every this many steps")
-    grad_norms: bool = True
-    update_norms: bool = True
-    weight_norms: bool = True
+    grad_norms: bool = Field(True, description="log grad_norm/<layer> and grad_norm/total")
+    update_norms: bool = Field(True, description="log update_norm/<layer>: the norm of "
+                                                 "W_after - W_before")
+    weight_norms: bool = Field(True, description="log weight_norm/<layer>")
     activation_stats: bool = Field(True, description="sample dead and saturated units of "
                                                      "every activation layer now and then")
     activation_every_steps: int = Field(100, ge=1, description="activation statistics every "
@@ -214,23 +239,29 @@ class DiagnosticsSpec(Strict):
                                                                "start and end)")
     activation_examples: int = Field(256, ge=1, le=100_000, description="training examples "
                                                                         "the statistics see")
-    plots: bool = Field(True, description="draw plots/*.png after training (costs a few "
-                                          "tenths of a second per run)")
+    plots: bool = Field(True, description="draw plots/*.png after training (drawing costs "
+                                          "CPU at the end of every run; see BENCHMARKS.md)")
     thresholds: DiagnosisThresholds = Field(default_factory=DiagnosisThresholds)
 
 
 class AdversarialSpec(Strict):
+    """Adversarial robustness of a classifier, after training."""
+
     fgsm_eps: list[Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
         default_factory=list, max_length=100,
         description="fast gradient sign: the accuracy at each of these L-infinity budgets")
     deepfool: bool = Field(False, description="DeepFool: the smallest L2 perturbation that "
                                               "flips each correctly classified example")
-    deepfool_max_iter: int = Field(50, ge=1, le=1000)
-    deepfool_overshoot: float = Field(0.02, ge=0.0, le=1.0)
+    deepfool_max_iter: int = Field(50, ge=1, le=1000, description="DeepFool: steps per "
+                                   "example before giving up")
+    deepfool_overshoot: float = Field(0.02, ge=0.0, le=1.0, description="DeepFool: how far "
+                                      "past the boundary each step goes")
     max_examples: int = Field(256, ge=1, le=100_000, description="validation examples attacked")
 
 
 class AnalysisSpec(Strict):
+    """Analyses run after training: results as metrics, JSON artifacts and plots."""
+
     sensitivity: bool = Field(False, description="rank inputs by mean |dJ/dx| over validation "
                                                  "examples (a saliency map for images)")
     prune_top_k: int | None = Field(None, ge=1, description="retrain on the k most influential "
@@ -254,6 +285,8 @@ RAY_OWN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 class ResourcesSpec(Strict):
+    """What one job asks Ray for; a request no node could satisfy is refused with 422."""
+
     cpus: float = Field(1.0, gt=0.0, le=512, description="Ray num_cpus; also torch's threads")
     gpus: float = Field(0.0, ge=0.0, le=64, description="Ray num_gpus; fractions share a GPU")
     custom: dict[ResourceName, Annotated[float, Field(ge=0.0, le=1e9)]] = Field(
@@ -279,12 +312,18 @@ Tags = dict[TagKey, Annotated[str, Field(max_length=5000)]]
 
 
 class ExperimentSpec(Strict):
-    name: str | None = Field(None, max_length=250)
-    project: str = Field("layerwise", min_length=1, max_length=250)
-    task: Task = "auto"
-    data: DataSpec
-    model: AnyModelConfig
-    loss: LossName = "auto"
+    """One experiment: the request body, the stored job, the Ray payload and the MLflow
+    params. Every field has a default except `data` and `model`."""
+
+    name: str | None = Field(None, max_length=250, description="the MLflow run name")
+    project: str = Field("layerwise", min_length=1, max_length=250,
+                         description="the MLflow experiment the run goes to")
+    task: Task = Field("auto", description="what the targets are; auto: the data's own")
+    data: DataSpec = Field(description="where the examples come from")
+    model: AnyModelConfig = Field(description="the architecture: one of the model kinds, "
+                                              "chosen by `kind`")
+    loss: LossName = Field("auto", description="auto: the output's natural loss (softmax: "
+                           "cross_entropy, sigmoid: bce, linear: mse, hardlimit: perceptron)")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
@@ -292,7 +331,8 @@ class ExperimentSpec(Strict):
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal "
+                          "priorities run in submission order")
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
 
     def spec_hash(self) -> str:

@@ -1,8 +1,8 @@
 """The sweep spec: a base experiment, a search space over dotted spec paths, the search and the
-scheduler (DESIGN.md section 2).
+scheduler (docs/spec-reference.md lists every field).
 
 Structure is checked here (pydantic); whether every value the space can produce gives a spec
-that runs is checked at submission by `workers.submission.sweep_check`. A trial's spec is the
+that runs is checked at submission by `workers.submission.sweep_space`. A trial's spec is the
 base with the trial's values applied (`SweepSpec.trial_payload`), validated again before it runs.
 """
 
@@ -29,20 +29,22 @@ class ChoiceDomain(Strict):
     """One of `values`, sampled (random, TPE) or enumerated (grid search)."""
 
     type: Literal["choice"] = "choice"
-    values: list[Any] = Field(min_length=1, max_length=1000)
+    values: list[Any] = Field(min_length=1, max_length=1000, description="the values to try")
 
 
 class GridDomain(Strict):
     """Every one of `values`, in every sample (sampled like a choice under TPE)."""
 
     type: Literal["grid"] = "grid"
-    values: list[Any] = Field(min_length=1, max_length=1000)
+    values: list[Any] = Field(min_length=1, max_length=1000, description="every one is tried")
 
 
 class UniformDomain(Strict):
+    """A float drawn uniformly from [low, high]."""
+
     type: Literal["uniform"] = "uniform"
-    low: float
-    high: float
+    low: float = Field(description="the smallest value")
+    high: float = Field(description="the largest value")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformDomain:
@@ -55,8 +57,8 @@ class LogUniformDomain(Strict):
     """Uniform in log space: every decade between low and high is equally likely."""
 
     type: Literal["loguniform"] = "loguniform"
-    low: float
-    high: float
+    low: float = Field(description="the smallest value, > 0")
+    high: float = Field(description="the largest value")
 
     @model_validator(mode="after")
     def _positive(self) -> LogUniformDomain:
@@ -73,8 +75,8 @@ class RandIntDomain(Strict):
     """An integer in [low, high): `high` is excluded, as in Python's range."""
 
     type: Literal["randint"] = "randint"
-    low: int
-    high: int
+    low: int = Field(description="the smallest value")
+    high: int = Field(description="one past the largest value")
 
     @model_validator(mode="after")
     def _ordered(self) -> RandIntDomain:
@@ -88,9 +90,9 @@ class QUniformDomain(Strict):
     """Uniform in [low, high], rounded to a multiple of `q` (integers when all three are)."""
 
     type: Literal["quniform"] = "quniform"
-    low: float
-    high: float
-    q: float = Field(gt=0.0)
+    low: float = Field(description="the smallest value")
+    high: float = Field(description="the largest value")
+    q: float = Field(gt=0.0, description="the step values are rounded to")
 
     @model_validator(mode="after")
     def _ordered(self) -> QUniformDomain:
@@ -122,6 +124,8 @@ ListedDomain = ChoiceDomain | GridDomain
 
 # -- search and scheduler ----------------------------------------------------------------------
 class SearchSpec(Strict):
+    """How trials are chosen, and the metric that ranks them."""
+
     algorithm: Literal["grid", "random", "tpe"] = Field(
         "random", description="grid: every grid and choice value; random: Tune's basic variant "
                               "generator; tpe: Optuna's tree-structured Parzen estimator")
@@ -129,12 +133,15 @@ class SearchSpec(Strict):
         "random: samples per grid point; tpe: configurations tried; grid: passes over the grid"))
     metric: str = Field("val/loss", description="an epoch metric every trial logs, e.g. "
                                                 "val/accuracy, val/loss, train/loss")
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] = Field("min", description="whether a lower or a higher "
+                                                           "`metric` is better")
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: as "
                                                                "many as the cluster fits")
 
 
 class FifoScheduler(Strict):
+    """Every trial runs to the end."""
+
     name: Literal["fifo"] = "fifo"
 
 
@@ -143,10 +150,11 @@ class AshaScheduler(Strict):
 
     name: Literal["asha"] = "asha"
     grace_period: int = Field(1, ge=1, description="epochs every trial runs before a stop")
-    reduction_factor: float = Field(3.0, gt=1.0)
+    reduction_factor: float = Field(3.0, gt=1.0, description="1 / the fraction of trials "
+                                    "kept at each rung")
     max_t: int | None = Field(None, ge=1, description="epochs of the last rung; default: the "
                                                       "base spec's training.epochs")
-    brackets: int = Field(1, ge=1, le=10)
+    brackets: int = Field(1, ge=1, le=10, description="Hyperband brackets (1: plain ASHA)")
 
 
 class MedianScheduler(Strict):
@@ -155,7 +163,8 @@ class MedianScheduler(Strict):
 
     name: Literal["median"] = "median"
     grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
-    min_samples_required: int = Field(3, ge=1)
+    min_samples_required: int = Field(3, ge=1, description="trials that must have reached "
+                                      "an epoch before the median there counts")
 
 
 class PbtScheduler(Strict):
@@ -164,8 +173,11 @@ class PbtScheduler(Strict):
 
     name: Literal["pbt"] = "pbt"
     perturbation_interval: int = Field(2, ge=1, description="epochs between exploit steps")
-    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
-    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="the share of trials "
+                                     "that count as worst (and as best)")
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0, description="the chance that an "
+                                        "exploiting trial draws a value afresh from the space "
+                                        "instead of perturbing the copied one")
     synch: bool = Field(False, description="wait until every trial reaches the interval before "
                                            "exploiting (no trial runs ahead of the others)")
 
@@ -180,17 +192,23 @@ PBT_FIXED_PREFIXES = ("model.", "data.", "task", "loss", "training.epochs", "res
 
 # -- the sweep -------------------------------------------------------------------------------
 class SweepSpec(Strict):
-    name: str | None = Field(None, max_length=200)
+    """A sweep: every trial is the base experiment with the trial's values applied, run on
+    Ray Tune as a child of the sweep's MLflow run."""
+
+    name: str | None = Field(None, max_length=200, description="the parent MLflow run's name; "
+                                                               "default: the base's name")
     project: str | None = Field(None, max_length=250, description="MLflow experiment; default: "
                                                                   "the base spec's project")
-    base: ExperimentSpec
+    base: ExperimentSpec = Field(description="the experiment every trial starts from")
     space: dict[str, Domain] = Field(default_factory=dict, max_length=64, description=(
         "dotted spec path -> domain, e.g. optimizer.lr: {type: loguniform, low: 1e-4, high: 0.1}"))
-    search: SearchSpec = Field(default_factory=SearchSpec)
-    scheduler: Scheduler = Field(default_factory=FifoScheduler)
+    search: SearchSpec = Field(default_factory=SearchSpec, description="how trials are chosen")
+    scheduler: Scheduler = Field(default_factory=FifoScheduler, description="what stops "
+                                 "trials early, chosen by `name`")
     repeat: int = Field(1, ge=1, le=100, validate_default=True, description=(
         "seeds per configuration; the summary reports mean and 95% interval"))
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=-1000, le=1000, description="as an experiment's: higher "
+                                                            "launches first")
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
 
     @field_validator("repeat")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 
 pytestmark = [pytest.mark.e2e]
 
@@ -19,9 +19,7 @@ TOKEN = "tok-allow"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("allow")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens=f"alice:{TOKEN}", admin_tokens=None)
+    settings = local_settings(home, api_tokens=f"alice:{TOKEN}")
     server = ServerThread(settings, dispatcher=False)  # routing only: no Ray needed
     with server:
         yield server

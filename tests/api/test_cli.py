@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 import yaml
 
 from api.client import LayerwiseClient
-from services.settings import Settings
 from tests.utils.server import ServerThread, free_port
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,12 +64,7 @@ def test_no_service_is_one_line_with_the_fix_and_exit_2():
 @pytest.fixture(scope="module")
 def paused_server(ray_cluster, tmp_path_factory) -> Iterator[ServerThread]:
     """A server whose dispatcher starts nothing: its jobs stay queued, saying why."""
-    home = tmp_path_factory.mktemp("paused")
-    (home / "data").mkdir()
-    settings = Settings(home=home / "home", data_roots=str(home / "data"), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None)
-    with ServerThread(settings) as running:
+    with ServerThread(local_settings(tmp_path_factory.mktemp("paused"))) as running:
         running.dispatcher.paused = True
         try:
             yield running
@@ -134,11 +129,12 @@ def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
                               start_new_session=True)
     try:
         client = LayerwiseClient(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 120
-        while not client.ready():
+
+        def ready() -> bool:
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.5)
+            return client.ready()
+
+        wait_until(ready, 120, "the service to become ready", every=0.5)
         job = client.submit(mlp_spec(data={"name": "xor"}, training={"epochs": 1}))
         assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
         assert (tmp_path / "home" / "jobs.db").exists()
@@ -150,7 +146,7 @@ def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
         assert server.wait(timeout=60) in (0, -signal.SIGTERM)
         stderr = server.stderr.read() if server.stderr else ""
         assert "Application shutdown complete" in stderr and "Traceback" not in stderr, stderr
-        _wait_group_gone(server.pid, "the service's Ray outlived it")
+        _wait_group_gone(server.pid, "the service's Ray to end with it")
     finally:
         _kill_group(server)
 
@@ -163,12 +159,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _wait_group_gone(pgid: int, message: str, timeout_s: float = 30) -> None:
+def _wait_group_gone(pgid: int, what: str, timeout_s: float = 30) -> None:
     """Every process of the group (the service or dispatcher and the Ray it started) exits."""
-    deadline = time.monotonic() + timeout_s
-    while _group_alive(pgid):
-        assert time.monotonic() < deadline, message
-        time.sleep(0.5)
+    wait_until(lambda: not _group_alive(pgid), timeout_s, what, every=0.5)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -188,6 +181,6 @@ def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
         assert "dispatcher running" in dispatcher.stdout.readline()  # after Ray started
         dispatcher.send_signal(signal.SIGTERM)
         assert dispatcher.wait(timeout=60) == 0
-        _wait_group_gone(dispatcher.pid, "the dispatcher's Ray outlived it")
+        _wait_group_gone(dispatcher.pid, "the dispatcher's Ray to end with it")
     finally:
         _kill_group(dispatcher)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -98,11 +97,12 @@ def test_idempotency_key_returns_the_first_record(server):
 def test_cancel_a_running_job_stops_it(server):
     client = server.client()
     job = client.submit(mlp_spec(training={"epochs": 5000}))
-    for _ in range(600):
+
+    def training() -> bool:
         record = client.get(job["id"])
-        if record["status"] == "running" and record["progress"]["epoch"] >= 1:
-            break
-        time.sleep(0.1)
+        return record["status"] == "running" and record["progress"]["epoch"] >= 1
+
+    wait_until(training, 60, "the job to train its first epoch")
     cancelled = client.cancel(job["id"])
     assert cancelled["status"] == "cancelled"
     assert job["id"] not in server.dispatcher.in_flight

@@ -9,28 +9,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.settings import Settings
-from tests.utils.postgres import POSTGRES_URL, fresh_database
+from tests.utils.postgres import fresh_database, sqlite_and_postgres
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.specs import merge, mlp_spec
 
 pytestmark = [pytest.mark.e2e]
 
-_BACKENDS = ["sqlite", pytest.param("postgres", marks=[
-    pytest.mark.postgres, pytest.mark.skipif(POSTGRES_URL is None,
-                                             reason="LAYERWISE_TEST_POSTGRES_URL is not set")])]
-
-
-@pytest.fixture(scope="module", params=_BACKENDS)
+@pytest.fixture(scope="module", params=sqlite_and_postgres())
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("inputs")
-    (home / "data").mkdir()
     database = fresh_database("layerwise_inputs") if request.param == "postgres" else None
-    settings = Settings(home=home / "home", data_roots=str(home / "data"),
-                        database_url=database, mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens=None, admin_tokens=None, max_epochs=100,
-                        max_trials_per_sweep=50, max_sweep_dry_runs=12)
+    settings = local_settings(home, database_url=database, max_epochs=100,
+                              max_trials_per_sweep=50, max_sweep_dry_runs=12)
     with ServerThread(settings, dispatcher=False) as server:
         yield server
 

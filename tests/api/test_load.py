@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -20,9 +20,7 @@ SUBMISSIONS, CLIENTS = 2000, 8
 @pytest.fixture(scope="module")
 def paused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("load")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None)
+    settings = local_settings(home)
     with ServerThread(settings, dispatcher=False) as server:
         yield server
 

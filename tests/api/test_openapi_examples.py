@@ -4,28 +4,21 @@ to (api/openapi_examples.py); without an examples folder the schema is FastAPI's
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 
 from api.app import create_app
 from api.openapi_examples import EXAMPLES_DIR, add_spec_examples
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 
 pytestmark = [pytest.mark.e2e]
 
 
-def _settings(home: Path) -> Settings:
-    return Settings(home=home / "home", data_roots=str(home), database_url=None,
-                    mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                    admin_tokens=None)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    server = ServerThread(_settings(tmp_path_factory.mktemp("examples")), dispatcher=False)
+    server = ServerThread(local_settings(tmp_path_factory.mktemp("examples")), dispatcher=False)
     with server:
         yield server
 
@@ -49,7 +42,7 @@ def test_every_example_file_is_an_example_of_its_submission(served):
 
 
 def test_without_an_examples_folder_the_schema_is_unchanged(tmp_path):
-    plain = create_app(_settings(tmp_path), dispatcher=False).openapi()
-    app = create_app(_settings(tmp_path), dispatcher=False)
+    plain = create_app(local_settings(tmp_path), dispatcher=False).openapi()
+    app = create_app(local_settings(tmp_path), dispatcher=False)
     add_spec_examples(app, tmp_path / "no-such-folder")
     assert app.openapi() == plain

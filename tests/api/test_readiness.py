@@ -3,27 +3,28 @@ Ray; a replica whose dispatcher's ticks keep failing is not, and says why."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 import workers.runtime.dispatcher as dispatcher_module
 from services.db import Base
 from tests.utils.server import ServerThread
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e]
 
 
 def _readiness(http: httpx.Client, status: int, timeout: float = 30) -> dict:
     """/readyz's body once it answers `status` (a probe polls it the same way)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = http.get("/readyz")
-        if response.status_code == status or time.monotonic() > deadline:
-            assert response.status_code == status, response.text
-            return response.json()
-        time.sleep(0.1)
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
+        answers.append(http.get("/readyz"))
+        return answers[-1].status_code == status
+
+    wait_until(answered, timeout, lambda: f"/readyz to answer {status}, not "
+                                          f"{answers[-1].status_code}: {answers[-1].text}")
+    return answers[-1].json()
 
 
 def test_a_replica_without_a_dispatcher_is_ready_when_its_store_and_mlflow_are(settings):

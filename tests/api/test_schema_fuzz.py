@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,9 +26,7 @@ CONFIG = Path(__file__).parents[1] / "utils" / "schemathesis.toml"
 def fuzzed(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("fuzz")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None, max_queued_per_owner=100_000)
+    settings = local_settings(home, max_queued_per_owner=100_000)
     server = ServerThread(settings)
     with server:
         server.dispatcher.paused = True  # generated specs that pass stay queued

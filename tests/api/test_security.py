@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
 
 pytestmark = [pytest.mark.e2e]
@@ -18,10 +18,9 @@ pytestmark = [pytest.mark.e2e]
 def guarded(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("guarded")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens="alice:tok-alice,bob:tok-bob", admin_tokens="root:tok-root",
-                        max_epochs=50, max_queued_per_owner=3, max_request_bytes=20_000)
+    settings = local_settings(home, api_tokens="alice:tok-alice,bob:tok-bob",
+                              admin_tokens="root:tok-root", max_epochs=50,
+                              max_queued_per_owner=3, max_request_bytes=20_000)
     with ServerThread(settings) as server:
         server.dispatcher.paused = True  # jobs stay queued: this module tests the edge only
         yield server

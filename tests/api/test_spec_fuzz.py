@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.spec_mutations import Mutation, mutations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -31,11 +31,8 @@ ANSWER_WITHIN_S = 30.0  # a dry run takes tens of milliseconds; more is a hang
 @pytest.fixture
 def paused_server(ray_cluster: None, store_url: str, tmp_path: Path
                   ) -> Iterator[ServerThread]:
-    (tmp_path / "data").mkdir()
-    settings = Settings(home=tmp_path / "home", data_roots=str(tmp_path / "data"),
-                        database_url=store_url, mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens=None, admin_tokens=None,
-                        max_queued_per_owner=100_000)  # the queue cap must not answer for them
+    # The queue cap must not answer for them.
+    settings = local_settings(tmp_path, database_url=store_url, max_queued_per_owner=100_000)
     with ServerThread(settings) as server:
         server.dispatcher.paused = True  # accepted specs stay queued, nothing trains
         yield server

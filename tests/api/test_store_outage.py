@@ -5,15 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.db import Base
-from services.settings import Settings
-from tests.conftest import POSTGRES_URL
+from tests.utils.postgres import POSTGRES_URL, empty_job_store, needs_postgres
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
 
-pytestmark = [pytest.mark.postgres,
-              pytest.mark.skipif(POSTGRES_URL is None, reason="LAYERWISE_TEST_POSTGRES_URL "
-                                                              "is not set (.ci/run sets it)")]
+pytestmark = [pytest.mark.postgres, needs_postgres]
 
 
 def _drop_the_services_connections() -> int:
@@ -29,12 +26,7 @@ def _drop_the_services_connections() -> int:
 
 
 def test_a_dropped_connection_answers_503_and_the_resend_is_stored_once(tmp_path):
-    engine = create_engine(POSTGRES_URL)
-    Base.metadata.drop_all(engine)  # an empty job store
-    engine.dispose()
-    settings = Settings(home=tmp_path / "home", data_roots=str(tmp_path), database_url=POSTGRES_URL,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None)
+    settings = local_settings(tmp_path, database_url=empty_job_store())
     spec = mlp_spec(name="outage")
     with ServerThread(settings, dispatcher=False) as server:
         http = server.http()

@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,26 +168,22 @@ def test_cancel_stops_every_trial_and_frees_the_cluster(server):
     spec["base"]["training"]["epochs"] = 10_000
     client = server.client()
     sweep = client.submit_sweep(spec)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        record = client.get_sweep(sweep["id"])
-        if sum(t["status"] == "running" and t.get("epoch", 0) >= 1
-               for t in record["trials"]) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"two trials never ran together: {record}")
+
+    def two_running() -> bool:
+        return sum(t["status"] == "running" and t.get("epoch", 0) >= 1
+                   for t in client.get_sweep(sweep["id"])["trials"]) == 2
+
+    wait_until(two_running, 180, lambda: f"two trials to run together: "
+                                         f"{client.get_sweep(sweep['id'])}", every=0.2)
     cancelled = client.cancel_sweep(sweep["id"])
     assert cancelled["status"] == "cancelled"
     assert server.http().post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 409
 
-    deadline = time.monotonic() + 60
-    while sweep["id"] in server.dispatcher.in_flight and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert sweep["id"] not in server.dispatcher.in_flight, "the driver did not stop"
-    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("CPU", 0) == 2, "trials still hold CPUs"
+    wait_until(lambda: sweep["id"] not in server.dispatcher.in_flight, 60,
+               "the sweep's driver to stop", every=0.2)
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= 2, 60,
+               "the trials to free their CPUs", every=0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
     record = client.get_sweep(sweep["id"])
     assert record["status"] == "cancelled"
     assert {t["status"] for t in record["trials"]} == {"cancelled"}

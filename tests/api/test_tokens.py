@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from api.auth import TokenConfigError, TokenTable
-from services.settings import Settings
 from tests.utils.server import ServerThread
 from tests.utils.service_process import LAYERWISE
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
 
 A, B = "sk-team1-aaaaaaaa", "sk-team1-bbbbbbbb"  # the same first 8 characters
@@ -58,10 +58,7 @@ def test_serve_refuses_to_start_with_an_empty_token(tmp_path: Path):
 
 @pytest.mark.e2e
 def test_a_token_cannot_read_or_cancel_the_jobs_of_a_token_sharing_its_prefix(tmp_path: Path):
-    (tmp_path / "data").mkdir()
-    settings = Settings(home=tmp_path / "home", data_roots=str(tmp_path / "data"),
-                        database_url=None, mlflow_tracking_uri=None, ray_address=None,
-                        api_tokens=f"{A},{B}", admin_tokens=None)
+    settings = local_settings(tmp_path, api_tokens=f"{A},{B}")
     with ServerThread(settings, dispatcher=False) as server:
         with server.http(A) as first, server.http(B) as second:
             job = first.post("/v1/experiments", json=mlp_spec()).json()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from tests.utils.postgres import POSTGRES_URL, fresh_database
 from tests.utils.server import free_port
 from tests.utils.service_process import stop_process_group
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres,
               pytest.mark.skipif(POSTGRES_URL is None, reason="LAYERWISE_TEST_POSTGRES_URL is "
@@ -42,17 +43,18 @@ _stop = stop_process_group
 
 
 def _wait(check, what: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            time.sleep(0.5)
+    def up() -> bool:
         assert process.poll() is None or "ray start" in what, \
             f"{what} exited: {log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what} did not come up: {log.read_text()[-3000:]}"
-        time.sleep(0.5)
+        return check()
+
+    wait_until(up, timeout, lambda: f"{what} to come up: {log.read_text()[-3000:]}",
+               every=0.5, ignoring=(Exception,))  # an exception: not up yet
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def cluster() -> Iterator[dict]:
                                  f"--temp-dir={workdir / 'ray'}"], env, head_log))
         address = f"127.0.0.1:{ray_port}"
         worker_log = workdir / "worker.log"
-        time.sleep(3)
+        _wait(lambda: _listening(ray_port), "ray start --head", processes[-1], head_log)
         processes.append(_start([str(BIN / "ray"), "start", f"--address={address}",
                                  "--num-cpus=1", '--resources={"worker_node": 1}', "--block"],
                                 env, worker_log))

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from services.contract.spec import ExperimentSpec
 from tests.utils.specs import merge
 from workers.run import WorkerSettings, run_experiment
-from workers.submission.validation import check_experiment
+from workers.submission.pipeline import check_experiment
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from models.recurrent_cells import GRUCell, LSTMCell, LSTMVariant, VanillaCell
 from services.contract.spec import ExperimentSpec
 from workers.data import DataError, load_data
 from workers.run import prepare, to_splits
-from workers.submission.validation import check_experiment
+from workers.submission.pipeline import check_experiment
 from workers.training.loop import Trainer
 
 SEQUENCE_KINDS = {"rnn", "transformer", "autoregressive", "captioner"}

@@ -12,10 +12,11 @@ from models import build_model
 from models.base import DataShape
 from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
 from workers.diagnostics.analysis.analysis_plots import fit_plot
 from workers.diagnostics.analysis.fit import fit_curve
-from workers.run import WorkerSettings, prepare, run_experiment
+from workers.run import prepare, run_experiment
 from workers.training.loop import Split, Trainer
 
 M = 8
@@ -84,8 +85,7 @@ def test_a_few_tanh_units_approximate_each_function(fn, bar):
 
 @pytest.mark.slow
 def test_a_run_on_the_function_data_draws_its_fit(settings):
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list)
+    worker = worker_settings(settings)
     spec = mlp_spec(data={"name": "function", "params": {"fn": "square", "n": 256}},
                     model={"hidden": [M], "activation": "tanh"},
                     optimizer={"name": "adam", "lr": 0.03},

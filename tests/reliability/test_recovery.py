@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +15,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from api.client import LayerwiseClient
-from services.settings import Settings
+from tests.utils.postgres import empty_job_store, sqlite_and_postgres
 from tests.utils.server import ServerThread, free_port
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-POSTGRES_URL = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
 # ~0.1 s an epoch here: progress reaches a client up to ~0.6 s late (reported and written at
 # most every 0.25 s each), so the kill lands mid-training, well before the last epoch.
 LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 40, "batch_size": 32})
@@ -29,14 +29,13 @@ LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 40, "batch_size"
 
 def _wait_for_epoch(client: LayerwiseClient, job_id: str, epoch: int, timeout: float = 180
                     ) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def at_epoch() -> dict | None:
         record = client.get(job_id)
-        if record["status"] == "running" and record["progress"]["epoch"] >= epoch:
-            return record
         assert record["status"] in ("queued", "running"), record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not reach epoch {epoch}")
+        reached = record["status"] == "running" and record["progress"]["epoch"] >= epoch
+        return record if reached else None
+
+    return wait_until(at_epoch, timeout, f"job {job_id} to reach epoch {epoch}")
 
 
 def _task_workers() -> list[psutil.Process]:
@@ -52,9 +51,7 @@ def _task_workers() -> list[psutil.Process]:
 def retrying(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("retry")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None, checkpoint_every_s=0)
+    settings = local_settings(home, checkpoint_every_s=0)
     with ServerThread(settings) as server:
         yield server
 
@@ -90,11 +87,11 @@ def _serve(home: Path, port: int, database_url: str | None) -> subprocess.Popen:
 
 
 def _ready(client: LayerwiseClient, service: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 180
-    while not client.ready():
+    def ready() -> bool:
         assert service.poll() is None, "the service exited"
-        assert time.monotonic() < deadline, "the service did not become ready"
-        time.sleep(0.3)
+        return client.ready()
+
+    wait_until(ready, 180, "the service to become ready", every=0.3)
 
 
 def _kill_group(service: subprocess.Popen) -> None:
@@ -103,12 +100,6 @@ def _kill_group(service: subprocess.Popen) -> None:
     except ProcessLookupError:
         return
     service.wait(timeout=60)
-
-
-def _backends() -> list:
-    marks = pytest.mark.skipif(POSTGRES_URL is None,
-                               reason="LAYERWISE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    return ["sqlite", pytest.param("postgres", marks=[marks, pytest.mark.postgres])]
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -131,17 +122,9 @@ def subreaper() -> Iterator[None]:
             os.waitpid(child.pid, 0)
 
 
-@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("backend", sqlite_and_postgres())
 def test_a_killed_service_recovers_every_job_exactly_once(backend, tmp_path, subreaper):
-    database_url = None
-    if backend == "postgres":
-        from sqlalchemy import create_engine
-
-        from services.db import Base
-        engine = create_engine(POSTGRES_URL)
-        Base.metadata.drop_all(engine)
-        engine.dispose()
-        database_url = POSTGRES_URL
+    database_url = empty_job_store() if backend == "postgres" else None
     home = tmp_path / "home"
     port = free_port()
     client = LayerwiseClient(f"http://127.0.0.1:{port}")

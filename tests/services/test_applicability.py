@@ -3,17 +3,25 @@ the field; it is never silently ignored."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from pydantic import ValidationError
 from torch import nn
 
 from models import DataShape, LayerwiseModel, build_model
 from models.mlp import MLPConfig
-from services.contract.applicability import ForwardFacts, checked_fields, model_errors
+from services.contract.applicability import (
+    ForwardFacts,
+    checked_fields,
+    data_errors,
+    model_errors,
+)
 from services.contract.spec import ExperimentSpec, RegularizationSpec, TrainingSpec
+from services.contract.spec_errors import SpecInvalid
 from tests.utils.specs import merge, mlp_spec
-from workers.submission.validation import SpecInvalid, check_experiment
+from workers.submission.pipeline import check_experiment
 
 
 def refusal(spec: dict) -> dict[tuple, str]:
@@ -73,6 +81,28 @@ def test_early_stopping_monitors_only_what_is_logged():
     regression = {"data": {"name": "function"}, "regularization": {
         "early_stopping": {"patience": 2, "monitor": "val/mse"}}}
     accepted(mlp_spec(**regression))
+
+
+def test_gaussian_noise_needs_real_valued_inputs_and_token_ids_are_not():
+    noisy = ExperimentSpec.model_validate(mlp_spec(regularization={"input_noise_std": 0.1}))
+    tokens = np.zeros((4, 7), dtype=np.float32)  # (N, T) ids, loaded as floats
+    loc = ("regularization", "input_noise_std")
+    [error] = data_errors(noisy, tokens, True, vocab_size=20)
+    assert error.loc == loc and "token ids" in error.msg and "dropout" in error.msg
+    [error] = data_errors(noisy, tokens.astype(np.int64), True)
+    assert error.loc == loc and "real-valued" in error.msg
+    assert data_errors(noisy, tokens, True) == []  # real values
+    assert data_errors(ExperimentSpec.model_validate(mlp_spec()), tokens, True,
+                       vocab_size=20) == []
+
+
+def test_gaussian_noise_on_token_ids_is_refused_once_at_submission():
+    with open("examples/char-lm.yaml") as f:
+        spec = merge(yaml.safe_load(f), {"regularization": {"input_noise_std": 0.1},
+                                         "model": {"hidden": 8, "layers": 1}})
+    errors = refusal(spec)
+    assert list(errors) == [("regularization", "input_noise_std")]
+    assert "token ids" in errors[("regularization", "input_noise_std")]
 
 
 def test_schedule_floor_above_the_learning_rate_is_refused():

@@ -7,11 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from services import db
-from tests.conftest import POSTGRES_URL
+from tests.utils.postgres import POSTGRES_URL, needs_postgres
 
-pytestmark = [pytest.mark.postgres,
-              pytest.mark.skipif(POSTGRES_URL is None, reason="LAYERWISE_TEST_POSTGRES_URL "
-                                                              "is not set (.ci/run sets it)")]
+pytestmark = [pytest.mark.postgres, needs_postgres]
 
 
 def _pooled_backend_killed(engine) -> int:

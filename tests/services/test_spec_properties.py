@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from models.registry import family
 from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
 from workers.run import prepare, to_splits
-from workers.submission.validation import SpecInvalid, check_experiment
+from workers.submission.pipeline import check_experiment
 from workers.training.loop import Trainer
 
 numbers = st.one_of(st.integers(-3, 300), st.floats(-1.0, 2.0), st.just(float("nan")), st.none(),

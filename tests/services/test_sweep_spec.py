@@ -11,11 +11,11 @@ import yaml
 from pydantic import ValidationError
 
 from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
 from services.contract.sweep_spec import REPEAT_KEY, SweepSpec, apply_params
 from services.sweep_table import best_trial, cancel_live_trials, merge_trials
 from tests.utils.specs import mlp_spec
-from workers.submission.sweep_check import check_sweep
-from workers.submission.validation import SpecInvalid
+from workers.submission.pipeline import check_sweep
 from workers.sweeps.summary import configuration_stats
 
 

@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+
+from tests.utils.waiting import wait_until
 
 # MLflow 3's server also starts a job runner with seven huey consumer processes (for its GenAI
 # jobs): on a 2-core machine they take most of a core for the first ten seconds and are never
@@ -26,16 +27,18 @@ def start_mlflow_server(backend_uri: str, port: int, root: Path) -> subprocess.P
         env={**os.environ, **SERVER_ENV}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            client.search_experiments(max_results=1)
-            return process
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                stop_mlflow_server(process)
-                raise RuntimeError("mlflow server did not start") from None
-            time.sleep(0.5)
+
+    def answers() -> bool:
+        assert process.poll() is None, "mlflow server exited"
+        client.search_experiments(max_results=1)
+        return True
+
+    try:
+        wait_until(answers, 90, "mlflow server to answer", every=0.5, ignoring=(Exception,))
+    except AssertionError:
+        stop_mlflow_server(process)
+        raise RuntimeError("mlflow server did not start") from None
+    return process
 
 
 def stop_mlflow_server(server: subprocess.Popen) -> None:

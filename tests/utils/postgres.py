@@ -23,3 +23,21 @@ def fresh_database(name: str) -> str:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def sqlite_and_postgres() -> list:
+    """Parameters for a fixture run on both backends: postgres skipped when it is not set."""
+    return ["sqlite", pytest.param("postgres", marks=[needs_postgres, pytest.mark.postgres])]
+
+
+def empty_job_store() -> str:
+    """The test server's URL, its job tables dropped (the first use creates them again)."""
+    from sqlalchemy import create_engine
+
+    from services.db import Base
+
+    assert POSTGRES_URL is not None
+    engine = create_engine(POSTGRES_URL)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return POSTGRES_URL

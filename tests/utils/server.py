@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import httpx
 import uvicorn
@@ -12,6 +11,7 @@ import uvicorn
 from api.app import create_app
 from api.client import LayerwiseClient
 from services.settings import Settings
+from tests.utils.waiting import wait_until
 
 
 def free_port() -> int:
@@ -40,11 +40,12 @@ class ServerThread:
 
             ensure_ray(self.settings)
         self._thread.start()
-        deadline = time.monotonic() + 120
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
+
+        def started() -> bool:
+            assert self._thread.is_alive(), "the test server's thread ended before it started"
+            return self._server.started
+
+        wait_until(started, 120, "the test server to start", every=0.05)
         return self
 
     def __exit__(self, *_: object) -> None:

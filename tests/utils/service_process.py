@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import psutil
 
 from tests.utils.server import free_port
+from tests.utils.waiting import wait_until
 
 LAYERWISE = [str(Path(sys.executable).parent / "layerwise")]
 
@@ -37,16 +37,12 @@ def service_process(home: Path, *, dispatcher: bool = False,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
+        def healthy() -> bool:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not answer /healthz in 120 s"
-            time.sleep(0.2)
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+
+        wait_until(healthy, 120, "the service to answer /healthz", every=0.2,
+                   ignoring=(httpx.TransportError,))
         yield url, psutil.Process(process.pid)
     finally:
         stop_process_group(process)

@@ -3,8 +3,6 @@ retraining on the top inputs, and the submission checks that refuse what cannot 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -13,25 +11,19 @@ from models import build_model
 from models.base import DataShape
 from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
 from tests.utils.specs import mlp_spec
 from workers.diagnostics.analysis.adversarial import deepfool, fgsm
 from workers.diagnostics.analysis.prune import pruning_metrics, retrain_on
 from workers.diagnostics.analysis.sensitivity import sensitivity
 from workers.run import prepare
-from workers.submission.validation import SpecInvalid, check_experiment
+from workers.submission.pipeline import check_experiment
 from workers.training.loop import Split, Trainer
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small nets on a shared 2-core machine train faster on one thread, as the worker runs
-    them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(spec: ExperimentSpec, model, objective, splits: dict[str, Split]) -> dict:

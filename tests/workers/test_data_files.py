@@ -149,8 +149,9 @@ def test_the_dry_run_at_submission_refuses_them_by_field(tmp_path, path):
     """Paths the filesystem refuses were 500s from the API, with the data root in the
     detail."""
     from services.contract.spec import ExperimentSpec
+    from services.contract.spec_errors import SpecInvalid
     from tests.utils.specs import mlp_spec
-    from workers.submission.validation import SpecInvalid, check_experiment
+    from workers.submission.pipeline import check_experiment
 
     spec = ExperimentSpec.model_validate(mlp_spec(data={"source": "file", "name": None,
                                                         "path": path}))

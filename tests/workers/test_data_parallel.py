@@ -8,8 +8,9 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.run import WorkerSettings, run_experiment
+from workers.run import run_experiment
 from workers.runtime.progress_board import ProgressBoard
 from workers.runtime.ray_train import run_data_parallel
 
@@ -22,21 +23,16 @@ SPEC = mlp_spec(model={"hidden": [32, 32]}, optimizer={"name": "sgd", "lr": 0.1,
                 regularization={"l2": 1e-4})
 
 
-def _worker(settings) -> WorkerSettings:
-    return WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                          data_roots=settings.data_root_list)
-
-
 def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
 def test_two_workers_match_one_and_log_once(ray_cluster, settings):
     single_reports: list[dict] = []
-    single = run_experiment("single", SPEC, _worker(settings), single_reports.append)
+    single = run_experiment("single", SPEC, worker_settings(settings), single_reports.append)
     board = ProgressBoard.remote()
     parallel = run_data_parallel("parallel", {**SPEC, "resources": {"workers": 2}},
-                                 _worker(settings), board)
+                                 worker_settings(settings), board)
     reports = ray.get(board.drain.remote())["parallel"]
     run_ids = [single_reports[0]["mlflow_run_id"],
                next(r["mlflow_run_id"] for r in reports if "mlflow_run_id" in r)]

@@ -13,15 +13,16 @@ from mlflow.tracking import MlflowClient
 from models import build_model
 from models.base import DataShape
 from services.contract.spec import DiagnosisThresholds, ExperimentSpec
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
 from workers.diagnostics import diagnose
 from workers.diagnostics.activations import ActivationSampler
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.session import Diagnostics
-from workers.run import WorkerSettings, _callbacks, run_experiment
-from workers.training.callbacks import LayerNormLogger
+from workers.run import _callbacks, run_experiment
+from workers.training.callbacks import PerLayerNormLogger
 
-DIAGNOSTIC_CALLBACKS = (LayerNormLogger, ActivationSampler, EpochHistory)
+DIAGNOSTIC_CALLBACKS = (PerLayerNormLogger, ActivationSampler, EpochHistory)
 
 LAYERS = ["layers.0", "layers.1", "output"]
 
@@ -37,12 +38,12 @@ class ListSink:
 
 
 def _history(grads: np.ndarray, total: np.ndarray | None = None) -> NormHistory:
-    """A NormHistory fed as LayerNormLogger feeds it: grad norms per layer and the total."""
-    history = NormHistory(ListSink())
+    """A NormHistory fed as PerLayerNormLogger feeds it: grad norms per layer and the total."""
+    history = NormHistory()
     total = np.sqrt((grads ** 2).sum(axis=1)) if total is None else total
     keys = [f"grad_norm/{layer}" for layer in LAYERS] + ["grad_norm/total"]
     rows = np.column_stack([grads, total])
-    history.log_rows(keys, rows.tolist(), list(range(len(rows))), [0] * len(rows))
+    history.record(keys, rows, list(range(len(rows))))
     return history
 
 
@@ -134,15 +135,36 @@ def test_diagnostics_off_registers_nothing_and_gives_no_diagnosis(settings):
     diagnostics = Diagnostics(on, model, tracker, DataShape((64,), 10, "classification"))
     callbacks = diagnostics.attach(_callbacks(on, model, tracker, lambda u: None),
                                    torch.randn(8, 64))
-    logger = next(c for c in callbacks if isinstance(c, LayerNormLogger))
-    assert logger.sink is diagnostics.history  # the logger's flushes are recorded
+    logger = next(c for c in callbacks if isinstance(c, PerLayerNormLogger))
+    assert logger.sink is tracker.sink  # the logger logs to the run's own sink
     for kind in DIAGNOSTIC_CALLBACKS:  # the same check, on: each of them is there
         assert any(isinstance(c, kind) for c in callbacks), kind
 
 
+def test_the_norm_history_records_each_flush_of_the_norm_logger_as_logged():
+    spec = ExperimentSpec.model_validate(mlp_spec(diagnostics={"every_steps": 1}))
+    model = build_model(spec.model, DataShape((64,), 10, "classification"))
+    tracker = SimpleNamespace(sink=ListSink(), log_text=lambda text, path: None)
+    diagnostics = Diagnostics(spec, model, tracker, DataShape((64,), 10, "classification"))
+    callbacks = diagnostics.attach(_callbacks(spec, model, tracker, lambda u: None),
+                                   torch.randn(8, 64))
+    logger = next(c for c in callbacks if isinstance(c, PerLayerNormLogger))
+    trainer = SimpleNamespace(step=0)
+    for step in range(3):
+        model(torch.randn(8, 64)).sum().backward()
+        logger.on_before_update(trainer)
+        logger.on_after_backward(trainer)
+        trainer.step = step + 1
+        logger.on_step_end(trainer)
+    logger.flush()
+    keys, rows, steps = tracker.sink.rows[0]
+    assert diagnostics.history is not None and diagnostics.history.keys == keys
+    assert diagnostics.history.steps.tolist() == steps == [0, 1, 2]
+    np.testing.assert_array_equal(diagnostics.history.values(), np.asarray(rows))
+
+
 def _run(settings, spec):
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list)
+    worker = worker_settings(settings)
     reports: list[dict] = []
     result = run_experiment("job-diag", spec, worker, reports.append)
     return result, MlflowClient(tracking_uri=settings.tracking_uri), reports[0]["mlflow_run_id"]

@@ -8,9 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from services.contract.spec import DataSpec
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
 from workers.data import DataError, load_data
-from workers.run import WorkerSettings, run_experiment
+from workers.run import run_experiment
 
 N = 60
 
@@ -74,8 +75,7 @@ def test_half_a_given_split_names_the_missing_array(tmp_path, present, missing):
 
 def test_a_run_on_a_file_with_only_a_test_split_logs_test_metrics(settings):
     np.savez(settings.data_root_list[0] + "/test_only.npz", **_arrays(("test",)))
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list)
+    worker = worker_settings(settings)
     spec = {**mlp_spec(model={"hidden": [4]}, training={"epochs": 1},
                        diagnostics={"plots": False}),
             "data": {"source": "file", "path": "test_only.npz"}}

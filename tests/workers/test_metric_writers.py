@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from tests.utils.postgres import fresh_database, needs_postgres
 from tests.utils.server import free_port
+from tests.utils.waiting import wait_until
 from workers.tracking.metric_sink import MetricSink
 from workers.tracking.metric_writers import (
     ClientWriter,
@@ -139,7 +140,7 @@ def test_sink_makes_logging_wait_when_the_writer_falls_behind():
 
     class Slow:
         def write(self, run_id, metrics):
-            time.sleep(0.02)
+            time.sleep(0.02)  # the slow store under test, not a wait for anything
             written.append(len(metrics))
 
     sink = MetricSink(Slow(), "run", flush_every_s=0.0, max_pending=100)
@@ -160,10 +161,11 @@ def test_sink_writes_what_arrives_within_its_interval_at_once(tmp_path):
         def write(self, run_id, metrics):
             writes.append(len(metrics))
 
-    sink = MetricSink(Counting(), "r", flush_every_s=0.5)
+    sink = MetricSink(Counting(), "r", flush_every_s=5.0)
     sink.log({"a": 0.0}, step=0)
-    import time
-    time.sleep(0.1)
+    # Written before the interval would have ended; close() then writes the rest at once.
+    wait_until(lambda: writes == [1], 4.0, "the first metric to be written at once",
+               every=0.01)
     for step in range(1, 50):
         sink.log({"a": float(step)}, step=step)
     sink.close()
@@ -197,3 +199,29 @@ def test_metrics_go_straight_to_the_servers_database_when_given(mlflow_server, t
                          metrics_uri=elsewhere)
     with pytest.raises(ValueError, match="must be the MLflow server's database URI"):
         writer_for(served, url, metrics_uri=url)
+
+
+def test_an_unsupported_mlflow_writes_through_mlflows_own_client(monkeypatch, tmp_path):
+    """Outside the MLflow versions the fast paths were tested with, metrics, params and
+    artifacts take MLflow's public client, and still arrive."""
+    from services import mlflow_internals
+    from services.contract.spec import ExperimentSpec
+    from tests.utils.specs import mlp_spec
+    from workers.tracking.run_tracker import RunTracker
+
+    monkeypatch.setattr(mlflow_internals, "installed_mlflow_version", lambda: "99.0.0")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    assert type(writer_for(client, uri)) is ClientWriter
+    tracker = RunTracker.start(ExperimentSpec.model_validate(mlp_spec()), job_id="public",
+                               tracking_uri=uri, home=str(tmp_path))
+    assert type(tracker.writer) is ClientWriter
+    assert isinstance(tracker.artifacts, mlflow_internals.ClientArtifacts)
+    tracker.log_text("hello", "notes/hello.txt")
+    tracker.sink.log_rows(["grad_norm/a"], np.arange(3.0).reshape(3, 1), [0, 1, 2], [5, 6, 7])
+    tracker.finish("FINISHED")
+    assert [m.value for m in client.get_metric_history(tracker.run_id, "grad_norm/a")] == \
+        [0.0, 1.0, 2.0]
+    assert client.get_run(tracker.run_id).data.params["training.epochs"] == "2"
+    assert [f.path for f in client.list_artifacts(tracker.run_id, "notes")] == \
+        ["notes/hello.txt"]

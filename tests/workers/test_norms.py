@@ -6,23 +6,23 @@ import torch
 
 from models import DataShape, build_model
 from models.mlp import MLPConfig
-from workers.training.norms import LayerNormProbe
+from workers.training.norms import PerLayerNorms
 
 
-def test_probe_matches_naive_norms_per_layer():
+def test_per_layer_norms_match_naive_norms():
     torch.manual_seed(0)
     model = build_model(MLPConfig(hidden=[5, 7], activation="prelu", residual=True),
                         DataShape((4,), 3, "classification"))
     groups = model.layer_groups()
-    probe = LayerNormProbe(groups)
+    norms = PerLayerNorms(groups)
     model(torch.randn(9, 4)).square().sum().backward()
-    probe.after_backward()
-    probe.before_update()
+    norms.after_backward()
+    norms.before_update()
     before = {n: [p.detach().clone() for p in ps] for n, ps in groups.items()}
     with torch.no_grad():
         for p in model.parameters():
             p.sub_(0.1 * p.grad)
-    got = dict(zip(probe.keys, probe.layer_norms([probe.after_update()])[0].tolist(),
+    got = dict(zip(norms.keys, norms.layer_norms([norms.after_update()])[0].tolist(),
                    strict=True))
 
     def norm(tensors):
@@ -34,12 +34,12 @@ def test_probe_matches_naive_norms_per_layer():
         assert abs(got[f"update_norm/{name}"] - norm(deltas)) < 1e-4
         assert abs(got[f"weight_norm/{name}"] - norm(params)) < 1e-4
     assert abs(got["grad_norm/total"] - norm([p.grad for p in model.parameters()])) < 1e-4
-    assert probe.keys[:4] == ["grad_norm/layers.0", "grad_norm/layers.1", "grad_norm/output",
+    assert norms.keys[:4] == ["grad_norm/layers.0", "grad_norm/layers.1", "grad_norm/output",
                               "grad_norm/total"]
 
 
-def test_probe_parts_can_be_switched_off():
+def test_per_layer_norm_parts_can_be_switched_off():
     model = build_model(MLPConfig(hidden=[3]), DataShape((2,), 1, "binary"))
-    probe = LayerNormProbe(model.layer_groups(), grads=False, updates=False)
-    assert probe.keys == ["weight_norm/layers.0", "weight_norm/output"]
-    assert probe.layer_norms([probe.after_update()] * 3).shape == (3, 2)
+    norms = PerLayerNorms(model.layer_groups(), grads=False, updates=False)
+    assert norms.keys == ["weight_norm/layers.0", "weight_norm/output"]
+    assert norms.layer_norms([norms.after_update()] * 3).shape == (3, 2)

@@ -3,23 +3,30 @@ and always the last."""
 
 from __future__ import annotations
 
-import time
+import sys
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from workers.training.callbacks import ProgressReporter
 
 
 def _train(every_s: float, epochs: int, pause_s: float = 0.0) -> list[dict[str, Any]]:
-    """The progress updates a training of `epochs` epochs, each `pause_s` long, reports."""
+    """The progress updates a training of `epochs` epochs, each `pause_s` long, reports: the
+    reporter's clock is a fake one that moves `pause_s` at each epoch."""
+    clock = [1000.0]
     updates: list[dict[str, Any]] = []
     reporter = ProgressReporter(updates.append, every_s=every_s)
     trainer = SimpleNamespace(epoch=0, epochs=epochs, step=0)
-    for epoch in range(epochs):
-        trainer.epoch, trainer.step = epoch, 7 * (epoch + 1)
-        reporter.on_epoch_end(trainer, {"val/loss": float(epoch)})  # type: ignore[arg-type]
-        time.sleep(pause_s)
-    reporter.on_train_end(trainer)  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[ProgressReporter.__module__], "time",
+                      SimpleNamespace(monotonic=lambda: clock[0]))
+        for epoch in range(epochs):
+            trainer.epoch, trainer.step = epoch, 7 * (epoch + 1)
+            reporter.on_epoch_end(trainer, {"val/loss": float(epoch)})  # type: ignore[arg-type]
+            clock[0] += pause_s
+        reporter.on_train_end(trainer)  # type: ignore[arg-type]
     return [update["progress"] for update in updates]
 
 

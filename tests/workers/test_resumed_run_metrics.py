@@ -6,17 +6,18 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.run import RunHooks, RunOptions, run_experiment
 from workers.tracking.metric_sink import MetricSink
 from workers.tracking.metric_writers import writer_for
 from workers.tracking.run_tracker import last_steps
-from workers.training.callbacks import Callback
 
 
-class Crash(Callback):
+class Crash(RunHooks):
     """Runs after the epoch's metrics are logged and before its checkpoint is written, as a
-    killed worker may: the checkpoint holds the epoch before, the run holds this one."""
+    killed worker may: the checkpoint holds the epoch before, the run holds this one. A crash
+    closes nothing."""
 
     def __init__(self, epoch: int):
         self.epoch = epoch
@@ -25,6 +26,9 @@ class Crash(Callback):
         if trainer.epoch + 1 == self.epoch:
             raise SystemExit("killed")
 
+    def close_status(self, tracker, exc) -> None:
+        return None
+
 
 def _steps_by_key(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
     keys = client.get_run(run_id).data.metrics
@@ -32,15 +36,13 @@ def _steps_by_key(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
 
 
 def test_a_run_resumed_after_a_crash_logs_each_step_once(settings):
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list, checkpoint_every_s=0)
+    worker = worker_settings(settings, checkpoint_every_s=0)
     spec = mlp_spec(data={"name": "xor", "params": {"n": 100}}, model={"hidden": [4]},
                     training={"epochs": 5, "batch_size": 16}, diagnostics={"plots": False})
     reports: list[dict] = []
     with pytest.raises(SystemExit):
-        run_experiment("job-crash", spec, worker, reports.append, RunOptions(
-            callbacks=lambda tracker: [Crash(epoch=3)],
-            on_interrupt=lambda tracker, exc: None))  # a crash closes nothing
+        run_experiment("job-crash", spec, worker, reports.append,
+                       RunOptions(hooks=Crash(epoch=3)))
     run_id = reports[0]["mlflow_run_id"]
 
     result = run_experiment("job-crash", spec, worker, reports.append,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.run import RunHooks, RunOptions, run_experiment
 from workers.runtime.orphan_guard import Orphaned
 from workers.training.checkpoints import checkpoint_path
 
 
 def _run(settings, spec):
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list)
+    worker = worker_settings(settings)
     reports: list[dict] = []
     result = run_experiment("job-1", spec, worker, reports.append)
     run_id = reports[0]["mlflow_run_id"]
@@ -90,18 +90,18 @@ def test_universal_approximation_with_a_few_tanh_units(settings):
 def test_a_worker_orphaned_after_training_leaves_run_and_checkpoint_to_the_retry(settings):
     """The guard's last check comes after training's reports: an orphan found there neither
     closes the MLflow run nor deletes the checkpoint the re-queued attempt resumes from."""
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list, checkpoint_every_s=0)
+    worker = worker_settings(settings, checkpoint_every_s=0)
     spec = mlp_spec(data={"name": "xor", "params": {"n": 64}}, model={"hidden": [4]},
                     training={"epochs": 2})
     reports: list[dict] = []
 
-    def orphaned() -> None:
-        raise Orphaned("the raylet is gone")
+    class OrphanedAfterTraining(RunHooks):
+        def before_finish(self, tracker) -> None:
+            raise Orphaned("the raylet is gone")
 
     with pytest.raises(Orphaned):
         run_experiment("job-orphan", spec, worker, reports.append,
-                       RunOptions(before_finish=orphaned))
+                       RunOptions(hooks=OrphanedAfterTraining()))
     run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(reports[0]["mlflow_run_id"])
     assert run.info.status == "RUNNING"
     assert checkpoint_path(worker.home, "job-orphan").exists()

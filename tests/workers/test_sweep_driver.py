@@ -4,6 +4,7 @@ checkpoints inside their own MLflow runs."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,11 +17,13 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from services.contract.sweep_spec import SweepSpec
 from services.sweep_table import merge_trials
 from services.tracking_store import prepare_tracking_store
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.run import WorkerSettings
+from tests.utils.waiting import wait_until
 from workers.runtime.progress_board import ProgressBoard
 from workers.runtime.ray_tasks import sweep_task
-from workers.submission.sweep_check import check_sweep
+from workers.submission.pipeline import check_sweep
+from workers.sweeps.driver import tune_storage
 
 pytestmark = [pytest.mark.slow]
 
@@ -37,9 +40,7 @@ class Driver:
     def __init__(self, settings):
         self.settings = settings
         prepare_tracking_store(settings.tracking_uri)
-        self.worker = asdict(WorkerSettings(
-            tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-            data_roots=settings.data_root_list))
+        self.worker = asdict(worker_settings(settings))
         self.board = ProgressBoard.remote()  # its own, whatever else reports to the service's
         self.rows: list[dict] = []
         self.job: dict = {}
@@ -63,6 +64,17 @@ class Driver:
             f"tags.`mlflow.parentRunId` = '{parent_run_id}'"))
 
 
+def _saved_as_finished(experiment: Path) -> int:
+    """How many trials the newest experiment state Tune saved in `experiment` (what a restore
+    reads) holds as finished."""
+    saved = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime,
+                default=None)
+    if saved is None:
+        return 0
+    trials = json.loads(saved.read_text())["trial_data"]
+    return sum(json.loads(trial)["status"] == "TERMINATED" for trial, _ in trials)
+
+
 def _live_placement_groups() -> set[str]:
     return {pg_id for pg_id, pg in ray.util.placement_group_table().items()
             if pg["state"] != "REMOVED"}
@@ -79,7 +91,7 @@ def _remove_leaked_placement_groups(before: set[str], quiet_s: float = 1.0) -> N
             remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
         if leaked:
             quiet_since = time.monotonic()
-        time.sleep(0.1)
+        time.sleep(0.1)  # between two polls: the wait is for a quiet second, not a condition
 
 
 def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_trials(
@@ -92,15 +104,19 @@ def test_a_killed_driver_resumes_from_tunes_state_without_rerunning_finished_tri
             "search": {"algorithm": "grid", "max_concurrent": 1}}
     groups_before = _live_placement_groups()
     first = driver.launch("resume-1", spec)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def two_finished_and_a_third_running() -> bool:
         rows = driver.follow("resume-1")
-        if sum(r.get("status") == "succeeded" for r in rows) == 2 and len(rows) >= 3:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"two trials never finished: {driver.rows}")
-    time.sleep(2.5)  # Tune saves its experiment state every 2 s; the third trial runs 4 s
+        return sum(r.get("status") == "succeeded" for r in rows) == 2 and len(rows) >= 3
+
+    wait_until(two_finished_and_a_third_running, 180,
+               lambda: f"two trials to finish and a third to start: {driver.rows}")
+    # Tune saves its experiment state every 2 s (a file being written reads as not yet); the
+    # third trial runs 4 s.
+    state = Path(tune_storage(worker_settings(settings)), "resume-1")
+    wait_until(lambda: _saved_as_finished(state) >= 2, 30,
+               "Tune's saved state to hold the two finished trials",
+               ignoring=(OSError, ValueError))
     finished = {r["trial_id"] for r in driver.follow("resume-1") if r["status"] == "succeeded"}
     assert len(finished) == 2, driver.rows
     ray.cancel(first, force=True)

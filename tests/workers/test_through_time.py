@@ -5,7 +5,6 @@ computes what `forward` computes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,14 +22,7 @@ LONG_ADDING = {"name": "adding", "params": {"n": 400, "length": 50}}
 SINE = {"name": "sine", "params": {"n": 64, "length": 24}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small recurrent kernels on a shared 2-core machine run many times faster on one thread,
-    as the worker runs them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _built(data: dict[str, Any], model: dict[str, Any], epochs: int = 0):

@@ -4,7 +4,6 @@ descent, mixed precision and the runtime cap, each measured on tiny seeded train
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -15,18 +14,10 @@ from services.contract.spec import EarlyStoppingSpec
 from tests.utils.specs import merge, mlp_spec
 from tests.utils.training import EpochRecorder, trainer_for
 from workers.training.callbacks import Callback
-from workers.training.early_stopping import EarlyStopping
 from workers.training.loop import Trainer
+from workers.training.regularizers.early_stopping import EarlyStopping
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def tiny(**overrides):

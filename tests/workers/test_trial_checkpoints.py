@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from services.contract.sweep_spec import SweepSpec
+from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.run import WorkerSettings
 from workers.runtime.progress_board import ProgressBoard
 from workers.sweeps.context import TrialContext
 from workers.sweeps.summary import ParentRun
@@ -37,8 +37,7 @@ def _sweep(scheduler: dict) -> SweepSpec:
 
 def _context(settings, sweep: SweepSpec, sweep_id: str) -> TrialContext:
     # checkpoint_every_s=0: every epoch, so every trial is longer than the interval
-    worker = WorkerSettings(tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
-                            data_roots=settings.data_root_list, checkpoint_every_s=0)
+    worker = worker_settings(settings, checkpoint_every_s=0)
     parent = ParentRun.open(sweep, sweep_id, worker)
     return TrialContext(sweep_id=sweep_id, sweep=sweep.model_dump(mode="json"),
                         parent_run_id=parent.run_id, experiment_id=parent.experiment_id,

@@ -85,8 +85,8 @@ class SineParams(DatasetParams):
     n: int = Field(1000, ge=8, le=1_000_000, description="number of series")
     length: int = Field(50, ge=2, le=100_000, description="steps per series")
     noise: float = Field(0.1, ge=0.0, le=10.0, description="standard deviation of the noise")
-    min_period: float = Field(8.0, gt=1.0, le=1e6)
-    max_period: float = Field(24.0, gt=1.0, le=1e6)
+    min_period: float = Field(8.0, gt=1.0, le=1e6, description="shortest period, in steps")
+    max_period: float = Field(24.0, gt=1.0, le=1e6, description="longest period, in steps")
     levels: int | None = Field(None, ge=2, le=4096, description="quantize into this many "
                                                                 "levels: a softmax over the "
                                                                 "next value (language model)")
@@ -188,7 +188,7 @@ class TextParams(DatasetParams):
 
     def values(self) -> int:
         return 2 * self.max_chars
-    lowercase: bool = False
+    lowercase: bool = Field(False, description="lowercase the corpus (a smaller vocabulary)")
 
 
 def _corpus() -> str:

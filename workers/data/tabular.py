@@ -73,7 +73,7 @@ def moons(p: PointsParams):
 
 class SpiralsParams(PointsParams):
     classes: int = Field(2, ge=2, le=10, description="number of spiral arms")
-    turns: float = Field(1.5, gt=0.0, le=10.0)
+    turns: float = Field(1.5, gt=0.0, le=10.0, description="revolutions of each arm")
 
 
 @register_dataset("spirals", SpiralsParams, description="interleaved spiral arms, one per class")
@@ -88,8 +88,8 @@ def spirals(p: SpiralsParams):
 
 
 class BlobsParams(PointsParams):
-    centers: int = Field(3, ge=2, le=100)
-    features: int = Field(2, ge=1, le=10_000)
+    centers: int = Field(3, ge=2, le=100, description="number of blobs (classes)")
+    features: int = Field(2, ge=1, le=10_000, description="input dimensions")
 
 
 @register_dataset("blobs", BlobsParams, description="isotropic Gaussian blobs, one per class")
@@ -100,8 +100,10 @@ def blobs(p: BlobsParams):
 
 
 class FunctionParams(PointsParams):
-    fn: Literal["square", "sin", "abs", "sign"] = "sin"
-    noise: float = Field(0.0, ge=0.0, le=10.0)
+    fn: Literal["square", "sin", "abs", "sign"] = Field("sin", description="the function "
+                                                        "f (sin: sin(pi x))")
+    noise: float = Field(0.0, ge=0.0, le=10.0, description="standard deviation of the noise "
+                                                           "added to y")
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -1,8 +1,8 @@
 """Host copies of what a run logs, kept for the verdict and the plots at the end.
 
-The per-layer norms are recorded where they already reach the host: `NormHistory` sits
-between `LayerNormLogger` and the metric sink and keeps each flushed block as a numpy array,
-so recording adds no device work and no host synchronization to a step.
+The per-layer norms are recorded where they already reach the host: `NormHistory.record` is
+a recorder of the `PerLayerNormLogger`, which hands it each block it flushes to the metric
+sink, so recording adds no device work and no host synchronization to a step.
 """
 
 from __future__ import annotations
@@ -19,28 +19,20 @@ if TYPE_CHECKING:
 
 
 class NormHistory:
-    """A metric sink proxy: forwards everything, and keeps the rows of `log_rows` calls whose
-    keys are per-layer norms (`grad_norm/...`, `update_norm/...`, `weight_norm/...`)."""
+    """The per-layer norms (`grad_norm/...`, `update_norm/...`, `weight_norm/...`) of one
+    norm logger, one block per flush."""
 
-    PREFIXES = ("grad_norm/", "update_norm/", "weight_norm/")
-
-    def __init__(self, sink: Any):
-        self._sink = sink
+    def __init__(self) -> None:
         self.keys: list[str] = []
         self._blocks: list[np.ndarray] = []
         self._steps: list[np.ndarray] = []
 
-    def __getattr__(self, name: str) -> Any:  # log, call_soon, close, ...: the sink's own
-        return getattr(self._sink, name)
-
-    def log_rows(self, keys: list[str], rows: Any, steps: Sequence[int],
-                 timestamps_ms: Sequence[int]) -> None:
+    def record(self, keys: list[str], rows: Any, steps: Sequence[int]) -> None:
         block = np.asarray(rows, dtype=np.float64).reshape(len(steps), len(keys))  # (S, K)
-        self._sink.log_rows(keys, block, steps, timestamps_ms)
-        if not len(block) or not all(key.startswith(self.PREFIXES) for key in keys):
+        if not len(block):
             return
         if self.keys and keys != self.keys:
-            raise ValueError("one NormHistory records one probe's keys")
+            raise ValueError("one NormHistory records one norm logger's keys")
         self.keys = list(keys)
         self._blocks.append(block)
         self._steps.append(np.asarray(steps, dtype=np.int64))

@@ -1,6 +1,6 @@
 """One run's diagnostics: what is recorded during training, and what is said and drawn after.
 
-During training: the per-layer norms the `LayerNormLogger` flushes (host copies, no extra
+During training: the per-layer norms the `PerLayerNormLogger` flushes (host copies, no extra
 device work), the epoch metrics, and sampled activation statistics. After training: the
 gradient-flow verdict (tag `layerwise.diagnosis`, `diagnosis.json`, the job record), the
 plots, and the analyses the spec asks for. Plots are drawn and logged on the metric sink's
@@ -10,7 +10,7 @@ thread, so they overlap with the rest of the run's end (the model upload).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -23,9 +23,8 @@ from workers.diagnostics.activations import ActivationSampler, activation_module
 from workers.diagnostics.analysis import run_analyses
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.verdict import Diagnosis, diagnose
-from workers.tracking.metric_sink import MetricSink
 from workers.tracking.run_tracker import RunTracker
-from workers.training.callbacks import Callback, LayerNormLogger
+from workers.training.callbacks import Callback, PerLayerNormLogger
 
 
 class Diagnostics:
@@ -39,14 +38,14 @@ class Diagnostics:
 
     # -- during training -------------------------------------------------------------------
     def attach(self, callbacks: list[Callback], train_x: torch.Tensor) -> list[Callback]:
-        """`callbacks` plus the recorders: the norm logger's flushes are kept (its sink is
-        wrapped), the epoch metrics are kept for the plots, and activations are sampled when
-        the spec asks and the model has activation modules to sample. With diagnostics and
-        plots off, nothing is added."""
+        """`callbacks` plus the recorders: the norm logger's flushes are kept (the history is
+        one of its recorders), the epoch metrics are kept for the plots, and activations are
+        sampled when the spec asks and the model has activation modules to sample. With
+        diagnostics and plots off, nothing is added."""
         for callback in callbacks:
-            if isinstance(callback, LayerNormLogger):
-                self.history = NormHistory(callback.sink)
-                callback.sink = cast(MetricSink, self.history)  # a proxy with its interface
+            if isinstance(callback, PerLayerNormLogger):
+                self.history = NormHistory()
+                callback.add_recorder(self.history.record)
         diag = self.spec.diagnostics
         added: list[Callback] = [self.epochs] if diag.plots else []
         if diag.activation_stats and activation_modules(self.model):

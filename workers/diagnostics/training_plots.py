@@ -7,7 +7,8 @@ the API can draw in its request threads). Layers are coloured input (dark) to ou
 
 The plots of every run are drawn at the end of each job, so they are kept cheap: fixed
 margins instead of a layout engine, and log10 of the values on a linear axis instead of a log
-axis (whose tick labels are typeset as math), which together cost about a third as much.
+axis (whose tick labels are typeset as math), which together make them much cheaper to draw
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations

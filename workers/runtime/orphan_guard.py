@@ -4,7 +4,7 @@ Ray ends a worker whose raylet died only when the worker is re-parented to PID 1
 subreaper (CI harnesses, `tini`, `systemd --user`) it is re-parented there instead and trains
 on, unseen: its service restarted and re-queued the job, and the orphan would finish the MLflow
 run and delete the checkpoint that the re-run resumes from. The raylet's pid is in the
-worker's environment, so one `getppid()` per step (well under a microsecond) tells.
+worker's environment, so one `getppid()` per step (a system call, negligible beside a step) tells.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names
 from services.lifecycle import Status
+from services.resources import run_ask, times_fit
 from services.store import JobRecord, JobStore
 from services.sweep_table import best_trial, cancel_live_trials, merge_trials
 
@@ -18,10 +19,8 @@ from services.sweep_table import best_trial, cancel_live_trials, merge_trials
 def requested(record: JobRecord) -> tuple[float, float]:
     """CPUs and GPUs of one run (all its workers): the experiment, or one trial of a sweep."""
     spec = record.spec.get("base", {}) if record.job_type == "sweep" else record.spec
-    resources = spec.get("resources", {})
-    workers = int(resources.get("workers", 1))  # data-parallel workers each hold a share
-    return (workers * float(resources.get("cpus", 1.0)),
-            workers * float(resources.get("gpus", 0.0)))
+    run = run_ask(spec.get("resources", {}))
+    return run["cpus"], run["gpus"]
 
 
 def reserved(record: JobRecord, capacity: dict[str, float]) -> tuple[float, float]:
@@ -30,8 +29,7 @@ def reserved(record: JobRecord, capacity: dict[str, float]) -> tuple[float, floa
     cpus, gpus = requested(record)
     if record.job_type != "sweep":
         return cpus, gpus
-    fit = min(math.floor(capacity["cpus"] / cpus + 1e-9) if cpus > 0 else math.inf,
-              math.floor(capacity["gpus"] / gpus + 1e-9) if gpus > 0 else math.inf)
+    fit = min(times_fit(cpus, capacity["cpus"]), times_fit(gpus, capacity["gpus"]))
     limit = record.spec.get("search", {}).get("max_concurrent") or math.inf
     total = (record.result or {}).get("trials_total") or math.inf
     concurrent = max(1, min(fit, limit, total))

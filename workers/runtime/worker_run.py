@@ -6,10 +6,20 @@ from typing import Any
 
 import ray
 
-from workers.run import RunOptions, WorkerSettings, run_experiment
+from workers.run import RunHooks, RunOptions, WorkerSettings, run_experiment
 from workers.runtime.orphan_guard import StopWhenOrphaned
 from workers.runtime.progress_board import BoardLink
+from workers.tracking.run_tracker import RunTracker
 from workers.training.data_parallel import DataParallel
+
+
+class OrphanGuard(StopWhenOrphaned, RunHooks):
+    """The orphan guard as the run's hooks: it checks at every step, epoch end and training
+    end, and once more after training's last reports. It comes before the checkpoint
+    callback, so an orphan neither overwrites the checkpoint nor deletes it."""
+
+    def before_finish(self, tracker: RunTracker) -> None:
+        self.check()
 
 
 def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, board: Any,
@@ -18,12 +28,8 @@ def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, b
     """`run_experiment` as a Ray worker runs it (alone, or as rank 0 of a data-parallel
     training): progress to the board, stopped if orphaned, and the node it ran on."""
     report = BoardLink(board, job_id)
-    # The guard comes before the checkpoint callback, and checks once more after training's
-    # last reports: an orphan must neither overwrite the checkpoint nor delete it.
-    guard = StopWhenOrphaned()
     result = run_experiment(job_id, spec, settings, report, RunOptions(
-        run_id=resume_run_id, parallel=parallel, callbacks=lambda tracker: [guard],
-        before_finish=guard.check))
+        run_id=resume_run_id, parallel=parallel, hooks=OrphanGuard()))
     report.flush()
     result["node_id"] = ray.get_runtime_context().get_node_id()
     return result

@@ -16,12 +16,12 @@ a regularizer, the seed) do not build and step the same model again.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from typing import Any
 
 import torch
 
-from models import build_model
 from models.base import LayerwiseModel, ModelConfigError
 from models.objectives import Objective
 from models.registry import family
@@ -31,12 +31,39 @@ from services.contract.applicability import ForwardFacts
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from workers.data import DataBundle
+from workers.prepare import model_of
 from workers.training.loop import summarize
 
 DRY_RUN_EXAMPLES = 8
 DRY_RUN_STEPS = 16
 STEPS_KEPT = 16
 STEPS_BYTES = 64_000_000  # real models here have at most max_dry_run_parameters
+
+
+@dataclass(frozen=True)
+class LoggedMetrics:
+    """The metrics the loop logs for a run, as one dry-run step showed them. The one place
+    submission checks learn a metric's key from (an early-stopping monitor, a sweep's metric).
+
+    Attributes:
+        names: what each evaluated split logs, named by the loop's `summarize` (loss,
+            accuracy or mse, perplexity, ...).
+        penalty: the loop adds train/penalty (a weight or activity penalty is on).
+        model_keys: the keys the model logs itself each epoch (`epoch_metrics`).
+    """
+
+    names: tuple[str, ...]
+    penalty: bool
+    model_keys: tuple[str, ...]
+
+    def keys(self, splits: Iterable[str]) -> list[str]:
+        """Each split's keys (train/loss, ...), in the order the loop logs them."""
+        out = []
+        for split in splits:
+            out += [f"{split}/{name}" for name in self.names]
+            out += ["train/penalty"] if split == "train" and self.penalty else []
+            out += [key for key in self.model_keys if key.startswith(f"{split}/")]
+        return out
 
 
 @dataclass
@@ -47,18 +74,28 @@ class Step:
     param_count: int
     on_meta: bool
     has_hidden: bool
-    metric_names: list[str] | None  # loss, accuracy, ...; None: the step needs values
+    # What the loop's `summarize` named the step's metrics and what the model measured
+    # itself; None: the step needs values (a large model checked on the meta device).
+    metric_names: tuple[str, ...] | None
+    model_keys: tuple[str, ...] | None
+
+    def logged(self, spec: ExperimentSpec) -> LoggedMetrics | None:
+        """The metrics the loop will log for this spec, or None when the step could not tell."""
+        if self.metric_names is None or self.model_keys is None:
+            return None
+        reg = spec.regularization
+        # The loop's penalty is the weight penalty plus the activity penalty of a model that
+        # learns by gradient descent (a kind with nothing to penalize is refused).
+        penalty = self.model.uses_gradients and bool(
+            reg.l1 or reg.l2 or reg.activity_l1 or reg.activity_l2)
+        return LoggedMetrics(self.metric_names, penalty, self.model_keys)
 
     def facts(self, spec: ExperimentSpec, *, has_val: bool) -> ForwardFacts:
-        """The step's facts for this spec: the metric keys the loop will log."""
-        if self.metric_names is None:
-            return ForwardFacts(has_hidden=self.has_hidden, metric_keys=None)
-        splits = ["train", "val"] if has_val else ["train"]
-        keys = {f"{split}/{name}" for split in splits for name in self.metric_names}
-        reg = spec.regularization
-        if self.model.uses_gradients and (reg.l1 or reg.l2 or reg.activity_l1 or reg.activity_l2):
-            keys.add("train/penalty")
-        return ForwardFacts(has_hidden=self.has_hidden, metric_keys=frozenset(keys))
+        """The step's facts for this spec: the metric keys the loop will log every epoch."""
+        logged = self.logged(spec)
+        keys = None if logged is None else frozenset(
+            logged.keys(["train", "val"] if has_val else ["train"]))
+        return ForwardFacts(has_hidden=self.has_hidden, metric_keys=keys)
 
 
 # A model on the meta device holds no memory; a real one its parameters and their gradients.
@@ -92,13 +129,14 @@ def _step(spec: ExperimentSpec, bundle: DataBundle, objective: Objective,
     if not on_meta:
         model = _build(spec, bundle, device="cpu")
     names = _one_step(spec, model, objective, bundle, on_meta=on_meta)
-    return Step(model, param_count, on_meta, bool(model.hidden_activations()), names)
+    return Step(model, param_count, on_meta, bool(model.hidden_activations()), names,
+                _model_keys(model, on_meta=on_meta))
 
 
 def _build(spec: ExperimentSpec, bundle: DataBundle, *, device: str) -> LayerwiseModel:
     try:
         with torch.device(device):
-            return build_model(spec.model, bundle.shape(), dropout=spec.regularization.dropout)
+            return model_of(spec, bundle)
     except ModelConfigError as exc:
         raise SpecInvalid([SpecError(("model", *exc.loc), exc.msg)]) from exc
     except (RuntimeError, ValueError, IndexError, TypeError, OverflowError) as exc:
@@ -123,7 +161,7 @@ def dry_run_batch(spec: ExperimentSpec, bundle: DataBundle, on_meta: bool
 
 
 def _one_step(spec: ExperimentSpec, model: Any, objective: Objective, bundle: DataBundle, *,
-              on_meta: bool) -> list[str] | None:
+              on_meta: bool) -> tuple[str, ...] | None:
     """One training step's forward (and backward) on a few examples, as the loop runs it.
     Returns the names of the metrics the loop logs (loss, accuracy, ...).
 
@@ -153,4 +191,14 @@ def _one_step(spec: ExperimentSpec, model: Any, objective: Objective, bundle: Da
         raise SpecInvalid([SpecError(("model",), f"the model cannot run on this data "
                                                  f"(input shape {tuple(x.shape[1:])}): "
                                                  f"{str(exc)[:300]}")]) from exc
-    return [key.split("/", 1)[1] for key in summarize("train", sums, task=objective.task)]
+    return tuple(key.split("/", 1)[1] for key in summarize("train", sums, task=objective.task))
+
+
+def _model_keys(model: LayerwiseModel, *, on_meta: bool) -> tuple[str, ...] | None:
+    """The keys of what the model measures itself each epoch (an energy, a load), after the
+    step; None on the meta device for a model that measures anything (that needs values)."""
+    if type(model).epoch_metrics is LayerwiseModel.epoch_metrics:
+        return ()
+    if on_meta:
+        return None
+    return tuple(model.epoch_metrics())

@@ -27,10 +27,9 @@ from ray import tune
 from services.contract import mlflow_names as names
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
-from workers.run import RunOptions, run_experiment
+from workers.run import RunHooks, RunOptions, run_experiment
 from workers.sweeps.context import TrialContext
 from workers.tracking.run_tracker import RunTracker
-from workers.training.callbacks import Callback
 from workers.training.loop import Trainer
 
 FINAL_KEY = "layerwise_final"
@@ -102,14 +101,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
     options = RunOptions(
         tags={names.TAG_SWEEP_ID: ctx.sweep_id, TAG_TRIAL_ID: trial_id,
               names.PARENT_RUN_TAG: ctx.parent_run_id},
-        callbacks=lambda tracker: [reporter.bind(tracker)],
+        hooks=reporter,
         run_id=run_id,
         # Tune's checkpoint, when there is one, says where training continues; otherwise a
         # run cut off by a crash resumes from the trial's own last checkpoint.
         resume=state is None and run_id is not None,
-        experiment_id=ctx.experiment_id,
-        before_fit=reporter.restore if state is not None else None,
-        log_model=log_model_files, on_interrupt=reporter.interrupted)
+        experiment_id=ctx.experiment_id)
     result = run_experiment(trial_job_id(ctx.sweep_id, trial_id), payload, ctx.settings,
                             report, options)
     epoch = reporter.offset + int(result.get("epochs_run", 0))
@@ -121,9 +118,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
     return final
 
 
-class TuneReporter(Callback):
+class TuneReporter(RunHooks):
     """Reports each epoch's metrics to Tune (when the scheduler needs them) and, for PBT,
-    saves the weights every perturbation interval."""
+    saves the weights every perturbation interval and starts from Tune's checkpoint."""
 
     def __init__(self, sweep: SweepSpec, params: dict[str, Any], state: dict[str, Any] | None):
         self.per_epoch = sweep.reports_every_epoch
@@ -135,13 +132,14 @@ class TuneReporter(Callback):
         self.tracker: RunTracker | None = None
         self.last_metrics: dict[str, float] = {}
 
-    def bind(self, tracker: RunTracker) -> TuneReporter:
+    def on_run_start(self, tracker: RunTracker) -> None:
         self.tracker = tracker
-        return self
 
     def on_train_start(self, trainer: Trainer) -> None:
-        """PBT changes values between segments of one run: they are logged as metrics, since
-        an MLflow param cannot change."""
+        """Start from Tune's checkpoint, if any. PBT changes values between segments of one
+        run: they are logged as metrics, since an MLflow param cannot change."""
+        if self.state is not None:
+            self.restore(trainer)
         if self.pbt and self.tracker is not None:
             values = {f"hparam/{path}": float(value) for path, value in self.params.items()
                       if not path.startswith(PBT_FIXED_PREFIXES)
@@ -175,7 +173,10 @@ class TuneReporter(Callback):
                 group["lr"] = group["initial_lr"] = trainer.spec.optimizer.lr
         trainer.step = self.state["step"]
 
-    def interrupted(self, tracker: RunTracker, exc: BaseException) -> str | None:
+    def log_model(self, tracker: RunTracker, model: torch.nn.Module) -> None:
+        log_model_files(tracker, model)
+
+    def close_status(self, tracker: RunTracker, exc: BaseException) -> str | None:
         """Tune ends a trial it stops by raising SystemExit inside `report`. A trial that
         reports only at the end is stopped by cancelling it (SystemExit on SIGTERM,
         KeyboardInterrupt): a cancelled sweep, which closes the run as KILLED."""
@@ -191,7 +192,7 @@ def log_model_files(tracker: RunTracker, model: torch.nn.Module) -> None:
     """The trained model as an MLflow pytorch model in the run's artifacts (runs:/<id>/model).
 
     A trial skips MLflow's logged-model entity: registering one reads back every metric
-    history of the run, about 0.7 s per trial against a training of a fraction of that.
+    history of the run, longer than a short trial's training (BENCHMARKS.md).
     """
     torch_version = torch.__version__.split("+")[0]
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,8 @@
 """Sweep trials on warm workers.
 
 Tune runs every trial in an actor, and a sweep's actors are new processes: each imported torch,
-MLflow and the zoo and opened the tracking store before its first trial trained, about 8 s of a
-sweep on this 2-core machine, every sweep. The trainable here is the light half of that actor
+MLflow and the zoo and opened the tracking store before its first trial trained, a start-up
+that every sweep paid again (BENCHMARKS.md). The trainable here is the light half of that actor
 (it imports neither): it holds the trial's reservation and has the training run as a Ray task
 on its node, on the pooled worker processes that earlier trials and experiments warmed.
 

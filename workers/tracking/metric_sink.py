@@ -1,10 +1,10 @@
 """Buffered MLflow metric logging off the training thread.
 
-Per-step `log_batch` calls cost 3.7 ms on SQLite and 12 ms over HTTP against a 0.55 ms
-training step, so metrics are queued as columns and a background thread writes what arrived
-within `flush_every_s` (0.25 s) in one go (see `metric_writers` for how). Writing a few times a
-second rather than at each arrival keeps the thread's share of the interpreter lock, which the
-training thread waits for, to a few large calls.
+Per-step `log_batch` calls cost several times a small model's training step, on SQLite and over
+HTTP alike (BENCHMARKS.md), so metrics are queued as columns and a background thread writes what
+arrived within `flush_every_s` (0.25 s) in one go (see `metric_writers` for how). Writing a few
+times a second rather than at each arrival keeps the thread's share of the interpreter lock,
+which the training thread waits for, to a few large calls.
 
 A run continued after a crash retrains from its last checkpoint the epochs it had already
 logged past it: the sink drops every (key, step) the run already holds (`logged`), so each
@@ -25,7 +25,7 @@ from workers.tracking.metric_writers import MetricColumns, MetricWriter
 
 # Values queued and not yet written before `log` waits for the writer: about 32 MB of
 # columns. Per-layer norms at every step of a fast training outrun a stock MLflow server
-# (~5,500 metrics/s here); an unbounded queue grew by gigabytes an hour.
+# (BENCHMARKS.md); an unbounded queue grew by gigabytes an hour.
 MAX_PENDING_VALUES = 1_000_000
 
 

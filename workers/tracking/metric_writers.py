@@ -4,20 +4,21 @@ Metrics travel as columns (`MetricColumns`), not as one `mlflow.entities.Metric`
 per-layer norms at every step are thousands of values a second, and a Python object per value
 costs the training thread's interpreter lock as much as the training does.
 
-MLflow's SQL store spends 0.3-0.7 ms per metric in `log_batch` (ORM objects, per-key
-latest-metric bookkeeping): per-layer norms at every step of a 0.5 ms training step cannot keep
-up. When the worker can reach the tracking database itself (a sqlite:// or postgresql://
-tracking URI, or `LAYERWISE_MLFLOW_BACKEND_URI` next to a server), `SqlBulkWriter` inserts rows
-into MLflow's own `metrics` table, many rows per statement, and maintains `latest_metrics` the
-same way MLflow does. An MLflow
-server gets `RestWriter`: the server's log-batch endpoint in requests of 1000 metrics, the
-JSON built straight from the columns (MLflow's client builds a protobuf message per metric and
-converts it to JSON twice: 40 us per metric against 5). Any other store gets `ClientWriter`.
+MLflow's SQL store spends about as long per metric in `log_batch` (ORM objects, per-key
+latest-metric bookkeeping) as a small model spends on a training step (BENCHMARKS.md): per-layer
+norms at every step cannot keep up. When the worker can reach the tracking database itself (a
+sqlite:// or postgresql:// tracking URI, or `LAYERWISE_MLFLOW_BACKEND_URI` next to a server),
+`SqlBulkWriter` inserts rows into MLflow's own `metrics` table, many rows per statement, and
+maintains `latest_metrics` the same way MLflow does. An MLflow server gets `RestWriter`: the
+server's log-batch endpoint in requests of 1000 metrics, the JSON built straight from the
+columns (MLflow's client builds a protobuf message per metric and converts it to JSON twice,
+several times the cost of building the JSON directly). Any other store gets `ClientWriter`, and
+so does every store when the installed MLflow is not one the first two were tested with
+(services/mlflow_internals.py holds what they use of MLflow's internals, and says which).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -27,13 +28,19 @@ import numpy as np
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from services.mlflow_internals import (
+    METRIC_COLUMNS,
+    RestLogBatch,
+    check_mlflow_version,
+    metric_tables,
+    sql_engine,
+    stored_values,
+)
 from services.tracking_store import tracking_client
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's limits for one log_batch
 MAX_PARAMS_PER_CALL = 100
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-FLOAT_MAX = sys.float_info.max  # MLflow stores +-inf as +-FLOAT_MAX and NaN as 0 with is_nan
-COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
 # 6 x 150 = 900 parameters: under every database's limit (SQLite before 3.32 allows 999).
 ROWS_PER_STATEMENT = 150
 
@@ -86,12 +93,6 @@ class MetricColumns:
             self.keys, self.values.tolist(), self.timestamps.tolist(), self.steps.tolist(),
             strict=True)]
 
-    def stored_values(self) -> tuple[list[float], list[bool]]:
-        """(value, is_nan) as MLflow's SQL store keeps them."""
-        is_nan = np.isnan(self.values)
-        clean = np.nan_to_num(self.values, nan=0.0, posinf=FLOAT_MAX, neginf=-FLOAT_MAX)
-        return clean.tolist(), is_nan.tolist()
-
 
 class MetricWriter(Protocol):
     def write(self, run_id: str, metrics: MetricColumns) -> None: ...
@@ -116,27 +117,20 @@ class ClientWriter:
 
 class RestWriter:
     """An MLflow server's log-batch endpoint, with the client's credentials, headers and
-    retries (`mlflow.utils.rest_utils.http_request`)."""
+    retries, in JSON built straight from the columns."""
 
     def __init__(self, client: MlflowClient):
-        from mlflow.protos.service_pb2 import LogBatch
-
+        self.client = client
         self.client_writer = ClientWriter(client)  # params: a run's are one request
-        self.store = client._tracking_client.store
-        self.endpoint, self.method = self.store._METHOD_TO_INFO[LogBatch]
+        self.log_batch = RestLogBatch(client)
 
     def write(self, run_id: str, metrics: MetricColumns) -> None:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         for chunk in metrics.chunks(MAX_METRICS_PER_CALL):
-            body = {"run_id": run_id, "metrics": [
+            self.log_batch.post({"run_id": run_id, "metrics": [
                 {"key": k, "value": _json_double(v), "timestamp": t, "step": s}
                 for k, v, t, s in zip(chunk.keys, chunk.values.tolist(),
                                       chunk.timestamps.tolist(), chunk.steps.tolist(),
-                                      strict=True)]}
-            response = http_request(self.store.get_host_creds(), self.endpoint, self.method,
-                                    json=body)
-            verify_rest_response(response, self.endpoint)
+                                      strict=True)]})
 
     def write_params(self, run_id: str, params: list[Param]) -> None:
         self.client_writer.write_params(run_id, params)
@@ -155,13 +149,14 @@ class SqlBulkWriter:
     """Bulk inserts through the engine of MLflow's own SqlAlchemyStore for this URI."""
 
     def __init__(self, client: MlflowClient):
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam
-
-        self.store = client._tracking_client.store
-        self.engine = self.store.engine
-        self.metrics = SqlMetric.__table__
-        self.latest = SqlLatestMetric.__table__
-        self.params = SqlParam.__table__
+        self.client = client
+        engine = sql_engine(client)
+        if engine is None:
+            raise ValueError("SqlBulkWriter needs a client of MLflow's SQL tracking store")
+        self.engine = engine
+        tables = metric_tables()
+        self.metrics, self.latest, self.params = (tables.metrics, tables.latest_metrics,
+                                                  tables.params)
         self.fallback = ClientWriter(client)
         self._marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(
             self.engine.dialect.paramstyle)
@@ -171,16 +166,16 @@ class SqlBulkWriter:
         """INSERT of `rows` rows in one statement, in the driver's own parameter style."""
         if rows not in self._statements:
             quote = self.engine.dialect.identifier_preparer.quote
-            one = f"({', '.join([str(self._marker)] * len(COLUMNS))})"
-            self._statements[rows] = (
-                f"INSERT INTO {quote(self.metrics.name)} ({', '.join(map(quote, COLUMNS))}) "
-                f"VALUES {', '.join([one] * rows)}")
+            one = f"({', '.join([str(self._marker)] * len(METRIC_COLUMNS))})"
+            columns = ", ".join(map(quote, METRIC_COLUMNS))
+            self._statements[rows] = (f"INSERT INTO {quote(self.metrics.name)} ({columns}) "
+                                      f"VALUES {', '.join([one] * rows)}")
         return self._statements[rows]
 
     def write(self, run_id: str, metrics: MetricColumns) -> None:
         from sqlalchemy.exc import IntegrityError
 
-        values, is_nan = metrics.stored_values()
+        values, is_nan = stored_values(metrics.values)
         timestamps, steps = metrics.timestamps.tolist(), metrics.steps.tolist()
         try:
             with self.engine.begin() as connection:
@@ -195,8 +190,8 @@ class SqlBulkWriter:
 
     def write_params(self, run_id: str, params: list[Param]) -> None:
         """A new run's params in one transaction. MLflow's log_batch loads the run twice and
-        builds an ORM object per param: 8 ms for a spec's 80 params on SQLite, a sixth of a
-        short sweep trial's MLflow work. Params already stored (a retried call) go through
+        builds an ORM object per param: a large share of a short sweep trial's MLflow work
+        (BENCHMARKS.md). Params already stored (a retried call) go through
         MLflow's path, which accepts the same values again and refuses changed ones."""
         from sqlalchemy import insert
         from sqlalchemy.exc import IntegrityError
@@ -214,13 +209,13 @@ class SqlBulkWriter:
         """Many rows per statement: the driver binds a statement's parameters holding the
         interpreter lock and runs it without, so an executemany (one run per row) handed the
         lock to and from the training thread thousands of times a second, which slowed
-        training by ~20 us per metric. A driver with named parameters goes through
+        training measurably per metric. A driver with named parameters goes through
         SQLAlchemy."""
         if self._marker is None:
             from sqlalchemy import insert
 
-            connection.execute(insert(self.metrics), [dict(zip(COLUMNS, row, strict=True))
-                                                      for row in rows])
+            connection.execute(insert(self.metrics), [
+                dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows])
             return
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[start:start + ROWS_PER_STATEMENT]
@@ -264,13 +259,16 @@ def writer_for(client: MlflowClient, tracking_uri: str, metrics_uri: str | None 
                ) -> MetricWriter:
     """The fastest writer for the store: its database when the worker can reach it
     (`metrics_uri`, an MLflow server's backend store, or a database tracking URI), else the
-    server's REST API, else MLflow's client."""
+    server's REST API, else MLflow's client; MLflow's client whatever the store when the
+    installed MLflow is not one the fast writers were tested with."""
     if metrics_uri is not None:
         if _scheme(metrics_uri) not in SQL_SCHEMES:
             raise ValueError(f"LAYERWISE_MLFLOW_BACKEND_URI must be the MLflow server's "
                              f"database URI (one of {', '.join(SQL_SCHEMES)}), not "
                              f"{metrics_uri.split(':', 1)[0]}://...")
-        return SqlBulkWriter(tracking_client(metrics_uri))
+        client, tracking_uri = tracking_client(metrics_uri), metrics_uri
+    if not check_mlflow_version():
+        return ClientWriter(client)
     scheme = _scheme(tracking_uri)
     if scheme in SQL_SCHEMES:
         return SqlBulkWriter(client)

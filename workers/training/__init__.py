@@ -1,2 +1,3 @@
-"""The training engine: the one loop, its callbacks, per-layer norms, optimizers, checkpoints,
-random-generator state and the data-parallel collectives."""
+"""The training engine: the one loop and its callback events, the spec's regularizers as
+callbacks, per-layer norms, evaluation, optimizers, checkpoints, random-generator state and the
+data-parallel collectives."""

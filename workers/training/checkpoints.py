@@ -1,10 +1,11 @@
 """Per-epoch checkpoints, so a job re-run after a crash resumes where it stopped.
 
 A checkpoint holds the model, the optimizer and the schedule, the epoch and step counters,
-early stopping's best so far, and every RNG state (Python, NumPy, torch, the batch shuffler),
-so the resumed run draws the same batches it would have. Files are written to a temporary
-name and renamed, so a crash mid-write leaves the previous checkpoint intact, and read with
-`torch.load(weights_only=True)`: a checkpoint cannot carry code.
+the state of every callback that keeps one (early stopping's best so far), and every RNG state
+(Python, NumPy, torch, the batch shuffler), so the resumed run draws the same batches it would
+have. Files are written to a temporary name and renamed, so a crash mid-write leaves the
+previous checkpoint intact, and read with `torch.load(weights_only=True)`: a checkpoint cannot
+carry code.
 """
 
 from __future__ import annotations

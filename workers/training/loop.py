@@ -1,57 +1,38 @@
 """The one training loop every model kind runs through.
 
-Mini-batches from tensors already on the device, input corruption, the model's
-`training_step`, penalties, backward, clipping, the optimizer, constraints; per epoch the train
-and validation metrics, the schedule and early stopping. Diagnostics, logging and early
-stopping hook in through `Callback` events.
+Mini-batches from tensors already on the device, the model's `training_step`, backward, the
+optimizer; per epoch the train and validation metrics and the schedule. Everything else hooks
+in through the events of `Callback` (workers.training.callbacks), in the order documented
+there: the spec's regularizers (workers.training.regularizers: input corruption, penalties,
+clipping, constraints, early stopping), then the caller's diagnostics, logging and checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
 import torch
 
 from models.base import LayerwiseModel
-from models.mc_dropout import mc_output
 from models.objectives import Objective
-from models.regularizers import (
-    activity_penalty,
-    apply_constraints,
-    binary_pivot,
-    bit_flip,
-    constrained_weights,
-    gaussian_noise,
-    penalized_weights,
-    weight_penalty,
-)
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import EVENTS, Callback, implements
+from workers.training.callbacks import EVENTS, Callback, by_state_key, implements
 from workers.training.data_parallel import DataParallel, TrainingStep
-from workers.training.early_stopping import EarlyStopping
-from workers.training.optim import build_optimizer, build_schedule
+from workers.training.evaluation import Split, evaluate
+from workers.training.metrics import MetricSums, accumulate, summarize
+from workers.training.optim import build_optimization
+from workers.training.regularizers.registry import build_regularizers
 from workers.training.rng import restore_rng, rng_state
 
-EVAL_CHUNK = 4096
+__all__ = ["Diverged", "Split", "Trainer", "summarize"]
 
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class Split:
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.x)
 
 
 class Trainer:
@@ -66,64 +47,35 @@ class Trainer:
                  splits: dict[str, Split], *, device: torch.device,
                  callbacks: list[Callback] | None = None, parallel: DataParallel | None = None):
         self.spec, self.model, self.objective, self.splits = spec, model, objective, splits
-        self.parallel = parallel
-        self.device = device
-        self.epochs = spec.training.epochs
-        self.step = 0
-        self.epoch = 0
-        self.reg = reg = spec.regularization
-        self.optimizer = (build_optimizer(spec.optimizer, list(model.parameters()))
-                          if model.uses_gradients and any(True for _ in model.parameters())
-                          else None)
-        self.schedule = (build_schedule(spec.schedule, self.optimizer, self.epochs)
-                         if self.optimizer else None)
-        self._optimized = ([p for group in self.optimizer.param_groups for p in group["params"]]
-                           if self.optimizer else [])
-        # fp16 gradients underflow without loss scaling; disabled, the scaler is a pass-through.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=(
-            spec.training.precision == "fp16" and self.optimizer is not None))
-        self._penalized = penalized_weights(model, include_biases=reg.penalize_biases)
-        self._has_penalty = (reg.l1 > 0 or reg.l2 > 0) and bool(self._penalized)
-        self._has_activity = reg.activity_l1 > 0 or reg.activity_l2 > 0
-        self._constrained = (constrained_weights(model) if reg.max_norm is not None
-                             or reg.unit_norm or reg.non_neg else [])
-        self._flip_pivot = self._binary_pivot(splits["train"].x)
-        self._mc_samples = (reg.dropout_inference.samples
-                            if reg.dropout_inference.mode == "mc" else 0)
-        self._generator = torch.Generator(device="cpu").manual_seed(spec.training.seed)
-        self.early_stopping = (EarlyStopping(reg.early_stopping)
-                               if reg.early_stopping.patience is not None else None)
-        # Early stopping first: it restores the best weights before other callbacks'
-        # on_train_end (final analyses) look at the model.
-        self.callbacks = [*([self.early_stopping] if self.early_stopping else []),
-                          *(callbacks or [])]
+        self.device, self.parallel = device, parallel
+        self.epochs, self.epoch, self.step, self.start_epoch = spec.training.epochs, 0, 0, 0
         self.stop_reason: str | None = None
-        self.start_epoch = 0
-        # A NaN or infinite loss is caught within one step. On the CPU reading the loss is a
-        # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
-        self._divergence_every = 1 if device.type == "cpu" else 16
-        # The base training step's loss is the objective's on its output: the epoch's train
-        # loss reuses it instead of computing it again.
-        self._step_loss_is_objective = (type(model).training_step
-                                        is LayerwiseModel.training_step)
-        # What a step calls: the model's training step, or DDP around it (built in fit()).
-        self._training_step: Any = partial(model.training_step, objective=objective)
+        self.optimizer, self.schedule = build_optimization(spec, model)
         if parallel is not None and self.optimizer is None:
             raise ValueError("resources.workers > 1 needs a kind that learns by gradient "
                              "descent; set resources.workers to 1")
+        # fp16 gradients underflow without loss scaling; disabled, the scaler is a pass-through.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=(
+            spec.training.precision == "fp16" and self.optimizer is not None))
+        self._generator = torch.Generator(device="cpu").manual_seed(spec.training.seed)
+        # The spec's regularizers first, in the registry's order: it fixes their random draws
+        # and lets early stopping restore the best weights before the others' on_train_end.
+        self.callbacks = [*build_regularizers(spec, model, splits["train"].x),
+                          *(callbacks or [])]
+        self._stateful = by_state_key(self.callbacks)
+        # A NaN or infinite loss is caught within one step. On the CPU reading the loss is a
+        # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
+        self._divergence_every = 1 if device.type == "cpu" else 16
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue as if it had not stopped."""
-        stopping = self.early_stopping
         return {
             "epoch": self.epoch + 1, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "scaler": self.scaler.state_dict(), "rng": rng_state(self._generator),
-            "early_stopping": None if stopping is None else {
-                "best_score": stopping.best_score, "best_epoch": stopping.best_epoch,
-                "best_value": stopping.best_value, "best_state": stopping.best_state},
+            "callbacks": {key: callback.state_dict() for key, callback in self._stateful.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -135,19 +87,11 @@ class Trainer:
             self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"], self._generator)
-        if self.early_stopping is not None and state["early_stopping"] is not None:
-            for key, value in state["early_stopping"].items():
-                setattr(self.early_stopping, key, value)
+        saved = state.get("callbacks", {})
+        for key, callback in self._stateful.items():
+            if key in saved:
+                callback.load_state_dict(saved[key])
         self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
-
-    def _binary_pivot(self, x: torch.Tensor) -> float | None:
-        if self.reg.input_flip_prob == 0:
-            return None
-        pivot = binary_pivot(x)
-        if pivot is None:
-            raise ValueError("regularization.input_flip_prob needs binary inputs ({0, 1} or "
-                             "{-1, 1})")
-        return pivot
 
     # -- events --------------------------------------------------------------------------
     def _fire(self, event: str, *args: Any) -> None:
@@ -155,7 +99,7 @@ class Trainer:
             hook(self, *args)
 
     def _bind_hooks(self) -> None:
-        """Per event, the callbacks that implement it: three events fire at every step, and a
+        """Per event, the callbacks that implement it: most events fire at every step, and a
         run has half a dozen callbacks that mostly leave them empty."""
         self._hooks = {event: [getattr(callback, event) for callback in self.callbacks
                                if implements(callback, event)] for event in EVENTS}
@@ -166,15 +110,19 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train, then evaluate. Returns the final metrics and the early-stopping facts.
+        """Train, then evaluate. Returns the final metrics and how training ended.
 
         Raises:
             Diverged: the training loss became NaN or infinite.
         """
         self._bind_hooks()
         self._fire("on_train_start")
-        if self.parallel is not None:
-            self._training_step = self.parallel.wrap(TrainingStep(self.model, self.objective))
+        # What a step calls: the model's training step, or DDP around it.
+        self._training_step: Any = (
+            partial(self.model.training_step, objective=self.objective) if self.parallel is None
+            else self.parallel.wrap(TrainingStep(self.model, self.objective)))
+        self._optimized = ([p for group in self.optimizer.param_groups for p in group["params"]]
+                           if self.optimizer else [])
         train = self.splits["train"]
         batch = len(train) if self.spec.training.batch_size == "full" else min(
             int(self.spec.training.batch_size), len(train))
@@ -198,36 +146,30 @@ class Trainer:
         self._fire("on_train_end")
         return self._final_result(metrics)
 
-    def _train_epoch(self, train: Split, batch: int) -> dict[str, torch.Tensor | float]:
+    def _train_epoch(self, train: Split, batch: int) -> MetricSums:
         self.model.train()
         order = torch.randperm(len(train), generator=self._generator).to(self.device)
-        corrupts = self.reg.input_noise_std > 0 or self._flip_pivot is not None
-        sums: dict[str, torch.Tensor | float] = {}
+        transforms = self._hooks["transform_input"]
+        # The base training step's loss is the objective's on its output: the epoch's train
+        # loss reuses it instead of computing it again.
+        reuse_loss = type(self.model).training_step is LayerwiseModel.training_step
+        sums: MetricSums = {}
         for start in range(0, len(train), batch):
             index, weight = order[start:start + batch], 1.0
             if self.parallel is not None:
                 index, weight = self.parallel.shard(index)
             x, y = train.x[index], train.y[index]
-            if corrupts:
-                x = self._corrupt(x)
+            for transform in transforms:
+                x = transform(self, x)
             output, penalty = self._step(x, y, weight)
             if weight == 0.0:  # a stand-in example of an empty shard: not counted
                 continue
             metrics = self.objective.metrics(
-                output.detach(), y, loss=self.last_loss if self._step_loss_is_objective else None)
+                output.detach(), y, loss=self.last_loss if reuse_loss else None)
             if penalty is not None:  # summed per example like the loss: the epoch's mean
                 metrics["penalty"] = penalty * metrics["count"]
-            for key, value in metrics.items():
-                sums[key] = sums[key] + value if key in sums else value
+            accumulate(sums, metrics)
         return sums if self.parallel is None else self.parallel.sum_metrics(sums)
-
-    def _corrupt(self, x: torch.Tensor) -> torch.Tensor:
-        """The lecture's input corruption, during training only: bit flips, Gaussian noise."""
-        if self._flip_pivot is not None:
-            x = bit_flip(x, self.reg.input_flip_prob, self._flip_pivot)
-        if self.reg.input_noise_std > 0:
-            x = gaussian_noise(x, self.reg.input_noise_std)
-        return x
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -244,7 +186,7 @@ class Trainer:
         with self._autocast():
             out = self._training_step(x, y)
             loss = out["loss"]
-            penalty = self._penalties()
+            penalty = self._penalty()
             total = loss if penalty is None else loss + penalty
             if weight != 1.0:
                 total = total * weight
@@ -253,43 +195,31 @@ class Trainer:
             raise Diverged(f"diverged at step {self.step}: the training loss is "
                            f"{float(self.last_loss)}; lower optimizer.lr or set "
                            "training.grad_clip_norm")
-        # optimizer.zero_grad(set_to_none=True) without its profiler wrapper (12 us a step,
-        # 7% of a small MLP's step).
+        # optimizer.zero_grad(set_to_none=True) without its profiler wrapper, a measurable
+        # share of a small MLP's step (BENCHMARKS.md).
         for param in self._optimized:
             param.grad = None
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients
         self._fire("on_after_backward")
-        self._clip()
+        self._fire("adjust_gradients")
         self._fire("on_before_update")
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self._constrained:
-            apply_constraints(self._constrained, max_norm=self.reg.max_norm,
-                              unit_norm=self.reg.unit_norm, non_neg=self.reg.non_neg)
+        self._fire("adjust_weights")
         self.step += 1
         self._fire("on_step_end")
         return out["output"], None if penalty is None else penalty.detach()
 
-    def _penalties(self) -> torch.Tensor | None:
-        """Weight and activity penalties of the forward pass that just ran, or None."""
+    def _penalty(self) -> torch.Tensor | None:
+        """The callbacks' penalty terms of the forward pass that just ran, summed in callback
+        order, or None when none has one."""
         total: torch.Tensor | None = None
-        if self._has_penalty:
-            total = weight_penalty(self._penalized, l1=self.reg.l1, l2=self.reg.l2)
-        if self._has_activity:
-            hidden = self.model.hidden_activations()
-            if hidden:
-                activity = activity_penalty(hidden, l1=self.reg.activity_l1,
-                                            l2=self.reg.activity_l2)
-                total = activity if total is None else total + activity
+        for hook in self._hooks["penalty"]:
+            term = hook(self)
+            if term is not None:
+                total = term if total is None else total + term
         return total
-
-    def _clip(self) -> None:
-        training = self.spec.training
-        if training.grad_clip_value is not None:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), training.grad_clip_value)
-        if training.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), training.grad_clip_norm)
 
     def _autocast(self):
         precision = self.spec.training.precision
@@ -299,34 +229,12 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     # -- evaluation ----------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, torch.Tensor | float]:
+    def evaluate(self, split: Split) -> MetricSums:
         """Metric sums over `split` (device tensors), dropout at its inference rule."""
-        self.model.eval()
-        sums: dict[str, torch.Tensor | float] = {}
-        with self._fixed_masks():
-            for start in range(0, len(split), EVAL_CHUNK):
-                x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
-                z = (mc_output(self.model, x, self.objective, self._mc_samples)
-                     if self._mc_samples else self.model(x))
-                for key, value in self.objective.metrics(z, y).items():
-                    sums[key] = sums[key] + value if key in sums else value
-        return sums
+        return evaluate(self.spec, self.model, self.objective, split, self.device)
 
-    @contextmanager
-    def _fixed_masks(self) -> Iterator[None]:
-        """MC evaluation draws the same masks every time from its own seed: the same weights
-        give the same validation metrics, and training's random stream is not disturbed."""
-        if not self._mc_samples:
-            yield
-            return
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.spec.training.seed)
-            yield
-
-    def _epoch_metrics(self, train_sums: dict[str, torch.Tensor | float], seconds: float,
-                       n_train: int) -> dict[str, float]:
+    def _epoch_metrics(self, train_sums: MetricSums, seconds: float, n_train: int
+                       ) -> dict[str, float]:
         metrics = summarize("train", train_sums, task=self.objective.task)
         if not math.isfinite(metrics["train/loss"]):
             raise Diverged(f"diverged at step {self.step}: the training loss is "
@@ -343,7 +251,7 @@ class Trainer:
 
     def _final_result(self, last: dict[str, float]) -> dict[str, Any]:
         """Final val/test metrics of the model as it ends (the best epoch's weights when early
-        stopping restored them), and how training ended."""
+        stopping restored them), what the callbacks add, and how training ended."""
         result: dict[str, Any] = {}
         for name in ("val", "test"):
             if name in self.splits and len(self.splits[name]):
@@ -352,28 +260,10 @@ class Trainer:
         result["train/loss"] = last.get("train/loss")
         result["epochs_run"] = self.epoch + 1
         result["steps"] = self.step
-        if self.early_stopping is not None:
-            result.update(self.early_stopping.facts())
+        for summary in self._hooks["summary"]:
+            result.update(summary(self))
         if self.stop_reason is not None:
             result["stopped_epoch"] = self.epoch + 1
             result["stop_reason"] = self.stop_reason
         return result
 
-
-# Metric sums (from Objective.metrics, plus the loop's "penalty") and the names they get.
-_PER_EXAMPLE = {"loss": "loss", "correct": "accuracy", "sq_error": "mse", "penalty": "penalty"}
-
-
-def summarize(prefix: str, sums: dict[str, torch.Tensor | float], *, task: str | None = None
-              ) -> dict[str, float]:
-    """Per-example means of an epoch's metric sums, keyed as in MLflow (`train/loss`, ...).
-
-    A language model's loss is the mean per-token NLL, so its perplexity is exp(loss).
-    """
-    host = {k: float(v) for k, v in sums.items()}  # one sync per split per epoch
-    count = max(host.pop("count", 1.0), 1.0)
-    out = {f"{prefix}/{_PER_EXAMPLE.get(key, key)}": value / count
-           for key, value in host.items()}
-    if task == "language_model":
-        out[f"{prefix}/perplexity"] = math.exp(min(out[f"{prefix}/loss"], 700.0))
-    return out

@@ -5,8 +5,8 @@ Few kernel launches per logged step, and no host synchronization: one fused
 update, an in-place subtraction after it, one fused norm over the differences and the weights,
 and one stack. What a step leaves is a vector of per-parameter norms on the device; folding
 them into per-layer norms waits for `layer_norms`, once per flush of many steps (a `.item()`
-per step was measured at +6% of a small MLP's step time, and each extra small op per step
-costs 5-10 us against a step of about 1 ms).
+per step, or each extra small op per step, costs a visible share of a small MLP's step;
+BENCHMARKS.md has the figures).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-class LayerNormProbe:
+class PerLayerNorms:
     """Norms of one model's layers, in the order of `layer_groups` (input to output).
 
     A step's measurement (`after_update`) holds per-parameter norms: [grads..., updates...,

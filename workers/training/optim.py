@@ -7,13 +7,14 @@ import math
 import torch
 from torch import nn
 
-from services.contract.spec import OptimizerSpec, ScheduleSpec
+from models.base import LayerwiseModel
+from services.contract.spec import ExperimentSpec, OptimizerSpec, ScheduleSpec
 
 
 def build_optimizer(spec: OptimizerSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     """The spec's optimizer, in PyTorch's fused implementation where it has one (SGD, Adam,
-    AdamW): the same update in one kernel per step instead of several per parameter, 0.21 ms
-    instead of 0.6-0.8 ms per step for a 64-256-256-10 MLP on one CPU thread. RMSprop has no
+    AdamW): the same update in one kernel per step instead of several per parameter, a fraction of
+    the step time of the unfused one (BENCHMARKS.md). RMSprop has no
     fused kernel and uses the multi-tensor one."""
     if spec.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum,
@@ -58,3 +59,14 @@ def build_schedule(spec: ScheduleSpec, optimizer: torch.optim.Optimizer, epochs:
     base_lr = optimizer.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: lr_factor(spec, epoch, epochs, base_lr))
+
+
+def build_optimization(spec: ExperimentSpec, model: LayerwiseModel
+                       ) -> tuple[torch.optim.Optimizer | None,
+                                  torch.optim.lr_scheduler.LambdaLR | None]:
+    """The optimizer and its schedule; (None, None) for a kind that does not learn by gradient
+    descent or has no parameters."""
+    if not model.uses_gradients or not any(True for _ in model.parameters()):
+        return None, None
+    optimizer = build_optimizer(spec.optimizer, list(model.parameters()))
+    return optimizer, build_schedule(spec.schedule, optimizer, spec.training.epochs)

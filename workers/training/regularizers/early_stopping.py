@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from services.contract.spec import EarlyStoppingSpec
+from models.base import LayerwiseModel
+from services.contract.spec import EarlyStoppingSpec, ExperimentSpec
 from workers.training.callbacks import Callback
+from workers.training.regularizers.base import Regularizer
 
 if TYPE_CHECKING:
     from workers.training.loop import Trainer
@@ -29,7 +31,9 @@ class EarlyStopping(Callback):
     """Epochs are counted from 1. An epoch improves when its `monitor` value beats the best so
     far by more than `min_delta`; training stops at the end of the epoch that makes `patience`
     epochs without improvement. The best epoch's weights are kept on the device and loaded back
-    when training ends (`restore_best`)."""
+    when training ends (`restore_best`). The best so far is its checkpointed state."""
+
+    state_key = "early_stopping"
 
     def __init__(self, spec: EarlyStoppingSpec):
         assert spec.patience is not None, "early stopping needs a patience"
@@ -66,6 +70,26 @@ class EarlyStopping(Callback):
         if self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
 
-    def facts(self) -> dict[str, Any]:
-        """What the job's result records (the trainer adds `stopped_epoch` when it stopped)."""
+    def summary(self, trainer: Trainer) -> dict[str, Any]:
+        """The best epoch and its monitored value (the trainer adds `stopped_epoch` when it
+        stopped)."""
         return {"best_epoch": self.best_epoch, f"best/{self.spec.monitor}": self.best_value}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                "best_value": self.best_value, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.best_value, self.best_state = state["best_value"], state["best_state"]
+
+
+def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -> Callback:
+    return EarlyStopping(spec.regularization.early_stopping)
+
+
+REGULARIZER = Regularizer(
+    "early_stopping", switches=(("regularization", "early_stopping", "patience"),),
+    settings=tuple(("regularization", "early_stopping", name)
+                   for name in ("monitor", "mode", "min_delta", "restore_best")),
+    build=_build)

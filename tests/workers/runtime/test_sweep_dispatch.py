@@ -3,8 +3,10 @@ recovery that queues again the sweeps a stopped service left running."""
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
+import services.store as store_module
+from services import lifecycle
 from services.store import JobStore
 from tests.utils.specs import mlp_spec
 from workers.runtime.dispatcher import JOB_TYPES, Dispatcher
@@ -33,17 +35,18 @@ def test_a_sweep_reserves_a_trials_resources_times_the_trials_it_runs_at_once(se
     assert reserved(experiment, cluster) == (2.0, 0.0)
 
 
-def test_sweeps_left_running_by_a_stopped_service_are_queued_again(settings):
+def test_sweeps_left_running_by_a_stopped_service_are_queued_again(settings, monkeypatch):
     store = JobStore(settings.job_store_url)
     sweep = _sweep(store)
     experiment, _ = store.create(spec=mlp_spec(), spec_hash="h", name="e", project="p")
     claimed = {store.claim_next(job_types=JOB_TYPES).id, store.claim_next(job_types=JOB_TYPES).id}
     assert claimed == {sweep.id, experiment.id}
 
-    # Nobody vouches for them any more: the heartbeat check re-queues both, sweep included.
-    time.sleep(0.2)
-    quick = settings.model_copy(update={"orphan_after_s": 0.1})
-    Dispatcher(store, quick)._heartbeat_and_recover()
+    # Nobody vouches for them any more: once the store's clock is past the orphan limit, the
+    # heartbeat check re-queues both, sweep included.
+    later = lifecycle.now() + timedelta(seconds=settings.orphan_after_s + 1)
+    monkeypatch.setattr(store_module, "now", lambda: later)
+    Dispatcher(store, settings)._heartbeat_and_recover()
 
     again = store.get(sweep.id)
     assert again.status == "queued" and "dispatcher stopped" in again.error

@@ -1,17 +1,18 @@
-"""Submission-time checks of a sweep: every path exists, every domain can produce a spec that
-runs, and the search, scheduler and metric fit together. Refusals are `SpecInvalid` (422) with
-the field path (`["space", "optimizer.lr"]`) and the fix.
+"""The rules of a sweep that its base experiment does not have, for the steps of the submission
+pipeline (`pipeline.py`): the work one submission may ask for is bounded (caps: the number of
+trials and of dry runs) and, once the base has been dry-run, every path exists, every domain
+can produce a spec that runs, and the search, scheduler and metric fit together.
+Refusals are `SpecInvalid` (422) with the field path (`["space", "optimizer.lr"]`) and the fix.
 
-Each listed value (grid, choice) is applied alone to the base spec and dry-run like a submitted
-experiment; continuous domains are checked at their bounds. Before any of that, the work one
-submission may ask for is bounded: the number of trials and the number of dry runs. The caps
-(epochs, parameters) hold for every probe and for the largest configuration of the space.
+Each listed value (grid, choice) is applied alone to the base spec and checked like a submitted
+experiment; continuous domains are checked at their bounds. The caps (epochs, parameters) hold
+for every probe and for the largest configuration of the space.
 """
 
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from models.registry import family
 from services.caps import CapExceeded, SubmissionLimits
 from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import (
     PBT_FIXED_PREFIXES,
     ChoiceDomain,
@@ -30,45 +32,32 @@ from services.contract.sweep_spec import (
     UniformDomain,
     model_fields_of,
 )
-from workers.submission.validation import DEFAULT_LIMITS, SpecError, SpecInvalid, check_experiment
+from workers.submission.dry_run import DryRun
 
 Loc = tuple[str | int, ...]
 _SPLITS = ("train", "val", "test")
+# The checks a submitted experiment passes (static, caps, dry run), for the specs the space makes.
+CheckExperiment = Callable[[ExperimentSpec], object]
 
 
-@dataclass
-class SweepCheck:
-    sweep: SweepSpec  # with the base's dataset params filled in, as it will run
-    trials: int
-
-
-def check_sweep(sweep: SweepSpec, data_roots: list[str],
-                limits: SubmissionLimits = DEFAULT_LIMITS) -> SweepCheck:
-    """Raises SpecInvalid naming every problem; returns the sweep as it will run."""
-    work = _work_errors(sweep, limits)
-    if work:
-        raise CapExceeded(work)
-    try:
-        dry = check_experiment(sweep.base, data_roots, limits)
-    except SpecInvalid as exc:
-        raise SpecInvalid([SpecError(("base", *e.loc), e.msg) for e in exc.errors]) from exc
-    sweep = sweep.model_copy(update={"base": dry.spec})
-    errors = _search_errors(sweep, dry.task)
+def space_errors(sweep: SweepSpec, dry: DryRun, check: CheckExperiment) -> list[SpecError]:
+    """What follows the base's dry run, in one answer: the search, scheduler and metric against
+    the data's task and the metrics the loop logs; each path of the space, and each domain's
+    probes; then the largest configuration. `sweep` has the base as it will run (`dry.spec`)."""
+    errors = _search_errors(sweep, dry)
     kinds = _candidate_kinds(sweep)
     for path in sweep.space:
         problem = path_error(path, kinds)
         if problem is not None:
             errors.append(SpecError(("space", path), problem))
             continue
-        errors += _domain_errors(sweep, path, kinds, data_roots, limits)
+        errors += _domain_errors(sweep, path, kinds, check)
     if not errors:
-        errors += _largest_errors(sweep, kinds, data_roots, limits)
-    if errors:
-        raise SpecInvalid(errors)
-    return SweepCheck(sweep, sweep.trial_count())
+        errors += _largest_errors(sweep, kinds, check)
+    return errors
 
 
-def _work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
+def work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
     """What one submission may ask for, counted before anything runs."""
     errors = []
     trials = sweep.trial_count()
@@ -148,7 +137,7 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
 
 
 # -- search, scheduler, metric -----------------------------------------------------------------
-def _search_errors(sweep: SweepSpec, task: str) -> list[SpecError]:
+def _search_errors(sweep: SweepSpec, dry: DryRun) -> list[SpecError]:
     errors = []
     search, scheduler = sweep.search, sweep.scheduler
     if search.algorithm == "grid":
@@ -176,13 +165,13 @@ def _search_errors(sweep: SweepSpec, task: str) -> list[SpecError]:
         errors.append(SpecError(loc, (
             "a sweep trial trains on one worker (Tune runs trials side by side instead); "
             "remove resources.workers from the sweep")))
-    problem = _metric_problem(sweep, task)
+    problem = _metric_problem(sweep, dry)
     if problem is not None:
         errors.append(SpecError(("search", "metric"), problem))
     return errors
 
 
-def _metric_problem(sweep: SweepSpec, task: str) -> str | None:
+def _metric_problem(sweep: SweepSpec, dry: DryRun) -> str | None:
     metric = sweep.search.metric
     split, _, name = metric.partition("/")
     if metric == "lr":
@@ -190,9 +179,10 @@ def _metric_problem(sweep: SweepSpec, task: str) -> str | None:
     if split not in _SPLITS or not name:
         return (f"{metric!r} is not an epoch metric; use <split>/<name> with split train, val "
                 "or test, e.g. val/accuracy or val/loss")
-    expected = {"classification": "accuracy", "binary": "accuracy", "regression": "mse"}
-    if task in expected and name not in ("loss", expected[task]):
-        return f"a {task} run logs {split}/loss and {split}/{expected[task]}, not {metric!r}"
+    logged = [] if dry.metrics is None else dry.metrics.keys([split])
+    if logged and metric not in logged:
+        listed = ", ".join(logged[:-1]) + " and " if len(logged) > 1 else ""
+        return f"a {dry.task} run logs {listed}{logged[-1]}, not {metric!r}"
     data = sweep.base.data
     if split == "val" and data.source == "builtin" and data.val_fraction == 0:
         return f"{metric} needs validation data; set base.data.val_fraction > 0"
@@ -224,18 +214,18 @@ def _probes(domain: Any) -> list[tuple[str, Any]]:
     return probes
 
 
-def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], data_roots: list[str],
-                   limits: SubmissionLimits) -> list[SpecError]:
+def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], check: CheckExperiment
+                   ) -> list[SpecError]:
     problems = []
     for label, value in _probes(sweep.space[path]):
-        problem = _probe(sweep, {path: value}, kinds, data_roots, limits)
+        problem = _probe(sweep, {path: value}, kinds, check)
         if problem is not None:
             problems.append(f"{label} gives a spec that cannot run: {problem}")
     return [SpecError(("space", path), "; ".join(problems))] if problems else []
 
 
-def _largest_errors(sweep: SweepSpec, kinds: list[str], data_roots: list[str],
-                    limits: SubmissionLimits) -> list[SpecError]:
+def _largest_errors(sweep: SweepSpec, kinds: list[str], check: CheckExperiment
+                    ) -> list[SpecError]:
     """The caps for the largest configuration the space can produce: every numeric path at
     its largest value, every list-valued path at its longest (widest) list, together. Values
     that have no size (names, sections) stay as in the base; each was dry-run alone."""
@@ -243,7 +233,7 @@ def _largest_errors(sweep: SweepSpec, kinds: list[str], data_roots: list[str],
                if (value := _largest_value(domain)) is not None}
     if not largest:
         return []
-    problem = _probe(sweep, largest, kinds, data_roots, limits, caps_only=True)
+    problem = _probe(sweep, largest, kinds, check, caps_only=True)
     if problem is None:
         return []
     return [SpecError(("space",), f"the largest configuration of the space ({largest}) is "
@@ -276,8 +266,8 @@ def _size(value: Any) -> tuple[float, float] | None:
     return None
 
 
-def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], data_roots: list[str],
-           limits: SubmissionLimits, *, caps_only: bool = False) -> str | None:
+def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: CheckExperiment,
+           *, caps_only: bool = False) -> str | None:
     """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
     only a cap that it exceeds."""
     params: dict[str, Any] = dict(values)
@@ -298,7 +288,7 @@ def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], data_root
                 if first.get("type") == "int_from_float" else "")
         return f"{'.'.join(map(str, first['loc']))}: {first['msg']}{hint}"
     try:
-        check_experiment(spec, data_roots, limits)
+        check(spec)
     except SpecInvalid as exc:
         if caps_only and not isinstance(exc, CapExceeded):
             return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 import ray
 
 from api.client import LayerwiseClient
-from services.settings import Settings
 from tests.utils.server import ServerThread
+from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
+from tests.utils.waiting import wait_until
 from workers.runtime.progress_board import PROGRESS_BOARD
 from workers.worker_settings import NAMESPACE
 
@@ -29,23 +29,18 @@ LONG = mlp_spec(training={"epochs": 30})
 def service(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("resilience")
-    settings = Settings(home=home / "home", data_roots=str(home), database_url=None,
-                        mlflow_tracking_uri=None, ray_address=None, api_tokens=None,
-                        admin_tokens=None)
-    with ServerThread(settings) as server:
+    with ServerThread(local_settings(home)) as server:
         yield server
 
 
 def _running(client: LayerwiseClient, job_id: str, timeout: float = 120) -> None:
     """Until the job has reported an epoch (through the board)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reported() -> bool:
         record = client.get(job_id)
-        if record["status"] == "running" and record["progress"]["epoch"] >= 1:
-            return
         assert record["status"] in ("queued", "running"), record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not start")
+        return record["status"] == "running" and record["progress"]["epoch"] >= 1
+
+    wait_until(reported, timeout, f"job {job_id} to report its first epoch")
 
 
 def _board_process() -> psutil.Process:
@@ -92,12 +87,9 @@ def test_a_board_killed_for_good_is_replaced_and_jobs_still_run(service):
     assert done["status"] == "succeeded", done["error"]
     # Its task found the new board by name: its last epoch's report arrives. A report and the
     # task's return travel apart, so the report may be written a drain after the outcome.
-    deadline = time.monotonic() + 15
-    while (done["progress"]["epoch"] != LONG["training"]["epochs"]
-           and time.monotonic() < deadline):
-        time.sleep(0.1)
-        done = client.get(before["id"])
-    assert done["progress"]["epoch"] == LONG["training"]["epochs"]
+    last = LONG["training"]["epochs"]
+    wait_until(lambda: client.get(before["id"])["progress"]["epoch"] == last, 15,
+               f"the report of the last epoch ({last}) to arrive")
     new = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
     assert new._actor_id != old._actor_id
 

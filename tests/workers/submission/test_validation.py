@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
 from tests.utils.specs import mlp_spec
-from workers.submission.validation import SpecInvalid, check_experiment
+from workers.submission.pipeline import check_experiment
 
 
 def _check(payload: dict, roots: list[str] | None = None):
@@ -51,11 +52,11 @@ def test_a_model_that_cannot_read_the_data_is_refused(tmp_path):
 
 
 def test_a_spec_that_passed_is_not_dry_run_again_but_keeps_its_own_name(monkeypatch):
-    from workers.submission import validation
+    from workers.submission import dry_run
 
     calls: list[str] = []
-    real = validation._dry_run
-    monkeypatch.setattr(validation, "_dry_run", lambda spec, roots, limits: (
+    real = dry_run._dry_run
+    monkeypatch.setattr(dry_run, "_dry_run", lambda spec, roots, limits: (
         calls.append(spec.name) or real(spec, roots, limits)))
     first = ExperimentSpec.model_validate(mlp_spec(name="cache-a", training={"seed": 11}))
     again = ExperimentSpec.model_validate(mlp_spec(name="cache-b", training={"seed": 11},

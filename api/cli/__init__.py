@@ -1,0 +1,23 @@
+"""The `layerwise` command (`app`, the console script of pyproject.toml): the service's own
+processes (serve, dispatcher, ui) in `serving`, the client commands (submit, status, list,
+cancel, sweep, sweeps, sweep-status, sweep-cancel, catalog, compare) in `jobs`, what they print
+in `output`."""
+
+from __future__ import annotations
+
+from api.cli import jobs, serving
+from api.cli.output import LayerwiseApp
+
+app = LayerwiseApp(help="Layerwise: train and dissect deep neural networks.",
+                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+# In the order `layerwise --help` lists them.
+for _name, _command in (
+        ("serve", serving.serve), ("dispatcher", serving.run_dispatcher),
+        ("submit", jobs.submit), ("status", jobs.status), ("list", jobs.list_jobs),
+        ("cancel", jobs.cancel), ("sweep", jobs.sweep), ("sweep-status", jobs.sweep_status),
+        ("sweeps", jobs.list_sweeps), ("sweep-cancel", jobs.sweep_cancel),
+        ("catalog", jobs.catalog), ("ui", serving.ui), ("compare", jobs.compare)):
+    app.command(_name)(_command)
+
+__all__ = ["app"]

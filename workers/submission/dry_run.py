@@ -1,0 +1,116 @@
+"""The dry run, the pipeline's last step (`pipeline.py`): what a spec cannot run is found by
+running it a little, in the API process, after the caps have passed.
+
+In this order, so that nothing a spec asks for is allocated before its size is known:
+1. the data, loaded as a worker loads it (`workers.prepare`), a file's size bounded before it
+   is read;
+2. the model built on PyTorch's meta device (shapes, no memory, no arithmetic): its parameter
+   count against the parameter cap;
+3. one small batch forward (and backward) on the CPU, for models up to
+   `max_dry_run_parameters`; larger ones go through the step on the meta device (shapes only).
+
+A spec that cannot run is refused with 422 before it is queued, with the field path and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import astuple, dataclass, replace
+
+from models.objectives import ObjectiveError
+from services.caps import SubmissionLimits
+from services.contract.applicability import data_errors, model_errors
+from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecError, SpecInvalid
+from workers.data import DataBundle, DataError
+from workers.data.registry import builtin_dataset
+from workers.prepare import data_key, data_mtime, load_bundle, objective_of
+from workers.submission.analysis_checks import analysis_problems
+from workers.submission.model_step import LoggedMetrics, dry_run_batch, stepped_model
+
+_PASSED_CACHE_SIZE = 1024
+_passed_cache: OrderedDict[str, DryRun] = OrderedDict()
+_passed_lock = threading.Lock()
+DEFAULT_LIMITS = SubmissionLimits()
+
+
+@dataclass
+class DryRun:
+    spec: ExperimentSpec
+    param_count: int
+    task: str
+    metrics: LoggedMetrics | None = None  # None: the step needed values it did not have
+
+
+def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
+    """Raises SpecInvalid; returns the spec with dataset params filled in, and facts.
+
+    A spec that passed is remembered by its hash (name, tags and priority do not change what
+    runs), its data files' times and the limits: the same spec submitted again, as sweeps of
+    seeds and repeated submissions do, skips building the model (most of a submission's
+    cost)."""
+    key = json.dumps([spec.spec_hash(), data_roots, data_mtime(spec, data_roots),
+                      astuple(limits)])
+    with _passed_lock:  # the API checks submissions on a thread pool
+        passed = _passed_cache.get(key)
+        if passed is not None:
+            _passed_cache.move_to_end(key)
+    if passed is not None:
+        return replace(passed, spec=spec.model_copy(update={"data": passed.spec.data}))
+    dry = _dry_run(spec, data_roots, limits)
+    with _passed_lock:
+        _passed_cache[key] = dry
+        if len(_passed_cache) > _PASSED_CACHE_SIZE:
+            _passed_cache.popitem(last=False)
+    return dry
+
+
+def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
+    bundle = _load(spec, data_roots, limits.max_data_bytes)
+    has_val = len(bundle.x_val) > 0
+    errors = data_errors(spec, bundle.x_train, has_val, vocab_size=bundle.extra.get("vocab_size"))
+    try:
+        objective = objective_of(spec, bundle)
+    except ObjectiveError as exc:
+        raise SpecInvalid([*errors, SpecError(exc.loc, exc.msg)]) from exc
+    try:
+        step = stepped_model(spec, bundle, objective, limits,
+                             data_key=data_key(spec, data_roots))
+    except SpecInvalid as exc:
+        raise type(exc)([*errors, *exc.errors]) from exc
+    facts = step.facts(spec, has_val=has_val)
+    errors += model_errors(spec, step.model, facts)
+    if facts.metric_keys is not None:  # the analyses' checks run the model too
+        x, _ = dry_run_batch(spec, bundle, step.on_meta)
+        errors += [SpecError(loc, msg) for loc, msg in analysis_problems(
+            spec, step.model, bundle.shape(), x, has_val=has_val)]
+    if errors:
+        raise SpecInvalid(_first_per_field(errors))
+    return DryRun(_with_dataset_defaults(spec), step.param_count, bundle.task,
+                  step.logged(spec))
+
+
+def _first_per_field(errors: list[SpecError]) -> list[SpecError]:
+    seen: dict[tuple[str | int, ...], SpecError] = {}
+    for error in errors:
+        seen.setdefault(error.loc, error)
+    return list(seen.values())
+
+
+def _with_dataset_defaults(spec: ExperimentSpec) -> ExperimentSpec:
+    """The spec as it will run: a built-in dataset's params with their defaults filled in, so
+    that the stored record and the MLflow params say exactly what was generated."""
+    entry = builtin_dataset(spec.data.name or "") if spec.data.source == "builtin" else None
+    if entry is None:
+        return spec
+    params = entry.params_cls.model_validate(spec.data.params).model_dump(mode="json")
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"params": params})})
+
+
+def _load(spec: ExperimentSpec, data_roots: list[str], max_bytes: int) -> DataBundle:
+    try:
+        return load_bundle(spec, data_roots, max_bytes)
+    except DataError as exc:
+        raise SpecInvalid([SpecError(exc.loc, exc.msg)]) from exc
