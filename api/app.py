@@ -19,6 +19,7 @@ from services.settings import Settings
 from services.store import JobStore
 from services.tracking_store import prepare_tracking_store
 from workers.runtime.dispatcher import Dispatcher
+from workers.submission.repair import AutoRepair
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: bool | None = None) -> FastAPI:
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
         prepare_tracking_store(settings.tracking_uri)
         app.state.dispatcher = Dispatcher(app.state.store, settings) if run_dispatcher else None
         if app.state.dispatcher is not None:
+            app.state.dispatcher.on_succeeded = AutoRepair(app.state.store, settings,
+                                                           app.state.dispatcher)
             app.state.dispatcher.start()
         try:
             yield

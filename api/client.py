@@ -111,6 +111,12 @@ class LayerwiseClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/experiments/{job_id}/cancel")
 
+    def repair(self, job_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit the fix the job's diagnosis suggests as a new, linked experiment; returns
+        the new job's record (`repair_of`, and `repair` with before and after)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", f"/v1/experiments/{job_id}/repair", headers=headers)
+
     def metric_keys(self, job_id: str) -> builtins.list[str]:
         return self._call("GET", f"/v1/experiments/{job_id}/metrics")["keys"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.store import JobRecord
 
@@ -28,6 +28,24 @@ class MetricHistory(BaseModel):
 
 class MetricKeys(BaseModel):
     keys: list[str]
+
+
+class BeforeAfter(BaseModel):
+    """A repair judged on the headline metric of the job it repairs."""
+
+    of: str = Field(description="the repaired job")
+    metric: str = Field(description="val/accuracy for a classifier, val/loss otherwise")
+    better: Literal["higher", "lower"]
+    before: float | None = Field(description="the repaired job's value")
+    after: float | None = Field(description="this job's value; null until it succeeded")
+
+
+class ExperimentRecord(JobRecord):
+    """A job, and for a repair (`POST /v1/experiments/{id}/repair`) its link and outcome."""
+
+    repair_of: str | None = Field(None, description="the id of the job this one repairs")
+    repair: BeforeAfter | None = Field(None, description="before and after, for a repair "
+                                                         "whose repaired job you can see")
 
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import instrumentation, service, submission_checks
+from bench import diagnosis, instrumentation, service, submission_checks
 from tests.utils.server import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -44,6 +44,7 @@ def main() -> list[dict[str, Any]]:
                         clients=4 if tiny else 8)
     rows += submission_checks.run(tiny)
     rows += _sweep_rows(tiny)
+    rows += diagnosis.run(tiny, results=args.results)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "tiny": tiny, "rows": rows}

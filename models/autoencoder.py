@@ -43,10 +43,14 @@ class AutoencoderConfig(ModelConfig):
         "autoencoder", description="unsupervised: stacked autoencoders or RBMs (CD-k)")
     pretrain_epochs: int = Field(5, ge=1, le=10_000, description="epochs per layer")
     pretrain_lr: float = Field(0.01, gt=0.0, le=10.0, description="Adam's step size for "
-                               "autoencoder and supervised stages, CD's for RBM stages")
+                               "autoencoder and supervised stages")
     pretrain_batch_size: int = Field(64, ge=1, le=1_000_000, description="examples per "
                                      "pretraining step")
     cd_k: int = Field(1, ge=1, le=100, description="rbm: Gibbs steps of contrastive divergence")
+    # Not pretrain_lr: a CD update is a raw statistics difference, not Adam's normalized step;
+    # Adam's 0.01 left the RBMs untrained (the rbm kind's default 0.5 trains them).
+    cd_lr: float = Field(0.5, gt=0.0, le=10.0, description="rbm: contrastive divergence's "
+                         "step size")
     output: OutputName = "auto"
     init: InitName = "glorot_normal"
 
@@ -90,7 +94,7 @@ class AutoencoderNet(LayerwiseModel):
         method = "supervised" if config.pretraining == "supervised" else config.pretrain_with
         plan = PretrainPlan(method, config.activation, config.pretrain_epochs,
                             config.pretrain_lr, config.pretrain_batch_size, config.denoise,
-                            config.cd_k)
+                            config.cd_k, config.cd_lr)
         self.train()
         steps, results = pretrain_stack(list(self.encoder), x, y, plan=plan,  # type: ignore
                                         loss_fn=objective.loss,

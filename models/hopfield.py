@@ -158,12 +158,19 @@ class HopfieldNet(LayerwiseModel):
         panels = torch.stack([y[:shown], x[:shown], recalled[:shown]], 1)  # (n, 3, D)
         report.pictures["hopfield_recall"] = Pictures(
             panels.reshape(-1, height, width).cpu(),
-            [t for i in range(shown) for t in (f"stored {i}", "corrupted", "recalled")],
+            [t for i in range(shown) for t in (self._pattern_title(y[i]),
+                                               f"example {i}, corrupted", "recalled")],
             columns=6)
         if self.config.capacity_curve:
             corruption = float((x != y).float().mean())
             report.curves["hopfield/capacity"] = self.capacity(corruption)
         return report
+
+    def _pattern_title(self, target: torch.Tensor) -> str:
+        """The stored pattern's own index (its row in `memory`, in storing order), not the
+        example's: many examples are copies of one pattern."""
+        rows = (self.memory == target).all(-1).nonzero()
+        return f"stored pattern {int(rows[0])}" if len(rows) else "target (not stored)"
 
     @torch.no_grad()
     def capacity(self, corruption: float) -> Curve:

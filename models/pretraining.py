@@ -33,6 +33,7 @@ class PretrainPlan:
     batch_size: int
     denoise: float
     cd_k: int
+    cd_lr: float = 0.5  # rbm stages' step; `lr` is Adam's, for the other stages
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _rbm_stage(layer: DenseLayer, h: torch.Tensor, plan: PretrainPlan, counter: 
         batches = 0
         for index_batch in _batches(len(v), plan.batch_size, v.device):
             stats = rbm.contrastive_divergence(mask(v[index_batch], plan.denoise), k=plan.cd_k,
-                                               lr=plan.lr)
+                                               lr=plan.cd_lr)
             for key, value in stats.items():
                 sums[key] = sums[key] + value if key in sums else value
             batches += 1

@@ -122,6 +122,10 @@ class SequenceModel(LayerwiseModel):
             z = self(seq[:, -self.data.length:])[:, -1]  # (B, V) or (B, F)
             if self.data.tokens:
                 probs = torch.softmax(z.float() / temperature, dim=-1).cpu()
+                if not torch.isfinite(probs).all():
+                    # A diverged model has no distribution to draw from; the loop reports the
+                    # divergence, the sample ends where the outputs stopped being numbers.
+                    break
                 nxt = torch.multinomial(probs, 1, generator=generator).to(seq.device)  # (B, 1)
             else:
                 nxt = z.unsqueeze(1).to(seq.dtype)  # (B, 1, F)

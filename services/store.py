@@ -28,6 +28,8 @@ class Progress(BaseModel):
     epochs: int = 0
     step: int = 0
     metrics: dict[str, float] = {}
+    # The live diagnosis (verdict, findings, detected_at_step) as of the last epoch's end.
+    diagnosis: dict[str, Any] | None = None
 
 
 class JobRecord(BaseModel):

@@ -63,6 +63,7 @@ class SweepRecord(BaseModel):
     trials: list[TrialRow]
     best: BestTrial | None
     configurations: list[dict[str, Any]] | None = None  # per configuration over seeds, at the end
+    expectations: list[dict[str, Any]] | None = None  # the sweep's expect, judged at the end
 
     @classmethod
     def of(cls, job: JobRecord) -> SweepRecord:
@@ -80,7 +81,8 @@ class SweepRecord(BaseModel):
             trials_total=int(result.get("trials_total", job.param_count or 0)),
             trials_done=sum(t.status in FINAL_TRIAL_STATUSES for t in trials),
             trials=trials, best=BestTrial(**best) if best else None,
-            configurations=result.get("configurations"))
+            configurations=result.get("configurations"),
+            expectations=result.get("expectations"))
 
 
 class SweepsPublic(BaseModel):

@@ -10,6 +10,7 @@ import yaml
 
 from models.registry import model_families
 from services.contract.spec import ExperimentSpec
+from services.contract.sweep_spec import SweepSpec
 from workers.submission.pipeline import check_experiment
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
@@ -34,3 +35,12 @@ def test_example_is_a_valid_spec_that_says_what_to_look_at(path: Path):
     spec = ExperimentSpec.model_validate(experiment)
     dry_run = check_experiment(spec, [str(path.parents[1] / "data")])
     assert dry_run.param_count > 0
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_states_its_claim_as_expect(path: Path):
+    """The claim of the leading comment, checkable: `layerwise check examples/*.yaml`. The
+    expectations parse (the spec models), and name metrics the run logs (the dry run above)."""
+    document = yaml.safe_load(path.read_text())
+    parsed = (SweepSpec if "space" in document else ExperimentSpec).model_validate(document)
+    assert parsed.expect, f"{path.name} needs `expect:` stating its claim"

@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 import torch
 
+from services.contract.expectations import evaluate_experiment
 from services.contract.spec import ExperimentSpec
 from workers.data import DataBundle
 from workers.diagnostics import Diagnostics
@@ -26,7 +27,7 @@ from workers.training.callbacks import (
     ProgressReporter,
 )
 from workers.training.data_parallel import DataParallel
-from workers.training.loop import Split, Trainer
+from workers.training.loop import Diverged, Split, Trainer
 from workers.training.norms import PerLayerNorms
 from workers.worker_settings import WorkerSettings
 
@@ -153,19 +154,25 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
         hooks.on_run_start(tracker)
         diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
+        last = LastEpoch()
         trainer = Trainer(spec, model, objective, splits, device=device,
                           callbacks=diagnostics.attach([
-                              *_callbacks(spec, model, tracker, report),
-                              hooks,
+                              *_callbacks(spec, model, tracker, diagnostics.reporting(report)),
+                              hooks, last,
                               checkpoints.CheckpointEveryEpoch(
                                   saved, every_s=settings.checkpoint_every_s)],
-                              splits["train"].x), parallel=options.parallel)
+                              splits["train"].x, splits["train"].y, objective),
+                          parallel=options.parallel)
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         extra: dict[str, Any] = {}
         if state:
             trainer.load_state_dict(state)
             extra["resumed_from_epoch"] = trainer.start_epoch
-        result = {**trainer.fit(), **extra}
+        try:
+            result = {**trainer.fit(), **extra}
+        except Diverged as exc:  # the diagnosis says so before the run fails
+            diagnostics.diverged(str(exc), trainer.step)
+            raise
         # The test split is evaluated once, at the end: its metrics go to the run only here.
         tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},
                          step=max(0, trainer.step - 1))
@@ -175,6 +182,10 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             step=max(0, trainer.step - 1), device=device)
         log_model_report(tracker, model.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}))
+        if spec.expect:  # judged on the final metrics, the last epoch's and the diagnosis
+            held = evaluate_experiment(spec.expect, {**last.metrics, **result})
+            result["expectations"] = held
+            tracker.sink.call_soon(lambda: tracker.log_json(held, "expectations.json"))
         hooks.log_model(tracker, model)
         hooks.before_finish(tracker)
     except BaseException as exc:
@@ -187,6 +198,17 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     tracker.finish("FINISHED")
     saved.unlink(missing_ok=True)
     return result
+
+
+class LastEpoch(Callback):
+    """The last epoch's metrics, for the expectations on metrics the result does not repeat
+    (train/accuracy, a model's own keys)."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.metrics = dict(metrics)
 
 
 def _callbacks(spec: ExperimentSpec, model: Any, tracker: RunTracker, report: Report

@@ -1,11 +1,12 @@
 """The `layerwise` command (`app`, the console script of pyproject.toml): the service's own
 processes (serve, dispatcher, ui) in `serving`, the client commands (submit, status, list,
-cancel, sweep, sweeps, sweep-status, sweep-cancel, catalog, compare) in `jobs`, what they print
-in `output`."""
+cancel, sweep, sweeps, sweep-status, sweep-cancel, catalog, compare) in `jobs`, repair in
+`repairing`, check (submit files and judge their `expect:`) in `checking`, what they print in
+`output`."""
 
 from __future__ import annotations
 
-from api.cli import jobs, serving
+from api.cli import checking, jobs, repairing, serving
 from api.cli.output import LayerwiseApp
 
 app = LayerwiseApp(help="Layerwise: train and dissect deep neural networks.",
@@ -17,7 +18,8 @@ for _name, _command in (
         ("submit", jobs.submit), ("status", jobs.status), ("list", jobs.list_jobs),
         ("cancel", jobs.cancel), ("sweep", jobs.sweep), ("sweep-status", jobs.sweep_status),
         ("sweeps", jobs.list_sweeps), ("sweep-cancel", jobs.sweep_cancel),
-        ("catalog", jobs.catalog), ("ui", serving.ui), ("compare", jobs.compare)):
+        ("catalog", jobs.catalog), ("ui", serving.ui), ("compare", jobs.compare),
+        ("repair", repairing.repair), ("check", checking.check)):
     app.command(_name)(_command)
 
 __all__ = ["app"]

@@ -16,11 +16,13 @@ from rich.table import Column, Table
 
 from api.cli.fields import show_entry
 from api.cli.output import (
+    comparison_view,
     console,
     created,
     epochs,
     fail,
     id_column,
+    live_verdict,
     show_outcome,
     show_sweep_outcome,
     sweep_view,
@@ -102,16 +104,17 @@ def submit(file: Annotated[str, typer.Argument(help="spec file, YAML or JSON")],
 def _follow(client: LayerwiseClient, job_id: str) -> dict[str, Any]:
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn(
         "epoch {task.completed}/{task.fields[epochs]}"), TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn())
+        TextColumn("{task.fields[verdict]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("queued", total=None, loss="", epochs="?")
+        task = progress.add_task("queued", total=None, loss="", epochs="?", verdict="")
 
         def update(record: dict[str, Any]) -> None:
             p = record["progress"]
             loss = p.get("metrics", {}).get("train/loss")
             progress.update(task, description=record["status"], completed=p.get("epoch", 0),
                             total=epochs(record), epochs=epochs(record) or "?",
-                            loss=f"loss {loss:.4f}" if loss is not None else "")
+                            loss=f"loss {loss:.4f}" if loss is not None else "",
+                            verdict=live_verdict(p))
 
         return client.wait(job_id, on_update=update)
 
@@ -126,6 +129,8 @@ def status(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
                       f"{record['attempts']}", markup=False, highlight=False)
         if record.get("waiting"):
             console.print(f"waiting: {record['waiting']}", markup=False, highlight=False)
+        if live_verdict(p) and record["status"] == "running":
+            console.print(live_verdict(p), markup=False, highlight=False)
         if record["status"] in ("succeeded", "failed", "cancelled"):
             show_outcome(record)
 
@@ -244,17 +249,7 @@ def compare(job_ids: Annotated[list[str], typer.Argument(help="two or more job i
         job_ids = [_resolve(client, given) for given in job_ids]
         table = _ask(client.compare, job_ids, metric=metric)
         png = _ask(client.compare_png, job_ids, metric=metric)
-    layers = list(dict.fromkeys(s["layer"] for run in table["runs"] for s in run["layers"]))
-    view = Table("run", "kind", "verdict", "first/last", *layers)
-    for run in table["runs"]:
-        medians = {s["layer"]: s["median"] for s in run["layers"]}
-        ratio = run["first_last_ratio"]
-        view.add_row(run["name"] or run["id"][:8], run["model_kind"], run["verdict"] or "",
-                     f"{ratio:.2e}" if ratio is not None else "",
-                     *[f"{medians[layer]:.2e}" if medians.get(layer) is not None else ""
-                       for layer in layers])
-    console.print(f"median {metric} per layer")
-    console.print(view)
+    console.print(comparison_view(table, console.width))
     with open(out, "wb") as handle:
         handle.write(png)
     console.print(f"figure: {out}")

@@ -40,6 +40,19 @@ def fail(exc: Exception | str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def live_verdict(progress: dict[str, Any]) -> str:
+    """The live diagnosis of a running job in a few words: its verdict and, when it is a
+    problem, the fix it suggests ("" before the first epoch's diagnosis)."""
+    diagnosis = progress.get("diagnosis") or {}
+    verdict = diagnosis.get("verdict")
+    if not verdict:
+        return ""
+    findings = diagnosis.get("findings") or []
+    fix = findings[0].get("fix") if findings and isinstance(findings[0], dict) else None
+    changes = ", ".join(f"{path}: {value}" for path, value in (fix or {}).items())
+    return f"diagnosis {verdict}" + (f" (try {changes})" if changes else "")
+
+
 def epochs(record: dict[str, Any]) -> int | None:
     """The job's epochs: its progress's, or until the first epoch reports, its spec's."""
     total = record["progress"].get("epochs")
@@ -64,8 +77,10 @@ def show_outcome(record: dict[str, Any]) -> None:
     _show_status(record)
     table = Table("metric", "value")
     for key, value in sorted((record.get("result") or {}).items()):
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if key != "expectations":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+    show_expectations((record.get("result") or {}).get("expectations"))
     if record.get("diagnosis"):
         console.print(f"diagnosis: [bold]{record['diagnosis']['verdict']}[/bold]")
     _show_mlflow_run("MLflow run", record)
@@ -90,6 +105,74 @@ def sweep_view(record: dict[str, Any]) -> Group:
     return Group(head, table)
 
 
+def comparison_view(table: dict[str, Any], width: int) -> Group:
+    """`layerwise compare`'s tables, readable at `width` columns: the runs, numbered, with
+    their verdicts; then the median per layer with a row per layer and a column per run,
+    split into several tables when the runs do not fit side by side, so no number is cut."""
+    runs = table["runs"]
+    head = Table("#", Column("run", overflow="fold"), Column("id", no_wrap=True), "kind",
+                 Column("verdict", overflow="fold"), Column("first/last", no_wrap=True))
+    for number, run in enumerate(runs, 1):
+        ratio = run["first_last_ratio"]
+        head.add_row(str(number), run["name"] or "", run["id"][:8], run["model_kind"],
+                     run["verdict"] or "", f"{ratio:.2e}" if ratio is not None else "")
+    layers = list(dict.fromkeys(s["layer"] for run in runs for s in run["layers"]))
+    medians = [{s["layer"]: s["median"] for s in run["layers"]} for run in runs]
+    layer_width = min(max((len(layer) for layer in layers), default=5), max(12, width // 3))
+    per_table = max(1, (width - layer_width - 4) // 11)  # a number is 8 wide, 3 of borders
+    parts: list[Any] = [head, f"median {table['metric']} per layer (columns: run #)"]
+    for start in range(0, len(runs), per_table):
+        numbers = range(start, min(start + per_table, len(runs)))
+        view = Table(Column("layer", overflow="fold", max_width=layer_width),
+                     *[Column(f"#{n + 1}", no_wrap=True, justify="right") for n in numbers])
+        for layer in layers:
+            view.add_row(layer, *[f"{medians[n][layer]:.2e}"
+                                  if medians[n].get(layer) is not None else ""
+                                  for n in numbers])
+        parts.append(view)
+    return Group(*parts)
+
+
+def show_expectations(expectations: list[dict[str, Any]] | None) -> None:
+    """Each of the job's `expect:` with what was observed and whether it held."""
+    if not expectations:
+        return
+    table = Table("expectation", "observed", "held")
+    for row in expectations:
+        table.add_row(expectation_text(row["expect"]), observed_text(row["observed"]),
+                      "[green]yes[/green]" if row["held"] else "[red]NO[/red]")
+    console.print(table)
+
+
+def expectation_text(expect: dict[str, Any]) -> str:
+    """An expectation as a spec writes it, on one line."""
+    if "diagnosis" in expect:
+        return f"diagnosis: {expect['diagnosis']}"
+    if "compare" in expect:
+        c = expect["compare"]
+        return (f"{c['metric']}: {_values(c['better'])} better than {_values(c['worse'])} "
+                f"(confidence {c['confidence']:g})")
+    bounds = " and ".join(f"{op} {expect[op]:g}" for op in (">=", "<=", ">", "<")
+                          if op in expect)
+    where = f" where {_values(expect['where'])}" if expect.get("where") else ""
+    return f"{expect['metric']} {bounds}{where}"
+
+
+def observed_text(observed: Any) -> str:
+    if isinstance(observed, dict) and "better_mean" in observed:
+        means = ", ".join(f"{_short(observed[k]) if observed[k] is not None else '-'}"
+                          for k in ("better_mean", "worse_mean"))
+        p = observed.get("p_value")
+        return f"means {means}; " + (f"p = {p:.3g}" if p is not None else observed["why"])
+    if isinstance(observed, list):
+        return ", ".join(str(v) for v in observed)
+    return "-" if observed is None else _short(observed)
+
+
+def _values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+
+
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -105,6 +188,7 @@ def show_sweep_outcome(record: dict[str, Any]) -> None:
             low, high = config["ci95"]
             console.print(f"  {config['params']}: mean {config['mean']:.4g}, 95% interval "
                           f"[{low:.4g}, {high:.4g}] over {config['n']} seeds")
+    show_expectations(record.get("expectations"))
     _show_mlflow_run("MLflow parent run", record)
 
 

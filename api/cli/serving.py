@@ -45,11 +45,14 @@ def run_dispatcher() -> None:
     from services.store import JobStore
     from services.tracking_store import prepare_tracking_store
     from workers.runtime.dispatcher import Dispatcher
+    from workers.submission.repair import AutoRepair
 
     settings = Settings()
     check_mlflow_version()
     prepare_tracking_store(settings.tracking_uri)
-    dispatcher = Dispatcher(JobStore(settings.job_store_url), settings)
+    store = JobStore(settings.job_store_url)
+    dispatcher = Dispatcher(store, settings)
+    dispatcher.on_succeeded = AutoRepair(store, settings, dispatcher)  # auto_repair
     dispatcher.start()
     stopping = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # set before anyone is told it runs

@@ -1,4 +1,4 @@
-"""/v1/experiments: submit, list, read, cancel, metric history."""
+"""/v1/experiments: submit, list, read, cancel, repair, metric history."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from mlflow.tracking import MlflowClient
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import Principal
 from api.deps import DispatcherDep, JobDep, PrincipalDep, SettingsDep, StoreDep
 from api.errors import problem_responses
-from api.schemas import ExperimentsPublic, MetricHistory, MetricKeys, MetricPoint
+from api.schemas import (
+    BeforeAfter,
+    ExperimentRecord,
+    ExperimentsPublic,
+    MetricHistory,
+    MetricKeys,
+    MetricPoint,
+)
 from services.contract.spec import ExperimentSpec
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
-from services.store import JobRecord
-from workers.submission import pipeline
+from services.store import JobNotFound, JobRecord, JobStore
+from workers.submission import pipeline, repair
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -54,11 +62,48 @@ def list_experiments(store: StoreDep, principal: PrincipalDep,
                              next_cursor=str(next_cursor) if next_cursor else None)
 
 
-@router.get("/{job_id}", response_model=JobRecord)
-def get_experiment(job: JobDep, dispatcher: DispatcherDep) -> JobRecord:
+@router.get("/{job_id}", response_model=ExperimentRecord)
+def get_experiment(job: JobDep, store: StoreDep, principal: PrincipalDep,
+                   dispatcher: DispatcherDep) -> ExperimentRecord:
     if job.status == Status.QUEUED and dispatcher is not None:
-        return job.model_copy(update={"waiting": dispatcher.waiting_reason(job)})
-    return job
+        job = job.model_copy(update={"waiting": dispatcher.waiting_reason(job)})
+    return _with_repair(job, store, principal)
+
+
+@router.post("/{job_id}/repair", response_model=ExperimentRecord, status_code=201,
+             responses={200: {"description": "repeat of an Idempotency-Key: the first record"}})
+async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
+                            principal: PrincipalDep, dispatcher: DispatcherDep,
+                            response: Response,
+                            idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+                            ) -> ExperimentRecord:
+    """Submit the fix the diagnosis of a succeeded job suggests, as a new experiment linked to
+    it (tag `layerwise.repair_of`, MLflow parent run); checked and queued as a submission is.
+    409 when the job has nothing to repair (not succeeded, no diagnosis, healthy, no fix)."""
+    try:
+        record, created = await run_in_threadpool(
+            repair.submit_repair, job, store=store, settings=settings, owner=principal.owner,
+            cluster=dispatcher, idempotency_key=idempotency_key)
+    except repair.RepairRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not created:
+        response.status_code = 200
+    return _with_repair(record, store, principal)
+
+
+def _with_repair(job: JobRecord, store: JobStore, principal: Principal) -> ExperimentRecord:
+    """The record with its repair link, and before/after when the caller may see the
+    repaired job."""
+    record = ExperimentRecord(**job.model_dump(), repair_of=repair.repair_of(job))
+    if record.repair_of is None:
+        return record
+    try:
+        original = store.get(record.repair_of)
+    except JobNotFound:  # the spec names a job this store does not hold
+        return record
+    if principal.admin or original.owner == principal.owner:
+        record.repair = BeforeAfter(**repair.before_after(original, job))
+    return record
 
 
 @router.post("/{job_id}/cancel", response_model=JobRecord)

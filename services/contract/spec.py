@@ -17,6 +17,7 @@ import models  # noqa: F401  (registers every family before the union is built)
 from models.config import SEED_MAX, StrictConfig
 from models.objectives import LossName
 from models.registry import model_families
+from services.contract.expectations import EXPECT_DESCRIPTION, ExperimentExpect
 
 Task = Literal["auto", "classification", "binary", "regression", "sequence", "language_model",
               "reconstruction", "recall"]
@@ -200,7 +201,8 @@ class TrainingSpec(Strict):
 
 
 class DiagnosisThresholds(Strict):
-    """When the gradient-flow verdict calls a run vanishing, exploding, dead or saturated."""
+    """When the diagnosis calls a run vanishing, exploding, dead, saturated, symmetric, not
+    learning, unstable, slow or overfitting."""
 
     vanishing_ratio: float = Field(
         1e-3, gt=0.0, lt=1.0, description="vanishing: the first layer's gradient norm is below "
@@ -222,6 +224,49 @@ class DiagnosisThresholds(Strict):
     saturation_derivative: float = Field(
         0.1, gt=0.0, lt=1.0, description="an activation counts as saturated where its "
                                          "derivative is below this fraction of its maximum")
+    vanishing_ratio_early: float = Field(
+        1e-2, gt=0.0, lt=1.0, description="vanishing, when the run also ends near its "
+                                          "baseline: the first layer's gradient norm is below "
+                                          "this fraction of the last layer's over the first "
+                                          "`early_fraction` of the run")
+    early_fraction: float = Field(
+        0.1, gt=0.0, le=1.0, description="the share of the logged steps, from the start, "
+                                         "that the early-phase gradient checks look at")
+    chance_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="not_learning: the run closed less than this "
+                                         "fraction of the gap between the task's baseline "
+                                         "(class prior, mean predictor, ...) and perfect")
+    slow_progress: float = Field(
+        0.5, gt=0.0, lt=1.0, description="slow: the run ends below this fraction of that gap "
+                                         "closed while still improving")
+    slow_factor: float = Field(
+        5.0, gt=1.0, le=1000.0, description="slow: at the last epochs' pace, closing 90% of "
+                                            "the gap would take more than this many times "
+                                            "the epochs run")
+    unstable_rise: float = Field(
+        0.05, gt=0.0, le=10.0, description="unstable: an epoch's train loss counts as a rise "
+                                           "when it exceeds the previous epoch's by this "
+                                           "fraction")
+    unstable_rise_fraction: float = Field(
+        0.4, gt=0.0, le=1.0, description="unstable (oscillating): more than this fraction of "
+                                         "the epochs are rises")
+    spike_factor: float = Field(
+        2.0, gt=1.0, le=1e6, description="unstable (spiking): an epoch's train loss exceeds "
+                                         "this multiple of the lowest loss before it")
+    overfitting_rise: float = Field(
+        0.1, gt=0.0, le=10.0, description="overfitting: the last val loss exceeds its minimum "
+                                          "by this fraction while the train loss kept falling")
+    symmetric_spread: float = Field(
+        1e-3, gt=0.0, lt=1.0, description="symmetric: a hidden layer's units' incoming weight "
+                                          "rows differ by less than this fraction of their "
+                                          "norm")
+    live_patience: int = Field(
+        2, ge=1, le=1000, description="live diagnosis: epochs a problem must hold before it "
+                                      "is reported (and a run stopped)")
+    live_min_fraction: float = Field(
+        0.25, ge=0.0, le=1.0, description="live diagnosis: the share of the epochs that must "
+                                          "have run before a loss-curve problem (not_learning, "
+                                          "slow, overfitting) is called")
 
 
 class DiagnosticsSpec(Strict):
@@ -241,6 +286,14 @@ class DiagnosticsSpec(Strict):
                                                                         "the statistics see")
     plots: bool = Field(True, description="draw plots/*.png after training (drawing costs "
                                           "CPU at the end of every run; see BENCHMARKS.md)")
+    auto_repair: int = Field(0, ge=0, le=5, description=(
+        "rounds of repair done on their own: a run that ends with a diagnosis whose fix is "
+        "not empty is resubmitted with that fix and auto_repair - 1 (as POST "
+        "/v1/experiments/{id}/repair does); 0: never"))
+    on_problem: Literal["continue", "stop"] = Field(
+        "continue", description="continue: report the live diagnosis only; stop: end the run "
+                                "after the epoch at which a problem is confirmed, with the "
+                                "verdict as the stop reason")
     thresholds: DiagnosisThresholds = Field(default_factory=DiagnosisThresholds)
 
 
@@ -334,6 +387,7 @@ class ExperimentSpec(Strict):
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal "
                           "priorities run in submission order")
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
+    expect: ExperimentExpect = Field(default_factory=list, description=EXPECT_DESCRIPTION)
 
     def spec_hash(self) -> str:
         """A stable hash of what determines the run (name, tags and priority excluded)."""

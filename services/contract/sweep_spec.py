@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.registry import model_families
+from services.contract.expectations import SWEEP_EXPECT_DESCRIPTION, SweepExpect
 from services.contract.spec import ExperimentSpec, Strict, Tags
 
 # The Tune config key of the repeat index (random and grid search); TPE's Repeater sets its own.
@@ -210,6 +211,7 @@ class SweepSpec(Strict):
     priority: int = Field(0, ge=-1000, le=1000, description="as an experiment's: higher "
                                                             "launches first")
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
+    expect: SweepExpect = Field(default_factory=list, description=SWEEP_EXPECT_DESCRIPTION)
 
     @field_validator("repeat")
     @classmethod

@@ -184,3 +184,15 @@ def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
         _wait_group_gone(dispatcher.pid, "the dispatcher's Ray to end with it")
     finally:
         _kill_group(dispatcher)
+
+
+def test_the_live_view_names_the_verdict_and_its_fix():
+    from api.cli.output import live_verdict
+
+    progress = {"epoch": 3, "diagnosis": {"verdict": "symmetric", "findings": [
+        {"verdict": "symmetric", "fix": {"model.init": "glorot_normal"}},
+        {"verdict": "not_learning", "fix": {"optimizer.lr": 0.01}}]}}
+    assert live_verdict(progress) == "diagnosis symmetric (try model.init: glorot_normal)"
+    assert live_verdict({"diagnosis": {"verdict": "healthy", "findings": []}}) == \
+        "diagnosis healthy"
+    assert live_verdict({"epoch": 0}) == ""

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from api.cli import app
 
 COMMANDS = ["serve", "dispatcher", "submit", "status", "list", "cancel", "sweep",
-            "sweep-status", "sweeps", "sweep-cancel", "catalog", "ui", "compare"]
+            "sweep-status", "sweeps", "sweep-cancel", "catalog", "ui", "compare", "repair", "check"]
 
 
 def test_every_command_is_registered_under_its_name_in_order():

@@ -4,11 +4,9 @@ tells the reader to look at."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = sorted(EXAMPLES.glob("regularization-*.yaml")) + [EXAMPLES / "init-zeros-symmetry.yaml"]
 PENALIZED = {"regularization-l1", "regularization-l2", "regularization-activity"}
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerSettings]:
-    home = tmp_path_factory.mktemp("examples")
-    threads = torch.get_num_threads()
-    yield WorkerSettings(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", home=str(home),
-                         data_roots=[])
-    torch.set_num_threads(threads)  # run_experiment sets one thread per CPU of the job
 
 
 def test_every_regularizer_has_an_example():

@@ -312,8 +312,7 @@ def _pretrained(pretraining: str, method: str = "autoencoder") -> tuple[dict, li
     return train({"data": {"name": "digits"},
                   "model": {"kind": "autoencoder", "hidden": [64, 64, 64],
                             "pretraining": pretraining, "pretrain_with": method,
-                            "pretrain_epochs": 3,
-                            "pretrain_lr": 0.5 if method == "rbm" else 0.01},
+                            "pretrain_epochs": 3, "pretrain_lr": 0.01},  # RBMs: cd_lr
                   "optimizer": {"name": "sgd", "lr": 0.1},
                   "training": {"epochs": 2, "batch_size": 32}})
 
@@ -322,7 +321,10 @@ def test_pretraining_changes_the_starting_point_of_fine_tuning():
     _, random_init, _ = _pretrained("none")
     _, stacked, _ = _pretrained("unsupervised")
     _, supervised, _ = _pretrained("supervised")
+    _, rbms, _ = _pretrained("unsupervised", "rbm")
     assert random_init[0]["val/accuracy"] < 0.25  # a deep sigmoid net barely moves at first
+    # RBM stages step by cd_lr, not by Adam's pretrain_lr (which left them untrained).
+    assert rbms[0]["val/accuracy"] > random_init[0]["val/accuracy"] + 0.2
     assert stacked[0]["val/accuracy"] > random_init[0]["val/accuracy"] + 0.3
     assert stacked[0]["val/loss"] < random_init[0]["val/loss"] - 0.3
     assert supervised[0]["val/accuracy"] > random_init[0]["val/accuracy"] + 0.5

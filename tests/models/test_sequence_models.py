@@ -405,3 +405,16 @@ def test_a_data_shape_without_sequences_names_the_fix():
     with pytest.raises(ModelConfigError, match="choose a sequence dataset"):
         build_model(ExperimentSpec.model_validate(
             {"data": {"name": "digits"}, "model": {"kind": "rnn"}}).model, shape)
+
+
+def test_a_diverged_language_model_samples_no_text_instead_of_crashing():
+    """NaN weights (a diverged run's end) leave no distribution to draw from: the sample stops
+    at the prompt rather than raising from torch.multinomial in the run's report."""
+    model, bundle = _built("text", {"kind": "transformer", "width": 8, "heads": 2,
+                                    "layers": 1})
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(float("nan"))
+    prompt = torch.zeros(1, model.data.length, dtype=torch.long)
+    assert torch.equal(model.generate(prompt, 5), prompt)
+    assert model.epoch_artifacts(0) is not None  # the per-epoch sample is drawn the same way

@@ -27,6 +27,19 @@ def test_create_and_get_round_trip(store_url):
         store.get("missing")
 
 
+def test_progress_keeps_the_live_diagnosis(store_url):
+    """The worker's progress carries the live diagnosis; the record must not drop it."""
+    store = JobStore(store_url)
+    record = _create(store)
+    diagnosis = {"verdict": "vanishing", "detected_at_step": 40,
+                 "findings": [{"verdict": "vanishing", "fix": {"model.activation": "relu"}}]}
+    store.update(record.id, progress={"epoch": 2, "epochs": 10, "step": 80,
+                                      "metrics": {"train/loss": 2.3}, "diagnosis": diagnosis})
+    got = store.get(record.id).progress
+    assert got.epoch == 2 and got.diagnosis == diagnosis
+    assert store.get(_create(store).id).progress.diagnosis is None
+
+
 def test_claim_takes_highest_priority_then_oldest_and_counts_the_attempt(store_url):
     store = JobStore(store_url)
     low = _create(store, priority=0)

@@ -146,7 +146,7 @@ def test_every_example_sweep_is_accepted():
     for path in files:
         with open(path) as f:
             counts[path] = check_sweep(SweepSpec.model_validate(yaml.safe_load(f)), []).trials
-    assert counts["examples/sweep-activation-depth.yaml"] == 3 * 3 * 2 * 3
+    assert counts["examples/sweep-activation-depth.yaml"] == 3 * 2 * 2 * 3
     assert counts["examples/sweep-regularizer-ablation.yaml"] == 8 * 5
 
 

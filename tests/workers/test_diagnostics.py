@@ -76,7 +76,7 @@ def test_the_verdict_follows_the_evidence_and_its_configurable_thresholds():
     assert diagnose(_history(nan), LAYERS, {}, t).evidence["grad_norm_nonfinite_steps"] == 1
 
     dead = diagnose(_history(_grads(1e-5)), LAYERS, {"activation/dead_fraction": 0.8}, t)
-    assert dead.verdict == "dead_units" and dead.findings == ["dead_units", "vanishing"]
+    assert dead.verdict == "dead_units" and dead.verdicts == ["dead_units", "vanishing"]
     saturated = diagnose(_history(_grads(0.5)), LAYERS,
                          {"activation/saturated_fraction": 0.9}, t)
     assert saturated.verdict == "saturated"
@@ -180,6 +180,10 @@ def test_six_sigmoid_layers_vanish_and_a_residual_relu_net_is_healthy(settings):
     diagnosis = result["diagnosis"]
     assert diagnosis["verdict"] == "vanishing", diagnosis
     assert diagnosis["evidence"]["first_last_grad_ratio"] < 1e-3
+    # Stuck at chance: the run is also not learning, and the fix changes the activation.
+    assert [f["verdict"] for f in diagnosis["findings"]] == ["vanishing", "not_learning"]
+    assert diagnosis["findings"][0]["fix"]["model.activation"] == "relu"
+    assert diagnosis["findings"][0]["layers"][0] == "layers.0"
     ratios = diagnosis["evidence"]["update_weight_ratio_median"]
     assert ratios["layers.0"] < 1e-2 * ratios["output"]  # the first layer barely learns
     assert diagnosis["evidence"]["saturated_fraction"] is not None

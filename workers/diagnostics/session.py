@@ -1,8 +1,9 @@
 """One run's diagnostics: what is recorded during training, and what is said and drawn after.
 
 During training: the per-layer norms the `PerLayerNormLogger` flushes (host copies, no extra
-device work), the epoch metrics, and sampled activation statistics. After training: the
-gradient-flow verdict (tag `layerwise.diagnosis`, `diagnosis.json`, the job record), the
+device work), the epoch metrics, sampled activation statistics, and the live diagnosis judged
+from them at every epoch end (`live.LiveDiagnosis`: the job's progress, the tag). After
+training: the diagnosis (tag `layerwise.diagnosis`, `diagnosis.json`, the job record), the
 plots, and the analyses the spec asks for. Plots are drawn and logged on the metric sink's
 thread, so they overlap with the rest of the run's end (the model upload).
 """
@@ -22,9 +23,20 @@ from workers.diagnostics import training_plots as plots
 from workers.diagnostics.activations import ActivationSampler, activation_modules
 from workers.diagnostics.analysis import run_analyses
 from workers.diagnostics.history import EpochHistory, NormHistory
-from workers.diagnostics.verdict import Diagnosis, diagnose
+from workers.diagnostics.live import LiveDiagnosis
+from workers.diagnostics.report import log_png, log_report
+from workers.diagnostics.verdicts import (
+    Baseline,
+    Diagnosis,
+    Finding,
+    RunRecord,
+    fixes,
+    measure_baseline,
+)
+from workers.diagnostics.verdicts.engine import diagnose_record
+from workers.diagnostics.verdicts.symmetry import weight_rows
 from workers.tracking.run_tracker import RunTracker
-from workers.training.callbacks import Callback, PerLayerNormLogger
+from workers.training.callbacks import Callback, PerLayerNormLogger, ProgressReporter
 
 
 class Diagnostics:
@@ -35,26 +47,52 @@ class Diagnostics:
         self.history: NormHistory | None = None
         self.epochs = EpochHistory()
         self.sampler: ActivationSampler | None = None
+        self.plots: dict[str, bytes] = {}  # the PNGs drawn, for report.html
+        self.baseline: Baseline | None = None
+        self.live: LiveDiagnosis | None = None
 
     # -- during training -------------------------------------------------------------------
-    def attach(self, callbacks: list[Callback], train_x: torch.Tensor) -> list[Callback]:
+    def attach(self, callbacks: list[Callback], train_x: torch.Tensor,
+               train_y: torch.Tensor | None = None, objective: Any = None) -> list[Callback]:
         """`callbacks` plus the recorders: the norm logger's flushes are kept (the history is
-        one of its recorders), the epoch metrics are kept for the plots, and activations are
-        sampled when the spec asks and the model has activation modules to sample. With
-        diagnostics and plots off, nothing is added."""
+        one of its recorders), the epoch metrics are kept for the plots and the diagnosis,
+        activations are sampled when the spec asks and the model has activation modules to
+        sample, and the live diagnosis judges them at each epoch end. With diagnostics and
+        plots off, nothing is added. The recorders and the live diagnosis come before the
+        progress reporter, so each epoch's progress carries that epoch's diagnosis. The
+        baseline is measured on the training targets `train_y` for the `objective`'s task."""
         for callback in callbacks:
             if isinstance(callback, PerLayerNormLogger):
                 self.history = NormHistory()
                 callback.add_recorder(self.history.record)
         diag = self.spec.diagnostics
-        added: list[Callback] = [self.epochs] if diag.plots else []
         if diag.activation_stats and activation_modules(self.model):
             self.sampler = ActivationSampler(
                 self.model, train_x[:diag.activation_examples], self.tracker.sink,
                 every_steps=diag.activation_every_steps,
                 saturation_derivative=diag.thresholds.saturation_derivative)
+        measuring = self.history is not None or self.sampler is not None
+        added: list[Callback] = [self.epochs] if diag.plots or measuring else []
+        if self.sampler is not None:
             added.append(self.sampler)
-        return [*callbacks, *added]
+        if measuring:
+            if objective is not None and train_y is not None:
+                self.baseline = measure_baseline(objective.task, objective.loss_name, train_y,
+                                                 train_x)
+            self.live = LiveDiagnosis(lambda epochs: self._judge(total_epochs=epochs), diag,
+                                      self._tag)
+            added.append(self.live)
+        at = next((i for i, c in enumerate(callbacks) if isinstance(c, ProgressReporter)),
+                  len(callbacks))
+        return [*callbacks[:at], *added, *callbacks[at:]]
+
+    def reporting(self, report: Callable[[dict[str, Any]], None]
+                  ) -> Callable[[dict[str, Any]], None]:
+        """`report` with the live diagnosis added to each progress update."""
+        return lambda update: report(self.live.decorate(update) if self.live else update)
+
+    def _tag(self, verdict: str) -> None:
+        self.tracker.sink.call_soon(lambda: self.tracker.set_tags({names.TAG_DIAGNOSIS: verdict}))
 
     # -- after training ----------------------------------------------------------------------
     def after_training(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -62,28 +100,53 @@ class Diagnostics:
                        device: torch.device) -> dict[str, Any]:
         """Verdict, plots and analyses. Returns what goes into the job's result: the analysis
         metrics and, when anything was measured, "diagnosis"."""
-        diagnosis = self.diagnose()
+        diagnosis = self.diagnose(final)
         if diagnosis is not None:
-            payload = diagnosis.as_dict()
-            self.tracker.sink.call_soon(lambda: self.tracker.set_tags(
-                {names.TAG_DIAGNOSIS: diagnosis.verdict}))
-            self.log_json(payload, "diagnosis.json")
+            self._record(diagnosis)
         if self.spec.diagnostics.plots:
             self._plot_training()
         metrics = run_analyses(self.spec, self.model, objective, splits, self.shape, final,
                                self, device=device, plots_on=self.spec.diagnostics.plots)
         if metrics:
             self.tracker.sink.log(metrics, step=step)
+        shown, verdict = {**final, **metrics}, diagnosis.as_dict() if diagnosis else None
+        self.tracker.sink.call_soon(lambda: log_report(  # after the plots, on the same thread
+            self.tracker, self.spec.model_dump(mode="json"), shown, verdict, self.plots))
         return {**metrics, **({"diagnosis": diagnosis.as_dict()} if diagnosis else {})}
 
-    def diagnose(self) -> Diagnosis | None:
-        """None when the run measured nothing to judge by."""
+    def diagnose(self, final: dict[str, Any] | None = None) -> Diagnosis | None:
+        """The diagnosis after training, from the loop's `final` metrics too; None when the run
+        measured nothing to judge by. `detected_at_step` comes from the live diagnosis."""
         if self.history is None and self.sampler is None:
             return None
-        return diagnose(self.history, self.layers,
-                        self.sampler.final() if self.sampler is not None else {},
-                        self.spec.diagnostics.thresholds,
-                        uses_gradients=self.model.uses_gradients)
+        diagnosis = self._judge(final=final or {})
+        if self.live is not None:
+            diagnosis.detected_at_step = self.live.detected_at(diagnosis.verdict)
+        return diagnosis
+
+    def diverged(self, message: str, step: int) -> None:
+        """The loop raised `Diverged`: record that diagnosis before the run fails."""
+        if self.history is None and self.sampler is None:
+            return
+        diagnosis = self._judge()
+        fix = fixes.compose(self.spec, fixes.lr(self.spec, 0.1), fixes.clip(self.spec))
+        diagnosis.findings.insert(0, Finding("diverged", {"error": message}, [], fix))
+        diagnosis.verdict, diagnosis.detected_at_step = "diverged", step
+        self._record(diagnosis)
+
+    def _judge(self, *, total_epochs: int | None = None, final: dict[str, Any] | None = None
+               ) -> Diagnosis:
+        return diagnose_record(RunRecord(
+            self.layers, self.spec.diagnostics.thresholds, history=self.history,
+            epochs=self.epochs.metrics, epoch_steps=self.epochs.steps,
+            activations=self.sampler.final() if self.sampler is not None else {},
+            weights=weight_rows(self.model, self.layers) if self.model.uses_gradients else {},
+            baseline=self.baseline, spec=self.spec, uses_gradients=self.model.uses_gradients,
+            total_epochs=total_epochs, final=final or {}))
+
+    def _record(self, diagnosis: Diagnosis) -> None:
+        self._tag(diagnosis.verdict)
+        self.log_json(diagnosis.as_dict(), "diagnosis.json")
 
     def _plot_training(self) -> None:
         history, layers = self.history, self.layers
@@ -105,8 +168,8 @@ class Diagnostics:
             self.log_plot(lambda: plots.loss_accuracy(curves), "loss_accuracy")
         if self.sampler is not None and self.sampler.rows:
             sampled_steps, values = self.sampler.series()
-            keys = self.sampler.keys
-            self.log_plot(lambda: plots.activation_stats(sampled_steps, keys, values),
+            keys, kinds = self.sampler.keys, self.sampler.kinds
+            self.log_plot(lambda: plots.activation_stats(sampled_steps, keys, values, kinds),
                           "activation_stats")
 
     # -- the analyses' recorder ----------------------------------------------------------------
@@ -115,5 +178,6 @@ class Diagnostics:
 
     def log_plot(self, build: Callable[[], Figure], name: str) -> None:
         """Draw and log `plots/<name>.png` on the sink's thread (the data is on the host)."""
-        self.tracker.sink.call_soon(
-            lambda: self.tracker.log_figure(build(), f"plots/{name}.png"))
+        def draw() -> None:
+            self.plots[name] = log_png(self.tracker, build(), f"plots/{name}.png")
+        self.tracker.sink.call_soon(draw)

@@ -138,21 +138,62 @@ def loss_accuracy(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -
     return figure
 
 
-def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray) -> Figure:
-    """The sampled dead and saturated fractions per activation module and in total."""
-    figure, (axes,) = run_figure(1, width=6.5)
-    modules = [k for k in keys if k.count("/") == 2]
-    colors = layer_colors(len(modules))
+# What each sampled statistic is, by the key's middle part, and which activation kinds
+# (`activations.activation_modules`) it applies to.
+STATISTICS = {
+    "dead_fraction": ("dead ReLU units (output 0 for every sampled example)", {"relu"},
+                      "no unit dead at any sampled step"),
+    "saturated_fraction": ("saturated activations (derivative nearly 0)",
+                           {"sigmoid", "tanh", "arctan", "step"},
+                           "no activation saturated at any sampled step"),
+}
+
+
+def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray,
+                     kinds: Mapping[str, str] | None = None) -> Figure:
+    """One panel per statistic sampled (dead fraction for ReLU units, saturated fraction for
+    sigmoid-like ones), each titled for what it shows: a module's line, and the total over
+    every unit of that kind. With `kinds` ({module: activation kind}), a module's series of a
+    statistic that does not apply to its kind is left out rather than drawn as a flat 0; a
+    series that is 0 at every sampled step is named in a line of text instead of a line on the
+    axis, where it would hide under the others."""
+    shown: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
-        total = key.count("/") == 1
-        label = key.split("/", 1)[1].replace("_fraction", "")
-        axes.plot(steps, values[:, i], label=label, lw=2.2 if total else 1,
-                  color="black" if total else colors[modules.index(key)],
-                  ls="--" if "saturated" in key and total else "-")
-    axes.set(xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02),
-             title="dead ReLU units / saturated activations (sampled)")
-    axes.legend(fontsize=6)
-    axes.grid(alpha=0.3)
+        _, statistic, *module = key.split("/", 2)
+        if statistic not in STATISTICS:
+            continue
+        if module and kinds is not None and module[0] in kinds \
+                and kinds[module[0]] not in STATISTICS[statistic][1]:
+            continue
+        shown.setdefault(statistic, []).append(i)
+    figure, axes = run_figure(max(1, len(shown)), width=6.5)
+    for ax, (statistic, columns) in zip(axes, shown.items(), strict=False):
+        modules = [i for i in columns if keys[i].count("/") == 2]
+        colors = layer_colors(len(modules))
+        zero = []
+        for i in columns:
+            total = keys[i].count("/") == 1
+            label = "all units" if total else keys[i].split("/", 2)[2]
+            if not np.any(np.nan_to_num(values[:, i], nan=1.0)):
+                zero.append(label)
+                continue
+            ax.plot(steps, values[:, i], label=label, lw=2.2 if total else 1,
+                    color="black" if total else colors[modules.index(i)])
+        if zero:
+            ax.text(0.02, 0.97, f"{STATISTICS[statistic][2]}: {', '.join(zero)}", fontsize=8,
+                    va="top", wrap=True, transform=ax.transAxes)
+            if len(steps) > 1:  # the sampled steps, also when no line is drawn
+                ax.set_xlim(steps[0], steps[-1])
+        title = STATISTICS[statistic][0]
+        if kinds:
+            which = sorted(set(kinds.values()) & STATISTICS[statistic][1])
+            title = title.replace("activations", f"{', '.join(which)} units", 1)
+        ax.set(xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02), title=title)
+        if ax.get_lines():
+            ax.legend(fontsize=6, loc="upper right")
+        ax.grid(alpha=0.3)
+    if not shown:
+        axes[0].set(title="no activation statistic sampled")
     return figure
 
 

@@ -65,6 +65,18 @@ class LoggedMetrics:
             out += [key for key in self.model_keys if key.startswith(f"{split}/")]
         return out
 
+    def of_run(self, spec: ExperimentSpec) -> list[str]:
+        """What a run of `spec` ends with: each split's keys (the test split's once, at the
+        end), the model's own keys, and how training went."""
+        data = spec.data
+        splits = ["train", *(["val"] if data.val_fraction > 0 or data.source == "file"
+                             else []), *(["test"] if data.test_fraction > 0 else [])]
+        stopping = spec.regularization.early_stopping
+        best = ([] if stopping.patience is None
+                else ["best_epoch", f"best/{stopping.monitor}"])  # stopped_epoch only if it stops
+        return list(dict.fromkeys([*self.keys(splits), *self.model_keys, "epochs_run",
+                                   "steps", "param_count", *best]))
+
 
 @dataclass
 class Step:

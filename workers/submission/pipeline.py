@@ -26,13 +26,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, overload
+from typing import Any, Protocol, overload
 
 from pydantic import ValidationError
 
 from services import resources as cluster_fit
 from services.caps import CapExceeded, SubmissionLimits, spec_cap_errors
 from services.contract.applicability import declared_errors
+from services.contract.expectations import CompareExpectation
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import SweepSpec
@@ -181,14 +182,48 @@ def dry_run(spec: Spec, data_roots: list[str], limits: SubmissionLimits
             ) -> DryRun | SweepCheck:
     """An experiment's data and model, run a little; a sweep's base, then its space."""
     if isinstance(spec, ExperimentSpec):
-        return dry_runs.dry_run(spec, data_roots, limits)
+        dry = dry_runs.dry_run(spec, data_roots, limits)
+        _raise_any(expect_errors(spec.expect, dry))
+        return dry
     with _as_base():
         dry = dry_runs.dry_run(spec.base, data_roots, limits)
+        _raise_any(expect_errors(spec.base.expect, dry))
     sweep = spec.model_copy(update={"base": dry.spec})
     errors = space_errors(sweep, dry, lambda trial: check_experiment(trial, data_roots, limits))
+    errors += expect_errors(spec.expect, dry, space=set(spec.space))
     if errors:
         raise SpecInvalid(errors)
     return SweepCheck(sweep, sweep.trial_count())
+
+
+def expect_errors(expect: list[Any], dry: DryRun, *, space: set[str] | None = None
+                  ) -> list[SpecError]:
+    """An expectation on a metric the run will not log, or selecting trials by a path the
+    sweep's space does not vary (`space`: a sweep's expect), cannot hold: refused."""
+    keys = None if dry.metrics is None else dry.metrics.of_run(dry.spec)
+    errors = []
+    for i, item in enumerate(expect):
+        fields: dict[str, Any] = item.model_dump()
+        if "compare" in fields:
+            fields = {"metric": fields["compare"]["metric"], **{
+                f"compare.{side}": fields["compare"][side] for side in ("better", "worse")}}
+        loc: tuple[str | int, ...] = ("expect", i, *(
+            ["compare"] if isinstance(item, CompareExpectation) else []))
+        if keys is not None and "metric" in fields and fields["metric"] not in keys:
+            errors.append(SpecError((*loc, "metric"), (
+                f"{fields['metric']!r} is not a metric this run logs; it logs {keys}")))
+        for name in ("where", "compare.better", "compare.worse"):
+            unknown = sorted(set(fields.get(name) or {}) - (space or set()))
+            if unknown and space is not None:
+                errors.append(SpecError((*loc, name.rsplit(".", 1)[-1]), (
+                    f"{', '.join(unknown)} is not a path of the sweep's space "
+                    f"({', '.join(sorted(space))}); select trials by the values it varies")))
+    return errors
+
+
+def _raise_any(errors: list[SpecError]) -> None:
+    if errors:
+        raise SpecInvalid(errors)
 
 
 # -- helpers -----------------------------------------------------------------------------------

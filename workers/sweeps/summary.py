@@ -14,6 +14,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names as names
+from services.contract.expectations import evaluate_sweep
 from services.contract.sweep_spec import SweepSpec, configuration_key
 from services.sweep_table import best_trial
 from workers.sweeps import sweep_plots
@@ -89,13 +90,15 @@ class ParentRun:
     # -- the end -----------------------------------------------------------------------------
     def finish(self, rows: list[dict[str, Any]], *, cancelled: bool) -> dict[str, Any]:
         """Record the outcome on the parent run and close it. Returns {trials, best,
-        configurations}."""
+        configurations, expectations} (each of the sweep's `expect` with what was observed)."""
         mode, metric = self.sweep.search.mode, self.sweep.search.metric
         self.close_open_children("KILLED" if cancelled else "FINISHED")
         if cancelled:
             self._kill_cancelled_failures(rows)
         best = best_trial(rows, mode)
         configurations = configuration_stats(rows, mode)
+        expectations = evaluate_sweep(self.sweep.expect, rows, search_metric=metric,
+                                      search_mode=mode)
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
             counts[row.get("status", "queued")] += 1
@@ -111,13 +114,14 @@ class ParentRun:
         self.client.log_text(self.run_id, json.dumps(rows, indent=2, default=str),
                              "trials.json")
         self.client.log_text(self.run_id, json.dumps(
-            {"metric": metric, "mode": mode, "best": best, "configurations": configurations},
-            indent=2, default=str), "summary.json")
+            {"metric": metric, "mode": mode, "best": best, "configurations": configurations,
+             "expectations": expectations}, indent=2, default=str), "summary.json")
         self._log_plots(rows, configurations)
         failed_all = bool(rows) and all(r.get("status") == "failed" for r in rows)
         status = "KILLED" if cancelled else ("FAILED" if failed_all else "FINISHED")
         self.client.set_terminated(self.run_id, status=status)
-        return {"trials": rows, "best": best, "configurations": configurations}
+        return {"trials": rows, "best": best, "configurations": configurations,
+                "expectations": expectations}
 
     def _log_plots(self, rows: list[dict[str, Any]], configurations: list[dict[str, Any]]
                    ) -> None:

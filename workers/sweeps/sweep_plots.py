@@ -76,8 +76,9 @@ def grad_norm_curves(curves: dict[str, dict[str, list[tuple[int, float]]]],
         ax.set_title(f"{trial_id}\n{metric} = {metrics[trial_id]:.4g}", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        if ax.get_lines():  # each trial its own legend: trials may differ in their layers
+            ax.legend(fontsize=7)
     axes[0][0].set_ylabel("gradient norm per layer")
-    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,43 @@
+"""`layerwise repair ID`: submit the fix a finished job's diagnosis suggests, as a new
+experiment linked to it, and (with --wait) follow it and show before and after."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from api.cli.jobs import TokenOpt, UrlOpt, _call, _client, _follow
+from api.cli.output import console, show_outcome
+
+
+def repair(job_id: Annotated[str, typer.Argument(help="the job to repair (or its id's start)")],
+           wait: Annotated[bool, typer.Option(help="follow the repair until it ends")] = False,
+           url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit the fix a finished job's diagnosis suggests as a new, linked experiment."""
+    with _client(url, token) as client:
+        record = _call(client, client.repair, job_id)
+        console.print(f"submitted [bold]{record['id']}[/bold] ({record['name']}), a repair of "
+                      f"{record['repair_of']}")
+        if not wait:
+            return
+        _follow(client, record["id"])
+        record = client.get(record["id"])
+        show_outcome(record)
+        show_before_after(record)
+        if record["status"] != "succeeded":
+            raise typer.Exit(1)
+
+
+def show_before_after(record: dict[str, Any]) -> None:
+    """The headline metric of the repaired job and of its repair."""
+    outcome = record.get("repair")
+    if not outcome:
+        return
+
+    def shown(value: float | None) -> str:
+        return "?" if value is None else f"{value:.4f}"
+
+    console.print(f"{outcome['metric']} ({outcome['better']} is better): before "
+                  f"{shown(outcome['before'])}, after {shown(outcome['after'])}",
+                  markup=False, highlight=False)

@@ -1,0 +1,142 @@
+"""A repair is the job's spec with its primary finding's fix applied, linked to the job, and
+refused with the reason when there is nothing to repair; `diagnostics.auto_repair` repairs on
+its own for that many rounds. On a real job store and the real dry run, without Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.contract.spec import ExperimentSpec
+from services.contract.spec_errors import SpecInvalid
+from services.lifecycle import Status
+from services.settings import Settings
+from services.store import JobRecord, JobStore
+from tests.utils.specs import mlp_spec
+from workers.submission import repair
+from workers.submission.repair import AutoRepair, RepairRefused
+
+SLOW = {"optimizer.lr": 0.01, "training.epochs": 3}
+
+
+def diagnosis(verdict: str = "not_learning", fix: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """The contract's shape: the primary finding first, with the fix to try."""
+    return {"verdict": verdict, "detected_at_step": 10, "baseline": {},
+            "findings": [{"verdict": verdict, "evidence": {}, "layers": [],
+                          "fix": SLOW if fix is None else fix},
+                         {"verdict": "slow", "evidence": {}, "layers": [],
+                          "fix": {"optimizer.lr": 99.0}}]}
+
+
+def finished(store: JobStore, spec: dict[str, Any], found: dict[str, Any] | None = None, *,
+             result: dict[str, Any] | None = None, status: Status = Status.SUCCEEDED
+             ) -> JobRecord:
+    payload = ExperimentSpec.model_validate(spec).model_dump(mode="json")
+    record, _ = store.create(spec=payload, spec_hash="h", name=payload["name"],
+                             project=payload["project"])
+    store.update(record.id, mlflow_run_id="run-" + record.id[:6])
+    if status == Status.QUEUED:
+        return store.get(record.id)
+    store.move(record.id, Status.RUNNING)
+    if status == Status.RUNNING:
+        return store.get(record.id)
+    return store.move(record.id, status, diagnosis=found,
+                      result=result or {"val/accuracy": 0.5, "val/loss": 1.2})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+
+def test_the_fix_is_applied_by_dotted_path_and_linked_to_the_job(store):
+    job = finished(store, mlp_spec(diagnostics={"auto_repair": 2}, tags={"team": "a"}),
+                   diagnosis())
+    spec = repair.repaired_spec(job)
+    assert spec.optimizer.lr == 0.01 and spec.training.epochs == 3  # the primary fix only
+    assert spec.optimizer.name == "adam" and spec.model.hidden == [32, 32]  # the rest kept
+    assert spec.diagnostics.auto_repair == 1
+    assert spec.name == "test-mlp (repair 1)"
+    assert spec.tags == {"team": "a", "layerwise.repair_of": job.id,
+                         "mlflow.parentRunId": job.mlflow_run_id}
+
+
+def test_a_repair_of_a_repair_counts_its_round_and_links_to_its_own_parent(store):
+    job = finished(store, mlp_spec(name="net (repair 1)",
+                                   tags={"layerwise.repair_of": "first"}), diagnosis())
+    spec = repair.repaired_spec(job)
+    assert spec.name == "net (repair 2)"
+    assert spec.tags["layerwise.repair_of"] == job.id
+    assert spec.diagnostics.auto_repair == 0  # never below 0
+    assert repair.repair_name("x" * 250).endswith("x (repair 1)")
+    assert len(repair.repair_name("x" * 250)) == 250
+
+
+@pytest.mark.parametrize("status, found, words", [
+    (Status.RUNNING, diagnosis(), "is running"),
+    (Status.QUEUED, diagnosis(), "is queued"),
+    (Status.FAILED, diagnosis(), "is failed"),
+    (Status.SUCCEEDED, None, "has no diagnosis"),
+    (Status.SUCCEEDED, diagnosis("healthy", {}), "diagnosed healthy"),
+    (Status.SUCCEEDED, diagnosis("vanishing", {}), "suggests no fix"),
+    # The shape before fixes: findings are verdict names.
+    (Status.SUCCEEDED, {"verdict": "vanishing", "findings": ["vanishing"]}, "suggests no fix"),
+    (Status.SUCCEEDED, diagnosis(fix={"optimizer.lr": 0.003}), "already in its spec"),
+])
+def test_a_job_with_nothing_to_repair_is_refused_saying_why(store, status, found, words):
+    job = finished(store, mlp_spec(), found, status=status)
+    with pytest.raises(RepairRefused, match=words):
+        repair.repaired_spec(job)
+    assert not repair.wants_repair(job.model_copy(
+        update={"spec": {**job.spec, "diagnostics": {"auto_repair": 3}}}))
+
+
+def test_a_fix_that_makes_an_invalid_spec_names_the_field(store):
+    job = finished(store, mlp_spec(), diagnosis(fix={"optimizer.lr": -1.0}))
+    with pytest.raises(SpecInvalid) as refused:
+        repair.repaired_spec(job)
+    assert refused.value.errors[0].loc == ("optimizer", "lr")
+    assert "optimizer.lr=-1.0" in refused.value.errors[0].msg
+
+
+def test_before_and_after_on_the_headline_metric(store):
+    classifier = finished(store, mlp_spec(), diagnosis(), result={"val/accuracy": 0.4})
+    fixed = finished(store, mlp_spec(), diagnosis(), result={"val/accuracy": 0.9})
+    assert repair.before_after(classifier, fixed) == {
+        "of": classifier.id, "metric": "val/accuracy", "better": "higher", "before": 0.4,
+        "after": 0.9}
+    regression = finished(store, mlp_spec(), diagnosis(), result={"val/loss": 2.0})
+    pending = finished(store, mlp_spec(), None, status=Status.RUNNING)
+    assert repair.before_after(regression, pending) == {
+        "of": regression.id, "metric": "val/loss", "better": "lower", "before": 2.0,
+        "after": None}
+
+
+def test_auto_repair_goes_through_the_submission_path_and_stops_after_n_rounds(
+        store, settings: Settings):
+    """Each round halves the rate (as a fix computed from the spec would); the real dry run
+    checks each repair, and the chain ends when the rounds are used up."""
+    auto = AutoRepair(store, settings, cluster=None)
+    job = finished(store, mlp_spec(diagnostics={"auto_repair": 2}),
+                   diagnosis(fix={"optimizer.lr": 0.0015}))
+    chain = [job]
+    while repair.wants_repair(job):
+        made = auto.repair_now(job)
+        assert made is not None and made.status == "queued"
+        assert auto.repair_now(job) == made  # one automatic repair per job
+        lr = made.spec["optimizer"]["lr"]
+        job = finished(store, made.spec, diagnosis(fix={"optimizer.lr": lr / 2}))
+        chain.append(job)
+    assert [j.spec["diagnostics"]["auto_repair"] for j in chain] == [2, 1, 0]
+    assert [j.name for j in chain] == ["test-mlp", "test-mlp (repair 1)", "test-mlp (repair 2)"]
+    assert repair.repair_of(chain[2]) == chain[1].id
+
+
+def test_an_auto_repair_the_submission_refuses_is_logged_not_raised(store, settings, caplog):
+    job = finished(store, mlp_spec(diagnostics={"auto_repair": 1}),
+                   diagnosis(fix={"training.epochs": 10**9}))
+    assert AutoRepair(store, settings, cluster=None).repair_now(job) is None
+    assert "training.epochs" in caplog.text and job.id in caplog.text

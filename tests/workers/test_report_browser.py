@@ -1,0 +1,71 @@
+"""`report.html` in a real browser: Debian's chromium, headless, driven by Selenium through
+Debian's chromedriver (nothing is downloaded at run time). `.ci/run` installs both."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.workers.test_report import DIAGNOSIS, METRICS, SPEC, _plots
+from workers.diagnostics.report import render_report
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+           "chromium-driver; .ci/run installs them)")]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-extensions", "--no-first-run"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_report_renders_with_every_image_and_no_error_or_request(browser, tmp_path: Path):
+    page = render_report(SPEC, METRICS, DIAGNOSIS, _plots())
+    assert not re.search(r"https?://", page)  # nothing in the page points off it
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    browser.get(path.as_uri())
+    assert browser.find_element("id", "verdict").text == "saturated"
+    body = browser.find_element("tag name", "body").text
+    assert "model.activation: sigmoid -> relu" in body
+    images = browser.execute_script(
+        "return Array.from(document.images, i => [i.alt, i.complete, i.naturalWidth]);")
+    assert [alt for alt, _, _ in images] == ["grad_norm_heatmap", "activation_stats"]
+    assert all(complete and width > 0 for _, complete, width in images), images
+    # Every resource the page fetched (data: URIs are not fetched) and every console message
+    # of level error: a blocked request would show in both (the page's CSP forbids them).
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+    assert fetched == []
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_a_page_that_reaches_out_is_caught(browser, tmp_path: Path):
+    """The checks above can fail: an external image is blocked and reported as an error."""
+    page = render_report(SPEC, METRICS, DIAGNOSIS, {}).replace(
+        "</body>", '<img alt="x" src="http://127.0.0.1:9/x.png"></body>')
+    path = tmp_path / "bad.html"
+    path.write_text(page, encoding="utf-8")
+    browser.get(path.as_uri())
+    loaded = browser.execute_script("return document.images[0].naturalWidth;")
+    assert loaded == 0
+    assert any(e["level"] == "SEVERE" for e in browser.get_log("browser"))

@@ -1,0 +1,269 @@
+"""The diagnosis engine on labelled synthetic runs: curves built to show each verdict (several
+per verdict), healthy runs that must not alarm, the baselines, and that every fix is a valid
+change of the run's spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.contract.spec import DiagnosisThresholds, ExperimentSpec
+from tests.utils.specs import mlp_spec
+from workers.diagnostics.history import NormHistory
+from workers.diagnostics.verdicts import (
+    Baseline,
+    RunRecord,
+    diagnose_record,
+    fixes,
+    measure_baseline,
+)
+
+LAYERS = ["layers.0", "layers.1", "layers.2", "output"]
+PRIOR = Baseline("class_prior", 2.3, 0.1)
+RNG = np.random.default_rng(0)
+
+
+def _spec(**overrides: Any) -> ExperimentSpec:
+    payload = mlp_spec(**overrides)
+    if "kind" in overrides.get("model", {}):  # another kind: its own fields only
+        payload["model"] = overrides["model"]
+    return ExperimentSpec.model_validate(payload)
+
+
+def _grads(first: float | np.ndarray, steps: int = 200) -> np.ndarray:
+    first = np.broadcast_to(np.asarray(first, dtype=float), (steps,))
+    base = np.column_stack([first, np.full(steps, 0.1), np.full(steps, 0.3), np.ones(steps)])
+    return base * RNG.uniform(0.8, 1.2, size=base.shape)
+
+
+def _history(grads: np.ndarray, total: np.ndarray | None = None) -> NormHistory:
+    history = NormHistory()
+    total = np.sqrt((grads ** 2).sum(axis=1)) if total is None else total
+    keys = [f"grad_norm/{layer}" for layer in LAYERS] + ["grad_norm/total"]
+    history.record(keys, np.column_stack([grads, total]), list(range(len(grads))))
+    return history
+
+
+def _learning(epochs: int = 10, end: float = 0.9) -> list[dict[str, float]]:
+    """A classifier learning well: accuracy up from chance, losses down, with noise."""
+    t = np.linspace(0, 1, epochs)
+    acc = 0.1 + (end - 0.1) * (1 - np.exp(-5 * t)) + RNG.normal(0, 0.005, epochs)
+    loss = 2.3 * np.exp(-3 * t) + 0.1
+    return [{"train/loss": float(l_ * 0.95), "val/loss": float(l_), "val/accuracy": float(a)}
+            for l_, a in zip(loss, acc, strict=True)]
+
+
+def _curve(train: np.ndarray, val: np.ndarray | None = None,
+           acc: np.ndarray | None = None) -> list[dict[str, float]]:
+    out = []
+    for i, loss in enumerate(train):
+        row = {"train/loss": float(loss)}
+        if val is not None:
+            row["val/loss"] = float(val[i])
+        if acc is not None:
+            row["val/accuracy"] = float(acc[i])
+        out.append(row)
+    return out
+
+
+def _record(*, grads: np.ndarray | None = None, epochs: list[dict[str, float]] | None = None,
+            activations: dict[str, float] | None = None, weights: dict | None = None,
+            spec: ExperimentSpec | None = None, baseline: Baseline | None = PRIOR,
+            uses_gradients: bool = True, total: np.ndarray | None = None) -> RunRecord:
+    return RunRecord(LAYERS, DiagnosisThresholds(),
+                     history=_history(grads if grads is not None else _grads(0.3), total),
+                     epochs=epochs if epochs is not None else _learning(),
+                     activations=activations or {}, weights=weights or _random_rows(),
+                     baseline=baseline, spec=spec or _spec(), uses_gradients=uses_gradients)
+
+
+def _random_rows() -> dict[str, np.ndarray]:
+    return {layer: RNG.normal(size=(32, 16)) for layer in LAYERS[:-1]}
+
+
+def _assert_fixes_validate(diagnosis, spec: ExperimentSpec) -> None:
+    for finding in diagnosis.findings:
+        if finding.fix:
+            changed = fixes.apply(spec, finding.fix)  # raises when the spec would be invalid
+            for path, value in finding.fix.items():
+                assert fixes.value(changed, path) == value
+
+
+SIGMOID = {"model": {"hidden": [32, 32, 32], "activation": "sigmoid"}}
+ZEROS = {"model": {"hidden": [32, 32, 32], "activation": "sigmoid", "init": "zeros"}}
+PLAIN_RESNET = {"model": {"kind": "resnet", "depth": 6, "width": 16, "skip": "none"}}
+
+# (label, record factory, expected verdict, verdicts that must be among the findings)
+CASES = [
+    ("healthy: learns, gradients even", lambda: _record(), "healthy", []),
+    ("healthy: first layer 5e-3 early but learns", lambda: _record(
+        grads=_grads(np.r_[np.full(20, 5e-3), np.full(180, 0.3)])), "healthy", []),
+    ("healthy: noisy but falling loss", lambda: _record(epochs=_curve(
+        2.3 * np.exp(-np.arange(12) / 3) * RNG.uniform(0.97, 1.03, 12) + 0.05,
+        acc=np.linspace(0.1, 0.95, 12))), "healthy", []),
+    ("healthy: a converged loss wobbling near zero", lambda: _record(epochs=_curve(
+        np.r_[np.geomspace(2.3, 0.01, 6), np.tile([0.008, 0.012], 4)],
+        acc=np.r_[np.linspace(0.1, 0.99, 6), np.full(8, 0.99)])), "healthy", []),
+    ("healthy: a hard task levelling off at 40%", lambda: _record(epochs=_curve(
+        np.linspace(2.3, 1.6, 12), acc=np.r_[np.linspace(0.1, 0.38, 6),
+                                             np.linspace(0.385, 0.4, 6)])), "healthy", []),
+    ("healthy: regression well fitted", lambda: _record(
+        baseline=Baseline("mean_predictor", 1.0, None),
+        epochs=_curve(np.linspace(1.0, 0.1, 8), val=np.linspace(1.0, 0.12, 8))), "healthy", []),
+    ("vanishing over the run (sigmoid)", lambda: _record(grads=_grads(1e-5),
+                                                         spec=_spec(**SIGMOID)),
+     "vanishing", ["vanishing"]),
+    ("vanishing early, stuck at chance (plain resnet)", lambda: _record(
+        grads=_grads(np.r_[np.full(20, 1.3e-3), np.full(180, 0.05)]), spec=_spec(**PLAIN_RESNET),
+        epochs=_curve(np.full(10, 2.29), val=np.full(10, 2.29), acc=np.full(10, 0.15))),
+     "vanishing", ["vanishing", "not_learning"]),
+    ("vanishing with saturation: the cause first", lambda: _record(
+        grads=_grads(1e-5), spec=_spec(**SIGMOID),
+        activations={"activation/saturated_fraction": 0.9,
+                     "activation/saturated_fraction/layers.1.activation": 0.9}),
+     "saturated", ["saturated", "vanishing"]),
+    ("exploding: ratio", lambda: _record(grads=_grads(1e4)), "exploding", ["exploding"]),
+    ("exploding: growth", lambda: _record(total=np.geomspace(1, 1e5, 200)), "exploding",
+     ["exploding"]),
+    ("exploding: non-finite", lambda: _record(grads=np.where(
+        np.arange(200)[:, None] == 150, np.inf, _grads(0.3))), "exploding", ["exploding"]),
+    ("dead units", lambda: _record(activations={
+        "activation/dead_fraction": 0.8, "activation/dead_fraction/layers.0.activation": 0.9}),
+     "dead_units", ["dead_units"]),
+    ("symmetric: identical rows", lambda: _record(
+        spec=_spec(**ZEROS), weights={"layers.0": np.tile(RNG.normal(size=16), (32, 1)),
+                                      "layers.1": RNG.normal(size=(32, 32))},
+        epochs=_curve(np.full(6, 1.9), acc=np.full(6, 0.3))), "symmetric", ["symmetric"]),
+    ("symmetric: all-zero rows", lambda: _record(
+        spec=_spec(**ZEROS), weights={"layers.1": np.zeros((32, 32))}), "symmetric",
+     ["symmetric"]),
+    ("not learning: classifier at chance", lambda: _record(epochs=_curve(
+        np.full(10, 2.30), val=np.full(10, 2.30), acc=RNG.uniform(0.09, 0.12, 10))),
+     "not_learning", ["not_learning"]),
+    ("not learning: regression at the variance", lambda: _record(
+        baseline=Baseline("mean_predictor", 1.0, None),
+        epochs=_curve(np.full(8, 1.0), val=np.full(8, 0.98))), "not_learning", ["not_learning"]),
+    ("unstable: oscillating", lambda: _record(epochs=_curve(
+        np.tile([1.0, 1.6], 5), acc=np.linspace(0.4, 0.8, 10))), "unstable", ["unstable"]),
+    ("unstable: spike", lambda: _record(epochs=_curve(
+        np.r_[np.linspace(2.0, 0.3, 6), 5.0, 0.3, 0.25, 0.2], acc=np.linspace(0.2, 0.9, 10))),
+     "unstable", ["unstable"]),
+    ("slow: creeping forward", lambda: _record(epochs=_curve(
+        np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
+        acc=np.linspace(0.1, 0.18, 10))), "not_learning", ["not_learning", "slow"]),
+    ("slow: past chance at a steady crawl", lambda: _record(epochs=_curve(
+        np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
+        acc=np.linspace(0.1, 0.21, 10))), "slow", ["slow"]),
+    ("slow: regression creeping down", lambda: _record(
+        baseline=Baseline("mean_predictor", 1.0, None),
+        epochs=_curve(np.linspace(1.0, 0.88, 10), val=np.linspace(1.0, 0.88, 10))),
+     "slow", ["slow"]),
+    ("overfitting: val rises as train falls", lambda: _record(epochs=_curve(
+        np.linspace(1.0, 0.05, 12), val=np.r_[np.linspace(1.0, 0.5, 6), np.linspace(0.55, 0.9, 6)],
+        acc=np.full(12, 0.85))), "overfitting", ["overfitting"]),
+    ("diverged: loss not finite", lambda: _record(epochs=_curve(
+        np.array([2.0, 1.0, np.nan]))), "diverged", ["diverged"]),
+]
+
+
+@pytest.mark.parametrize(("label", "make", "verdict", "expected"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_each_labelled_run_gets_its_verdict_and_valid_fixes(label, make, verdict, expected):
+    record = make()
+    diagnosis = diagnose_record(record)
+    assert diagnosis.verdict == verdict, (label, diagnosis.verdicts, diagnosis.evidence)
+    assert set(expected) <= set(diagnosis.verdicts), (label, diagnosis.verdicts)
+    if verdict == "healthy":
+        assert diagnosis.findings == []
+    else:
+        assert diagnosis.verdicts[0] == verdict  # the primary finding first
+        primary = diagnosis.findings[0]
+        assert primary.evidence
+        if verdict not in ("diverged",):
+            assert primary.fix, (label, primary)  # an actionable change
+    assert all(layer in LAYERS for f in diagnosis.findings for layer in f.layers)
+    _assert_fixes_validate(diagnosis, record.spec)
+    assert diagnosis.as_dict()["verdict"] == verdict  # JSON-safe
+
+
+def test_fixes_name_the_cause_in_the_spec_at_hand():
+    sigmoid = diagnose_record(_record(grads=_grads(1e-5), spec=_spec(**SIGMOID)))
+    assert sigmoid.findings[0].fix["model.activation"] == "relu"
+    plain = diagnose_record(_record(grads=_grads(1e-5), spec=_spec(**PLAIN_RESNET)))
+    assert plain.findings[0].fix == {"model.skip": "identity"}
+    zeros = diagnose_record(_record(spec=_spec(**ZEROS),
+                                    weights={"layers.0": np.ones((8, 4))}))
+    assert zeros.findings[0].fix == {"model.init": "glorot_normal"}
+    exploding = diagnose_record(_record(grads=_grads(1e4), spec=_spec(optimizer={"lr": 0.5})))
+    assert exploding.findings[0].fix == {"training.grad_clip_norm": 1.0, "optimizer.lr": 0.05}
+    # A fix the spec cannot take is left out: lr is capped at 10.
+    assert fixes.compose(_spec(optimizer={"lr": 10.0}), {"optimizer.lr": 100.0}) == {}
+    # A linear model has no activation to change.
+    assert fixes.activation(_spec(model={"kind": "linear"}), "relu") == {}
+
+
+def test_the_thresholds_move_the_verdict():
+    lenient = DiagnosisThresholds(vanishing_ratio=1e-6)
+    record = _record(grads=_grads(1e-5))
+    record.thresholds = lenient
+    assert diagnose_record(record).verdict == "healthy"
+    record = _record(epochs=_curve(np.full(10, 2.0), val=np.full(10, 2.0),
+                                   acc=np.full(10, 0.25)))
+    assert diagnose_record(record).verdict == "healthy"  # 17% of the gap closed
+    record.thresholds = DiagnosisThresholds(chance_fraction=0.2)
+    assert diagnose_record(record).verdict == "not_learning"
+
+
+def test_early_stopping_that_restores_the_best_weights_is_not_overfitting():
+    curve = _curve(np.linspace(1.0, 0.05, 12),
+                   val=np.r_[np.linspace(1.0, 0.5, 6), np.linspace(0.55, 0.9, 6)],
+                   acc=np.full(12, 0.85))
+    spec = _spec(regularization={"early_stopping": {"patience": 3}})
+    assert diagnose_record(_record(epochs=curve, spec=spec)).verdict == "healthy"
+
+
+def test_kinds_without_gradients_get_their_own_checks():
+    hopfield = _record(uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
+                       epochs=[{"train/energy": -90.0, "train/load": 0.05, "val/loss": 0.0,
+                                "val/accuracy": 1.0}], weights={})
+    diagnosis = diagnose_record(hopfield)
+    assert diagnosis.verdict == "healthy" and diagnosis.verdicts == ["no_gradients"]
+    assert diagnosis.findings[0].evidence["recall_accuracy"] == 1.0
+    assert "grad_norm_median" not in diagnosis.evidence  # no gradient checks
+
+    overloaded = _record(uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
+                         epochs=[{"train/energy": -50.0, "train/load": 0.5, "val/loss": 0.9,
+                                  "val/accuracy": 0.0}], weights={})
+    diagnosis = diagnose_record(overloaded)
+    assert diagnosis.verdict == "not_learning"
+    assert diagnosis.verdicts == ["not_learning", "no_gradients"]
+    assert diagnosis.findings[1].evidence["over_capacity"] is True
+
+    spec = _spec(data={"name": "patterns"}, model={"kind": "rbm", "hidden": 16})
+    rbm = _record(uses_gradients=False, spec=spec, baseline=None, weights={},
+                  epochs=[{"train/reconstruction_error": 0.25, "train/free_energy": -3.0}] * 5)
+    diagnosis = diagnose_record(rbm)
+    assert diagnosis.verdict == "not_learning"
+    assert diagnosis.findings[0].fix["model.hidden"] == 32
+    _assert_fixes_validate(diagnosis, spec)
+
+
+def test_the_baselines_are_what_a_model_ignoring_its_input_scores():
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    prior = measure_baseline("classification", "cross_entropy", y)
+    p = np.array([0.7, 0.2, 0.1])
+    assert prior.kind == "class_prior" and prior.accuracy == pytest.approx(0.7)
+    assert prior.loss == pytest.approx(-(p * np.log(p)).sum())
+    binary = measure_baseline("binary", "bce", np.array([[1.0]] * 25 + [[0.0]] * 75))
+    assert binary.accuracy == pytest.approx(0.75)
+    assert binary.loss == pytest.approx(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75)))
+    regression = measure_baseline("regression", "mse", np.array([[1.0], [3.0]]))
+    assert regression.kind == "mean_predictor" and regression.loss == pytest.approx(1.0)
+    tokens = measure_baseline("language_model", "cross_entropy", np.array([[0, 0, 1, 1]]))
+    assert tokens.kind == "unigram" and tokens.loss == pytest.approx(np.log(2))
+    x, clean = np.array([[1.0, -1.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])
+    recall = measure_baseline("recall", "mse", clean, x)
+    assert recall.kind == "corrupted_input" and recall.accuracy == pytest.approx(0.5)
+    assert measure_baseline("classification", "perceptron", y).loss is None

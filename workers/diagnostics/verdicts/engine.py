@@ -1,0 +1,91 @@
+"""The diagnosis of one run: every check on what the run measured, combined so the primary
+verdict names the cause (the order of `ORDER`: diverged, exploding, symmetric, dead_units,
+saturated, vanishing, then the symptoms not_learning, unstable, overfitting, slow).
+
+Chance is never healthy: a run that ends near its baseline gets at least `not_learning`,
+whatever its gradients. When the run ends near its baseline, an early-phase gradient ratio
+below `vanishing_ratio_early` counts as vanishing too (the cause of its standing still).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.contract.spec import DiagnosisThresholds
+from workers.diagnostics.history import NormHistory
+from workers.diagnostics.verdicts import energy
+from workers.diagnostics.verdicts.curves import curve_findings
+from workers.diagnostics.verdicts.gradients import gradient_findings
+from workers.diagnostics.verdicts.record import ORDER, Diagnosis, Finding, RunRecord, num
+from workers.diagnostics.verdicts.symmetry import symmetry_findings
+from workers.diagnostics.verdicts.units import unit_findings
+
+
+def diagnose(history: NormHistory | None, layers: list[str], activations: dict[str, float],
+             thresholds: DiagnosisThresholds, *, uses_gradients: bool = True,
+             **measured: Any) -> Diagnosis:
+    """The diagnosis from the per-layer norms, the last activation sample and, as keywords,
+    the rest of a `RunRecord` (epochs, epoch_steps, weights, baseline, spec, total_epochs,
+    final)."""
+    return diagnose_record(RunRecord(layers, thresholds, history=history,
+                                     activations=activations, uses_gradients=uses_gradients,
+                                     **measured))
+
+
+def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None) -> Diagnosis:
+    evidence: dict[str, Any] = {}
+    curves = curve_findings(record, evidence)
+    near_baseline = any(f.verdict == "not_learning" for f in curves)
+    if record.uses_gradients:
+        found = [*gradient_findings(record, evidence, near_baseline=near_baseline),
+                 *unit_findings(record, evidence), *symmetry_findings(record, evidence),
+                 *curves]
+    else:
+        own = energy.energy_findings(record, evidence)
+        found = [*own, *(f for f in curves if f.verdict == "not_learning")]
+        for finding in found:
+            if finding.verdict == "not_learning" and not finding.fix:
+                finding.fix = energy.no_gradient_fix(record)
+    if record.history is not None:
+        evidence.update(_update_ratios(record))
+    if record.baseline is None:
+        record.notes.append("no baseline for this task: whether the run beats chance was not "
+                            "judged")
+    findings = _merge(found)
+    causes = [f for f in findings if f.verdict != "no_gradients"]
+    verdict = causes[0].verdict if causes else "healthy"
+    for finding in findings:  # a check's own evidence joins the run's
+        evidence.setdefault(finding.verdict, finding.evidence)
+    return Diagnosis(verdict=verdict, findings=findings,
+                     baseline=record.baseline.as_dict() if record.baseline else None,
+                     detected_at_step=detected_at_step if verdict != "healthy" else None,
+                     notes=list(dict.fromkeys(record.notes)),
+                     thresholds=record.thresholds.model_dump(), layers=list(record.layers),
+                     evidence=evidence)
+
+
+def _merge(found: list[Finding]) -> list[Finding]:
+    """One finding per verdict (the first), in `ORDER`; a fix that would not validate was
+    already dropped by `fixes.compose`."""
+    first: dict[str, Finding] = {}
+    for finding in found:
+        first.setdefault(finding.verdict, finding)
+    return [first[v] for v in ORDER if v in first]
+
+
+def _update_ratios(record: RunRecord) -> dict[str, Any]:
+    """Median ||dW|| / ||W|| per layer: how fast each layer learns, independent of scale."""
+    history = record.history
+    assert history is not None
+    updates = history.series("update_norm", record.layers)
+    weights = history.series("weight_norm", record.layers)
+    if updates is None or weights is None or len(updates) == 0:
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = updates / weights
+    return {"update_weight_ratio_median": {
+        layer: num(np.nanmedian(ratios[:, i])) if np.isfinite(ratios[:, i]).any() else None
+        for i, layer in enumerate(record.layers)}}
+
