@@ -11,6 +11,8 @@ import mlflow
 import numpy as np
 import torch
 
+from models.base import LayerwiseModel
+from models.objectives import Objective
 from services.contract.expectations import evaluate_experiment
 from services.contract.spec import ExperimentSpec
 from workers.data import DataBundle
@@ -116,6 +118,19 @@ class RunOptions:
     parallel: DataParallel | None = None
 
 
+def set_up(spec_payload: dict[str, Any], settings: WorkerSettings
+           ) -> tuple[ExperimentSpec, torch.device, tuple[DataBundle, Objective, LayerwiseModel]]:
+    """What every process of a training does first, in this order (the seeds before the model
+    is built, so every rank of a data-parallel run builds the same weights): the spec, the
+    job's threads and seeds, the device, then the data, objective and model."""
+    spec = ExperimentSpec.model_validate(spec_payload)
+    set_threads(spec.resources.cpus)
+    seed_everything(spec.training.seed)
+    device = pick_device(spec.resources.gpus)
+    return spec, device, prepare(spec, settings.data_roots, device,
+                                 max_data_bytes=settings.max_data_bytes)
+
+
 def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
                    report: Report = lambda update: None, options: RunOptions | None = None
                    ) -> dict[str, Any]:
@@ -128,12 +143,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     """
     options = options or RunOptions()
     hooks = options.hooks
-    spec = ExperimentSpec.model_validate(spec_payload)
-    set_threads(spec.resources.cpus)
-    seed_everything(spec.training.seed)
-    device = pick_device(spec.resources.gpus)
-    bundle, objective, model = prepare(spec, settings.data_roots, device,
-                                       max_data_bytes=settings.max_data_bytes)
+    spec, device, (bundle, objective, model) = set_up(spec_payload, settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     tracker = RunTracker.start(spec, job_id=job_id, tracking_uri=settings.tracking_uri,
                                home=settings.home, run_id=options.run_id,

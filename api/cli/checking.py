@@ -73,8 +73,10 @@ def _submit_all(client: LayerwiseClient, files: list[str]) -> list[Submitted]:
 def _cancel(client: LayerwiseClient, job: Submitted) -> None:
     try:
         (client.cancel_sweep if job.sweep else client.cancel)(job.job_id)
-    except LayerwiseError:
-        pass  # already final: nothing to stop
+    except LayerwiseError as exc:  # 409: it ended meanwhile, nothing left to stop
+        if exc.status != 409:
+            console.print(f"{job.file}: could not cancel {job.job_id}: {exc}", markup=False,
+                          highlight=False, soft_wrap=True)
 
 
 def _wait(client: LayerwiseClient, job: Submitted, timeout: float) -> dict[str, Any] | None:

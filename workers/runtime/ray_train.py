@@ -16,14 +16,7 @@ from typing import Any
 import ray
 
 from services.contract.spec import ExperimentSpec
-from workers.run import (
-    WorkerSettings,
-    pick_device,
-    prepare,
-    seed_everything,
-    set_threads,
-    to_splits,
-)
+from workers.run import WorkerSettings, set_up, to_splits
 from workers.runtime.worker_run import run_on_worker
 from workers.training.data_parallel import DataParallel
 from workers.training.loop import Trainer
@@ -92,12 +85,7 @@ def train_replica(spec_payload: dict[str, Any], settings: WorkerSettings,
                   parallel: DataParallel) -> None:
     """A rank other than 0: the same data, model and loop as `run_experiment`, nothing logged.
     Its collectives come in the same order as rank 0's: the resume state, then the loop's."""
-    spec = ExperimentSpec.model_validate(spec_payload)
-    set_threads(spec.resources.cpus)
-    seed_everything(spec.training.seed)
-    device = pick_device(spec.resources.gpus)
-    bundle, objective, model = prepare(spec, settings.data_roots, device,
-                                       max_data_bytes=settings.max_data_bytes)
+    spec, device, (bundle, objective, model) = set_up(spec_payload, settings)
     state = parallel.broadcast(None)
     splits = to_splits(bundle, device)
     pretrain_steps = 0 if state else model.pretrain(
