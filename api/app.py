@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
         prepare_tracking_store(settings.tracking_uri)
         app.state.dispatcher = Dispatcher(app.state.store, settings) if run_dispatcher else None
         if app.state.dispatcher is not None:
-            app.state.dispatcher.on_succeeded = AutoRepair(app.state.store, settings,
+            app.state.dispatcher.on_finished = AutoRepair(app.state.store, settings,
                                                            app.state.dispatcher)
             app.state.dispatcher.start()
         try:

@@ -38,6 +38,10 @@ class BeforeAfter(BaseModel):
     better: Literal["higher", "lower"]
     before: float | None = Field(description="the repaired job's value")
     after: float | None = Field(description="this job's value; null until it succeeded")
+    helped: bool | None = Field(None, description="whether this repair helped: the metric "
+                                "2 points better, or healthy and not 2 points worse; null "
+                                "until it ended (a repair that did not help is repaired by "
+                                "the next fix suggested for the job it repairs)")
 
 
 class ExperimentRecord(JobRecord):

@@ -9,11 +9,13 @@ and reports:
 - `healthy` on problem runs (goal 0) and false alarms on healthy runs (goal 0);
 - the median fraction of training (detected_at_step / the run's total steps) before the live
   diagnosis called the problem;
-- repairs: the primary finding's fix applied to the spec (as `workers.submission.repair` does)
-  and the spec run again; a repair succeeds when the rerun is healthy or its headline metric
-  (val accuracy for a classifier, else -val loss) clearly improves (`CLEAR_GAIN`), or a run
-  that had no metric (diverged) gets one; the mean gain in that metric over the repairs where
-  both runs have it.
+- repairs, tried and checked as `workers.submission.repair` chains them: the primary
+  finding's fix applied to the spec and the spec run again, then, while it did not help, its
+  alternatives in turn (at most `TRIES` runs). An attempt helps (`repair.helped`) when the
+  rerun is healthy or its headline metric (val accuracy for a classifier, else -val loss)
+  gains `repair.CLEAR_GAIN`, or a run that had no metric (diverged) gets one. Reported: the
+  success rate within the tries, the first fix's alone, the mean attempts, and the mean gain
+  over the repairs where both runs have the metric.
 
 `python -m bench` runs it with every other row (`--tiny`: three specs); `python -m bench.diagnosis
 [--tiny] [--seeds 0,1,2]` runs this row alone.
@@ -38,12 +40,13 @@ from services.contract.sweep_spec import apply_params
 from tests.utils.settings import local_settings, worker_settings
 from workers.diagnostics.verdicts.record import VERDICTS
 from workers.run import run_experiment
+from workers.submission.repair import helped
 from workers.training.loop import Diverged
 
 SUITE = Path(__file__).resolve().parents[1] / "examples" / "pathologies"
 # `--tiny`: three quick specs (tests/examples/test_pathologies.py trains ten, one per verdict).
 TINY = ("healthy-mlp-moons", "diverged-mlp-identity-lr10", "symmetric-mlp-zeros")
-CLEAR_GAIN = 0.02  # accuracy points (or loss units) a repair must add to count as a success
+TRIES = 3  # candidate fixes a repair tries at most (AutoTrainer tries its solutions in turn)
 
 
 def load_suite(directory: Path = SUITE) -> dict[str, dict[str, Any]]:
@@ -124,22 +127,40 @@ def headline(result: dict[str, Any]) -> float | None:
     return -float(loss) if loss is not None else None
 
 
-def repair(spec: dict[str, Any], first: dict[str, Any], home: Path) -> dict[str, Any] | None:
-    """The primary finding's fix applied and the spec run again: {fix, called, gain, ok}, or
-    None when the diagnosis suggests no fix."""
-    diagnosis = first["diagnosis"]
+def candidates(diagnosis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The primary finding's fix and its alternatives, in the order a repair tries them."""
     findings = [f for f in diagnosis.get("findings") or []
                 if f.get("verdict") == diagnosis.get("verdict")]
-    fix = findings[0].get("fix") if findings else None
-    if not fix:
+    if not findings:
+        return []
+    return [fix for fix in [findings[0].get("fix"), *(findings[0].get("alternatives") or [])]
+            if fix]
+
+
+def repair(spec: dict[str, Any], first: dict[str, Any], home: Path, tries: int = TRIES
+           ) -> dict[str, Any] | None:
+    """AutoTrainer's loop, as `workers.submission.repair` runs it: the candidates in order, each
+    applied to the first spec and run, until one helps (`repair.helped`) or `tries` ran:
+    {fixes, called, gain, ok, attempts, first_ok}, or None when the diagnosis suggests no fix.
+    `gain` is the helping attempt's (else the last one's) over the first run."""
+    ranked = candidates(first["diagnosis"])
+    if not ranked:
         return None
-    fixed = apply_params({k: v for k, v in spec.items() if k != "expect"}, fix)
-    again = run_spec(fixed, home)
-    before, after = first["headline"], again["headline"]
-    gain = after - before if before is not None and after is not None else None
-    ok = again["verdict"] == "healthy" or (gain is not None and gain >= CLEAR_GAIN) or (
-        before is None and after is not None)
-    return {"fix": fix, "called": again["called"], "gain": gain, "ok": bool(ok)}
+    base = {k: v for k, v in spec.items() if k != "expect"}
+    attempts: list[dict[str, Any]] = []
+    for fix in ranked[:tries]:
+        again = run_spec(apply_params(base, fix), home)
+        before, after = first["headline"], again["headline"]
+        attempts.append({"fix": fix, "called": again["called"],
+                         "gain": after - before if before is not None and after is not None
+                         else None,
+                         "ok": helped(before, after, "higher", again["verdict"])})
+        if attempts[-1]["ok"]:
+            break
+    last = attempts[-1]
+    return {"fixes": [a["fix"] for a in attempts], "called": last["called"],
+            "gain": last["gain"], "ok": last["ok"], "attempts": len(attempts),
+            "first_ok": attempts[0]["ok"]}
 
 
 def confusion(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -165,6 +186,9 @@ def summarize(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "median_detection_fraction": statistics.median(fractions) if fractions else None,
         "repairs": len(repairs),
         "repair_success_rate": sum(r["ok"] for r in repairs) / len(repairs) if repairs else None,
+        "first_fix_success_rate": sum(r["first_ok"] for r in repairs) / len(repairs)
+        if repairs else None,
+        "mean_attempts": statistics.fmean(r["attempts"] for r in repairs) if repairs else None,
         "mean_gain": statistics.fmean(gains) if gains else None,
     }
 

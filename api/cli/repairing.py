@@ -17,8 +17,9 @@ def repair(job_id: Annotated[str, typer.Argument(help="the job to repair (or its
     """Submit the fix a finished job's diagnosis suggests as a new, linked experiment."""
     with _client(url, token) as client:
         record = _call(client, client.repair, job_id)
+        tried = int((record["spec"].get("tags") or {}).get("layerwise.repair_candidate", 0))
         console.print(f"submitted [bold]{record['id']}[/bold] ({record['name']}), a repair of "
-                      f"{record['repair_of']}")
+                      f"{record['repair_of']} (its fix number {tried + 1})")
         if not wait:
             return
         _follow(client, record["id"])
@@ -38,6 +39,8 @@ def show_before_after(record: dict[str, Any]) -> None:
     def shown(value: float | None) -> str:
         return "?" if value is None else f"{value:.4f}"
 
+    verdict = {True: "; it helped", False: "; it did not help (`layerwise repair "
+               f"{record['id'][:8]}` tries the next fix)", None: ""}[outcome.get("helped")]
     console.print(f"{outcome['metric']} ({outcome['better']} is better): before "
-                  f"{shown(outcome['before'])}, after {shown(outcome['after'])}",
+                  f"{shown(outcome['before'])}, after {shown(outcome['after'])}{verdict}",
                   markup=False, highlight=False)

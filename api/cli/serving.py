@@ -52,7 +52,7 @@ def run_dispatcher() -> None:
     prepare_tracking_store(settings.tracking_uri)
     store = JobStore(settings.job_store_url)
     dispatcher = Dispatcher(store, settings)
-    dispatcher.on_succeeded = AutoRepair(store, settings, dispatcher)  # auto_repair
+    dispatcher.on_finished = AutoRepair(store, settings, dispatcher)  # auto_repair
     dispatcher.start()
     stopping = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # set before anyone is told it runs

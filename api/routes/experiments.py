@@ -77,9 +77,11 @@ async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
                             response: Response,
                             idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                             ) -> ExperimentRecord:
-    """Submit the fix the diagnosis of a succeeded job suggests, as a new experiment linked to
-    it (tag `layerwise.repair_of`, MLflow parent run); checked and queued as a submission is.
-    409 when the job has nothing to repair (not succeeded, no diagnosis, healthy, no fix)."""
+    """Submit the fix the diagnosis of a succeeded job (or one that diverged) suggests, as a
+    new experiment linked to it (tag `layerwise.repair_of`, MLflow parent run); checked and
+    queued as a submission is. The repair of a repair that did not help tries the next fix
+    suggested for the job it repaired (tag `layerwise.repair_candidate`). 409 when there is
+    nothing to repair (not finished, no diagnosis, healthy, no fix, every fix tried)."""
     try:
         record, created = await run_in_threadpool(
             repair.submit_repair, job, store=store, settings=settings, owner=principal.owner,

@@ -14,6 +14,7 @@ TAG_SPEC_HASH = "layerwise.spec_hash"
 TAG_VERSION = "layerwise.version"
 TAG_DIAGNOSIS = "layerwise.diagnosis"
 TAG_REPAIR_OF = "layerwise.repair_of"  # on a repair's run: the id of the job it repairs
+TAG_REPAIR_CANDIDATE = "layerwise.repair_candidate"  # which of its fixes it tries (0: first)
 TAG_WORKER = "layerwise.worker"  # host:pid of the process that trained the run
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_RUN_TAG = "mlflow.parentRunId"

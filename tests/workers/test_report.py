@@ -27,7 +27,8 @@ DIAGNOSIS = {
     "verdict": "saturated",
     "findings": [
         {"verdict": "saturated", "evidence": {"saturated_fraction": 0.83},
-         "layers": ["layers.1"], "fix": {"model.activation": "relu"}},
+         "layers": ["layers.1"], "fix": {"model.activation": "relu"},
+         "alternatives": [{"optimizer.lr": 0.01, "model.init": "he_uniform"}]},
         {"verdict": "vanishing", "evidence": {"first_last_grad_ratio": 2.5e-5},
          "layers": ["layers.0", "layers.1"], "fix": {"model.init": "he_normal"}},
         {"verdict": "slow", "evidence": {"update_weight_ratio": {"layers.0": 1e-5}},
@@ -59,7 +60,9 @@ def test_the_report_says_the_verdict_findings_and_fixes_in_words():
     assert "sigmoid-like units sit on their flat ends" in text  # the verdict's meaning
     for said in ("model.activation: sigmoid -> relu", "model.init: glorot_normal -> he_normal",
                  "optimizer.lr: 0.1 -> 0.5", "sigmoid-like activations saturated: 0.83",
-                 "last layer's (median over steps): 2.5e-05", "layers.0: 1e-05", "step 40"):
+                 "last layer's (median over steps): 2.5e-05", "layers.0: 1e-05", "step 40",
+                 "If that does not help, in turn:",
+                 "optimizer.lr: 0.1 -> 0.01; model.init: glorot_normal -> he_uniform"):
         assert said in text, said
     assert "Gradients vanish" in text and "Training is slow" in text
     assert page.count('src="data:image/png;base64,') == 2

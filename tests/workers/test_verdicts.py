@@ -85,9 +85,11 @@ def _random_rows() -> dict[str, np.ndarray]:
 
 def _assert_fixes_validate(diagnosis, spec: ExperimentSpec) -> None:
     for finding in diagnosis.findings:
-        if finding.fix:
-            changed = fixes.apply(spec, finding.fix)  # raises when the spec would be invalid
-            for path, value in finding.fix.items():
+        tried = [finding.fix, *finding.alternatives] if finding.fix else finding.alternatives
+        assert all(tried) and len({repr(f) for f in tried}) == len(tried)  # distinct, none empty
+        for fix in tried:
+            changed = fixes.apply(spec, fix)  # raises when the spec would be invalid
+            for path, value in fix.items():
                 assert fixes.value(changed, path) == value
 
 
@@ -197,7 +199,9 @@ def test_fixes_name_the_cause_in_the_spec_at_hand():
                                     weights={"layers.0": np.ones((8, 4))}))
     assert zeros.findings[0].fix == {"model.init": "glorot_normal"}
     exploding = diagnose_record(_record(grads=_grads(1e4), spec=_spec(optimizer={"lr": 0.5})))
-    assert exploding.findings[0].fix == {"training.grad_clip_norm": 1.0, "optimizer.lr": 0.05}
+    # Adam at 0.5 is far above Adam's usual rate: down to it, not a tenth of it.
+    assert exploding.findings[0].fix == {"training.grad_clip_norm": 1.0, "optimizer.lr": 0.001}
+    assert exploding.findings[0].alternatives  # tried in turn when the first does not help
     # A fix the spec cannot take is left out: lr is capped at 10.
     assert fixes.compose(_spec(optimizer={"lr": 10.0}), {"optimizer.lr": 100.0}) == {}
     # A linear model has no activation to change.
@@ -267,3 +271,38 @@ def test_the_baselines_are_what_a_model_ignoring_its_input_scores():
     recall = measure_baseline("recall", "mse", clean, x)
     assert recall.kind == "corrupted_input" and recall.accuracy == pytest.approx(0.5)
     assert measure_baseline("classification", "perceptron", y).loss is None
+
+
+STUCK = _curve(np.full(10, 2.3), val=np.full(10, 2.3), acc=np.full(10, 0.1))
+
+
+@pytest.mark.parametrize(("label", "spec", "first"), [
+    ("a rate far below the usual one goes to it, not tenfold",
+     _spec(optimizer={"name": "sgd", "lr": 1e-6}), {"optimizer.lr": 0.1}),
+    ("a schedule that decays the rate to nothing is undone first",
+     _spec(optimizer={"name": "sgd", "lr": 0.1}, schedule={"name": "exponential", "gamma": 0.01}),
+     {"schedule.name": "constant"}),
+    ("a usual rate that does not learn: another optimizer",
+     _spec(optimizer={"name": "sgd", "lr": 0.1}),
+     {"optimizer.name": "adam", "optimizer.lr": 0.001}),
+])
+def test_not_learning_remedies_start_from_the_likeliest_cause(label, spec, first):
+    diagnosis = diagnose_record(_record(epochs=STUCK, spec=spec))
+    finding = diagnosis.findings[0]
+    assert finding.verdict == "not_learning", label
+    assert finding.fix == first, (label, finding.fix)
+    assert finding.alternatives, label
+    _assert_fixes_validate(diagnosis, spec)
+
+
+def test_exploding_vanilla_relu_rnn_is_first_given_tanh():
+    spec = _spec(model={"kind": "rnn", "cell": "vanilla", "activation": "relu", "hidden": 16},
+                 data={"name": "adding", "params": {"n": 64, "length": 10}},
+                 optimizer={"name": "sgd", "lr": 0.5})
+    diagnosis = diagnose_record(_record(grads=_grads(1e4), spec=spec))
+    finding = diagnosis.findings[0]
+    assert finding.verdict == "exploding"
+    assert finding.fix["model.activation"] == "tanh"
+    assert {"model.cell": "lstm", "model.activation": "tanh"}.items() <= {
+        k: v for alt in finding.alternatives for k, v in alt.items()}.items()
+    _assert_fixes_validate(diagnosis, spec)

@@ -151,6 +151,13 @@ def _finding(finding: Mapping[str, Any], settings: Mapping[str, Any], said: str)
         parts.append(_items("<p>Fix: change the spec</p>",
                             [change(path, settings, value) for path, value in fix.items()],
                             code=True))
+        alternatives = [alt for alt in finding.get("alternatives") or []
+                        if isinstance(alt, Mapping) and alt]
+        if alternatives:  # what `layerwise repair` tries next when the fix does not help
+            parts.append(_items("<p>If that does not help, in turn:</p>",
+                                ["; ".join(change(path, settings, value)
+                                           for path, value in alt.items())
+                                 for alt in alternatives], code=True))
     return "".join(parts) + "</div>"
 
 

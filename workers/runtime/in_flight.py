@@ -61,10 +61,11 @@ class InFlightJobs:
         self._board: Any = None
         self._last_progress = 0.0
         self._board_checked = 0.0  # when the board last answered (or was replaced)
-        # Told of every experiment that succeeded, on the dispatcher thread (it must return at
-        # once). The composition root sets it: `diagnostics.auto_repair` submits a repair
-        # through workers.submission, which this package does not import.
-        self.on_succeeded: Callable[[JobRecord], None] | None = None
+        # Told of every experiment that succeeded or failed, on the dispatcher thread (it must
+        # return at once). The composition root sets it: `diagnostics.auto_repair` submits a
+        # repair (of a run that diverged too) through workers.submission, which this package
+        # does not import.
+        self.on_finished: Callable[[JobRecord], None] | None = None
         self._worker_settings = asdict(WorkerSettings(
             tracking_uri=settings.tracking_uri, home=str(settings.home_dir),
             data_roots=settings.data_root_list, checkpoint_every_s=settings.checkpoint_every_s,
@@ -226,12 +227,12 @@ class InFlightJobs:
             return
         if target in TERMINAL:
             JOBS_FINISHED.labels(job_type=record.job_type, status=target.value).inc()
-        if target == Status.SUCCEEDED and record.job_type == "experiment" and \
-                self.on_succeeded is not None:
+        if target in (Status.SUCCEEDED, Status.FAILED) and record.job_type == "experiment" \
+                and self.on_finished is not None:
             try:
-                self.on_succeeded(record)
+                self.on_finished(record)
             except Exception:  # the job is recorded; its follow-up must not fail the tick
-                log.exception("after job %s succeeded", job_id, extra={"job_id": job_id})
+                log.exception("after job %s ended", job_id, extra={"job_id": job_id})
 
 
 @contextmanager

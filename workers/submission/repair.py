@@ -6,6 +6,12 @@ The link travels in the repair's spec tags: `layerwise.repair_of` (the repaired 
 `mlflow.parentRunId` (its MLflow run). The worker already puts a spec's tags on its run, so the
 MLflow link needs nothing of the worker; the store needs no new column (the record reads the
 link from the spec), and the spec logged as `spec.yaml` says what it repairs.
+
+Try and check (AutoTrainer's loop): a finding carries its fix and `alternatives`, ranked. A
+repair that did not help (`helped`: not healthy, and its headline metric not `CLEAR_GAIN`
+better than the job it repairs) is repaired by going back to that job and trying its next
+candidate (`layerwise.repair_candidate` counts them); a repair that helped but still has a
+problem is repaired by its own diagnosis's first fix.
 """
 
 from __future__ import annotations
@@ -36,34 +42,59 @@ class RepairRefused(ValueError):
     """The job cannot be repaired as it is (HTTP 409); the message says why and what to do."""
 
 
-def primary_fix(record: JobRecord) -> tuple[str, dict[str, Any]]:
-    """The verdict of the job's diagnosis and the fix its primary finding suggests.
+CLEAR_GAIN = 0.02  # of accuracy, or of loss, for a repair to count as helping
+TAG_CANDIDATE = names.TAG_REPAIR_CANDIDATE
+
+
+def diagnosis_of(record: JobRecord) -> dict[str, Any]:
+    """The job's diagnosis, after checking the job can be repaired at all.
 
     Raises:
-        RepairRefused: not a finished experiment, no diagnosis, healthy, or no fix.
+        RepairRefused: not an experiment, not finished (or failed for another cause than
+            diverging), no diagnosis, or healthy.
     """
     if record.job_type != "experiment":
         raise RepairRefused(f"job {record.id} is a {record.job_type}; repair one of its "
                             "trials' experiments instead")
-    if record.status != Status.SUCCEEDED.value:
-        raise RepairRefused(f"job {record.id} is {record.status}; only a succeeded job has a "
-                            "diagnosis to repair (a failed one: read its error, fix the spec "
-                            "and submit it again)")
     diagnosis = record.diagnosis or (record.result or {}).get("diagnosis")
+    diverged = isinstance(diagnosis, dict) and diagnosis.get("verdict") == "diverged"
+    if record.status != Status.SUCCEEDED.value and not (
+            diverged and record.status == Status.FAILED.value):
+        raise RepairRefused(f"job {record.id} is {record.status}; only a succeeded job (or "
+                            "one that failed by diverging) has a diagnosis to repair (a failed "
+                            "one: read its error, fix the spec and submit it again)")
     if not isinstance(diagnosis, dict) or not diagnosis.get("verdict"):
         raise RepairRefused(f"job {record.id} has no diagnosis (nothing was measured: "
                             "diagnostics.grad_norms was off); change its spec by hand and "
                             "submit it")
-    verdict = str(diagnosis["verdict"])
-    if verdict == "healthy":
+    if diagnosis["verdict"] == "healthy":
         raise RepairRefused(f"job {record.id} was diagnosed healthy: there is nothing to "
                             "repair")
-    finding = _primary_finding(diagnosis)
-    fix = finding.get("fix") if finding else None
-    if not isinstance(fix, dict) or not fix:
+    return diagnosis
+
+
+def candidate_fixes(record: JobRecord) -> tuple[str, list[dict[str, Any]]]:
+    """The verdict of the job's diagnosis and the fixes its primary finding suggests, in the
+    order to try them (`fix`, then `alternatives`).
+
+    Raises:
+        RepairRefused: see `diagnosis_of`, or no fix.
+    """
+    diagnosis = diagnosis_of(record)
+    verdict = str(diagnosis["verdict"])
+    finding = _primary_finding(diagnosis) or {}
+    ranked = [finding.get("fix"), *(finding.get("alternatives") or [])]
+    ranked = [fix for fix in ranked if isinstance(fix, dict) and fix]
+    if not ranked:
         raise RepairRefused(f"the diagnosis of job {record.id} ({verdict}) suggests no fix "
                             "to apply; read its findings and change the spec by hand")
-    return verdict, fix
+    return verdict, ranked
+
+
+def primary_fix(record: JobRecord) -> tuple[str, dict[str, Any]]:
+    """The verdict of the job's diagnosis and the first fix it suggests."""
+    verdict, ranked = candidate_fixes(record)
+    return verdict, ranked[0]
 
 
 def _primary_finding(diagnosis: dict[str, Any]) -> dict[str, Any] | None:
@@ -75,27 +106,73 @@ def _primary_finding(diagnosis: dict[str, Any]) -> dict[str, Any] | None:
     return findings[0] if findings else None
 
 
-def repaired_spec(record: JobRecord) -> ExperimentSpec:
-    """The job's spec with the primary fix applied by dotted path, one round of auto repair
-    used, named `<name> (repair N)` and tagged with its link to the job.
+def helped(before: float | None, after: float | None, better: str,
+           after_verdict: str | None = None) -> bool:
+    """Whether a repair helped: its headline metric is `CLEAR_GAIN` better, or it is healthy
+    and not `CLEAR_GAIN` worse (a cure that costs accuracy is not one), or it has a metric
+    where the job it repairs had none (a run that diverged)."""
+    if after is None:
+        return False
+    if before is None:
+        return True
+    gain = after - before if better == "higher" else before - after
+    return gain >= CLEAR_GAIN or (after_verdict == "healthy" and gain > -CLEAR_GAIN)
+
+
+def next_attempt(record: JobRecord, store: JobStore | None = None
+                 ) -> tuple[JobRecord, int, dict[str, Any]]:
+    """(the job whose spec to change, which of its candidate fixes, that fix).
+
+    A repair that did not help sends the next attempt back to the job it repairs, with the
+    candidate after the one it tried; any other job is changed by its own first fix.
 
     Raises:
-        RepairRefused: see `primary_fix`, or the fix is already in the spec.
+        RepairRefused: see `candidate_fixes`, or every candidate of the repaired job tried.
+    """
+    original_id = repair_of(record)
+    original = store.get(original_id) if store is not None and original_id else None
+    if original is not None and not repair_helped(original, record):
+        diagnosis_of(record)  # the attempt itself must be finished and not healthy
+        tried = _candidate_index(record)
+        _, ranked = candidate_fixes(original)
+        if tried + 1 >= len(ranked):
+            raise RepairRefused(
+                f"the {len(ranked)} fixes suggested for job {original.id} were tried (the last "
+                f"by job {record.id}) and none helped; change the spec by hand (the report of "
+                "each attempt says what it measured)")
+        return original, tried + 1, ranked[tried + 1]
+    _, fix = primary_fix(record)
+    return record, 0, fix
+
+
+def _candidate_index(record: JobRecord) -> int:
+    raw = (record.spec.get("tags") or {}).get(TAG_CANDIDATE, "0")
+    return int(raw) if str(raw).isdigit() else 0
+
+
+def repaired_spec(record: JobRecord, store: JobStore | None = None) -> ExperimentSpec:
+    """The next attempt's spec (`next_attempt`): the base job's spec with the fix applied by
+    dotted path, one round of auto repair used, named `<name> (repair N)` and tagged with its
+    link to the job it repairs and the candidate it tries.
+
+    Raises:
+        RepairRefused: see `next_attempt`, or the fix is already in the spec.
         SpecInvalid: the fix makes a spec that does not parse (each field named).
     """
-    _, fix = primary_fix(record)
-    original = ExperimentSpec.model_validate(record.spec)
+    base, index, fix = next_attempt(record, store)
+    original = ExperimentSpec.model_validate(base.spec)
     before = original.model_dump(mode="json")
     payload = apply_params(before, fix)
     if payload == before:
-        raise RepairRefused(f"the fix suggested for job {record.id} ({_describe(fix)}) is "
+        raise RepairRefused(f"the fix suggested for job {base.id} ({_describe(fix)}) is "
                             "already in its spec; change the spec by hand and submit it")
+    rounds = ExperimentSpec.model_validate(record.spec).diagnostics.auto_repair
     diagnostics = payload.setdefault("diagnostics", {})
-    diagnostics["auto_repair"] = max(0, original.diagnostics.auto_repair - 1)
-    payload["name"] = repair_name(original.name or record.id[:8])
-    tags = {**original.tags, names.TAG_REPAIR_OF: record.id}
-    if record.mlflow_run_id:
-        tags[names.PARENT_RUN_TAG] = record.mlflow_run_id
+    diagnostics["auto_repair"] = max(0, rounds - 1)
+    payload["name"] = repair_name(record.spec.get("name") or record.id[:8])
+    tags = {**original.tags, names.TAG_REPAIR_OF: base.id, TAG_CANDIDATE: str(index)}
+    if base.mlflow_run_id:
+        tags[names.PARENT_RUN_TAG] = base.mlflow_run_id
     payload["tags"] = tags
     try:
         return ExperimentSpec.model_validate(payload)
@@ -117,7 +194,7 @@ def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, own
                   cluster: Cluster | None, idempotency_key: str | None
                   ) -> tuple[JobRecord, bool]:
     """The repaired spec through the one submission path (caps, dry run, queue)."""
-    return submit_experiment(repaired_spec(record), store=store, settings=settings,
+    return submit_experiment(repaired_spec(record, store), store=store, settings=settings,
                              owner=owner, cluster=cluster, idempotency_key=idempotency_key)
 
 
@@ -126,20 +203,30 @@ def repair_of(record: JobRecord) -> str | None:
     return (record.spec.get("tags") or {}).get(names.TAG_REPAIR_OF)
 
 
-def headline_metric(record: JobRecord) -> tuple[str, str]:
+def headline_metric(*records: JobRecord) -> tuple[str, str]:
     """The metric a repair is judged by, and which way is better: validation accuracy when
-    the run measured one (a classifier), validation loss otherwise."""
-    if "val/accuracy" in (record.result or {}):
+    the runs measured one (a classifier; a run that diverged measured nothing), validation
+    loss otherwise."""
+    if any("val/accuracy" in (record.result or {}) for record in records):
         return "val/accuracy", "higher"
     return "val/loss", "lower"
 
 
 def before_after(original: JobRecord, repair: JobRecord) -> dict[str, Any]:
-    """The headline metric of the repaired job and of its repair (None until it finished)."""
-    metric, better = headline_metric(original)
-    return {"of": original.id, "metric": metric, "better": better,
-            "before": (original.result or {}).get(metric),
-            "after": (repair.result or {}).get(metric)}
+    """The headline metric of the repaired job and of its repair, and whether the repair
+    helped (`helped`; None until it finished)."""
+    metric, better = headline_metric(original, repair)
+    before = (original.result or {}).get(metric)
+    after = (repair.result or {}).get(metric)
+    finished = repair.status in (Status.SUCCEEDED.value, Status.FAILED.value)
+    verdict = (repair.diagnosis or (repair.result or {}).get("diagnosis") or {}).get("verdict")
+    return {"of": original.id, "metric": metric, "better": better, "before": before,
+            "after": after, "helped": helped(before, after, better, verdict) if finished
+            else None}
+
+
+def repair_helped(original: JobRecord, repair: JobRecord) -> bool:
+    return bool(before_after(original, repair)["helped"])
 
 
 def _describe(fix: dict[str, Any]) -> str:
@@ -163,7 +250,7 @@ class AutoRepair:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auto-repair")
 
     def __call__(self, record: JobRecord) -> None:
-        if wants_repair(record):
+        if wants_repair(record, self.store):
             self._pool.submit(self.repair_now, record)
 
     def repair_now(self, record: JobRecord) -> JobRecord | None:
@@ -180,7 +267,7 @@ class AutoRepair:
         return repair
 
 
-def wants_repair(record: JobRecord) -> bool:
+def wants_repair(record: JobRecord, store: JobStore | None = None) -> bool:
     """Rounds of auto repair left, and a fix that changes the spec. Cheap (the record and a
     spec's validation), for the dispatcher's thread; a fix that makes an invalid spec counts,
     so that its refusal is logged."""
@@ -188,7 +275,7 @@ def wants_repair(record: JobRecord) -> bool:
     if rounds <= 0:
         return False
     try:
-        repaired_spec(record)
+        repaired_spec(record, store)
     except RepairRefused:
         return False
     except SpecInvalid:

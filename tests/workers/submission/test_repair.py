@@ -61,6 +61,7 @@ def test_the_fix_is_applied_by_dotted_path_and_linked_to_the_job(store):
     assert spec.diagnostics.auto_repair == 1
     assert spec.name == "test-mlp (repair 1)"
     assert spec.tags == {"team": "a", "layerwise.repair_of": job.id,
+                         "layerwise.repair_candidate": "0",
                          "mlflow.parentRunId": job.mlflow_run_id}
 
 
@@ -107,12 +108,12 @@ def test_before_and_after_on_the_headline_metric(store):
     fixed = finished(store, mlp_spec(), diagnosis(), result={"val/accuracy": 0.9})
     assert repair.before_after(classifier, fixed) == {
         "of": classifier.id, "metric": "val/accuracy", "better": "higher", "before": 0.4,
-        "after": 0.9}
+        "after": 0.9, "helped": True}
     regression = finished(store, mlp_spec(), diagnosis(), result={"val/loss": 2.0})
     pending = finished(store, mlp_spec(), None, status=Status.RUNNING)
     assert repair.before_after(regression, pending) == {
         "of": regression.id, "metric": "val/loss", "better": "lower", "before": 2.0,
-        "after": None}
+        "after": None, "helped": None}
 
 
 def test_auto_repair_goes_through_the_submission_path_and_stops_after_n_rounds(
@@ -123,12 +124,13 @@ def test_auto_repair_goes_through_the_submission_path_and_stops_after_n_rounds(
     job = finished(store, mlp_spec(diagnostics={"auto_repair": 2}),
                    diagnosis(fix={"optimizer.lr": 0.0015}))
     chain = [job]
-    while repair.wants_repair(job):
+    while repair.wants_repair(job, store):
         made = auto.repair_now(job)
         assert made is not None and made.status == "queued"
         assert auto.repair_now(job) == made  # one automatic repair per job
         lr = made.spec["optimizer"]["lr"]
-        job = finished(store, made.spec, diagnosis(fix={"optimizer.lr": lr / 2}))
+        better = {"val/accuracy": 0.5 + 0.1 * len(chain)}  # each round helps, a little
+        job = finished(store, made.spec, diagnosis(fix={"optimizer.lr": lr / 2}), result=better)
         chain.append(job)
     assert [j.spec["diagnostics"]["auto_repair"] for j in chain] == [2, 1, 0]
     assert [j.name for j in chain] == ["test-mlp", "test-mlp (repair 1)", "test-mlp (repair 2)"]
@@ -140,3 +142,66 @@ def test_an_auto_repair_the_submission_refuses_is_logged_not_raised(store, setti
                    diagnosis(fix={"training.epochs": 10**9}))
     assert AutoRepair(store, settings, cluster=None).repair_now(job) is None
     assert "training.epochs" in caplog.text and job.id in caplog.text
+
+
+def ranked(*fixes: dict[str, Any], verdict: str = "not_learning") -> dict[str, Any]:
+    found = diagnosis(verdict, fixes[0])
+    found["findings"][0]["alternatives"] = list(fixes[1:])
+    return found
+
+
+def attempt(store: JobStore, record: JobRecord, *, accuracy: float | None,
+            verdict: str = "not_learning", status: Status = Status.SUCCEEDED) -> JobRecord:
+    """The repair of `record` submitted and finished with `accuracy` and `verdict`."""
+    spec = repair.repaired_spec(record, store).model_dump(mode="json")
+    result = {"val/accuracy": accuracy} if accuracy is not None else {"val/loss": None}
+    return finished(store, spec, diagnosis(verdict, {"optimizer.lr": 0.05}), result=result,
+                    status=status)
+
+
+def test_a_repair_that_did_not_help_is_followed_by_the_next_candidate_of_the_first(store):
+    """AutoTrainer's try-and-check: candidates in order, each on the first job's spec, until
+    one helps; then the chain stops, or goes on from the one that helped."""
+    first = finished(store, mlp_spec(diagnostics={"auto_repair": 4}),
+                     ranked({"optimizer.lr": 0.1}, {"optimizer.lr": 0.01},
+                            {"optimizer.name": "sgd", "optimizer.lr": 0.1}),
+                     result={"val/accuracy": 0.30})
+    one = attempt(store, first, accuracy=0.31)  # +0.01: did not help
+    assert one.spec["optimizer"]["lr"] == 0.1
+    assert one.spec["tags"]["layerwise.repair_candidate"] == "0"
+    two = attempt(store, one, accuracy=0.29)  # the second candidate, on the first's spec
+    assert two.spec["optimizer"]["lr"] == 0.01 and two.spec["optimizer"]["name"] == "adam"
+    assert two.spec["tags"]["layerwise.repair_of"] == first.id
+    assert two.spec["tags"]["layerwise.repair_candidate"] == "1"
+    assert two.name == "test-mlp (repair 2)" and two.spec["diagnostics"]["auto_repair"] == 2
+    three = attempt(store, two, accuracy=0.6)  # the third helps
+    assert three.spec["optimizer"] == {**three.spec["optimizer"], "name": "sgd", "lr": 0.1}
+    # It helped but is not healthy: its own diagnosis's fix comes next, on its own spec.
+    four = repair.repaired_spec(three, store)
+    assert four.tags["layerwise.repair_of"] == three.id and four.optimizer.lr == 0.05
+    assert four.tags["layerwise.repair_candidate"] == "0"
+
+
+def test_when_every_candidate_was_tried_the_repair_is_refused_saying_so(store):
+    first = finished(store, mlp_spec(diagnostics={"auto_repair": 3}),
+                     ranked({"optimizer.lr": 0.1}, {"optimizer.lr": 0.01}),
+                     result={"val/accuracy": 0.30})
+    one = attempt(store, first, accuracy=0.30)
+    two = attempt(store, one, accuracy=0.30)
+    with pytest.raises(RepairRefused, match="2 fixes suggested .* none helped"):
+        repair.repaired_spec(two, store)
+    assert not repair.wants_repair(two, store)
+
+
+def test_a_run_that_diverged_is_repaired_and_a_repair_with_a_metric_helped(store):
+    diverged = finished(store, mlp_spec(diagnostics={"auto_repair": 2}),
+                        ranked({"optimizer.lr": 0.0003}, {"optimizer.lr": 0.0001},
+                               verdict="diverged"),
+                        result={"error": "the loss is nan"}, status=Status.FAILED)
+    assert repair.wants_repair(diverged, store)
+    one = attempt(store, diverged, accuracy=0.2)  # it has a metric now: that helped
+    assert repair.repair_helped(diverged, one)
+    assert repair.repaired_spec(one, store).tags["layerwise.repair_of"] == one.id
+    assert repair.helped(0.5, 0.51, "higher") is False and repair.helped(2.0, 1.9, "lower")
+    assert repair.helped(0.5, 0.49, "higher", "healthy")  # healthy at the same level
+    assert not repair.helped(0.9, 0.8, "higher", "healthy")  # a cure that costs accuracy

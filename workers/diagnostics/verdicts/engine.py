@@ -5,6 +5,7 @@ saturated, vanishing, then the symptoms not_learning, unstable, overfitting, slo
 Chance is never healthy: a run that ends near its baseline gets at least `not_learning`,
 whatever its gradients. When the run ends near its baseline, an early-phase gradient ratio
 below `vanishing_ratio_early` counts as vanishing too (the cause of its standing still).
+Each finding's fix and its alternatives come from `remedies`, one table for every check.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from services.contract.spec import DiagnosisThresholds
 from workers.diagnostics.history import NormHistory
-from workers.diagnostics.verdicts import energy
+from workers.diagnostics.verdicts import energy, remedies
 from workers.diagnostics.verdicts.curves import curve_findings
 from workers.diagnostics.verdicts.gradients import gradient_findings
 from workers.diagnostics.verdicts.record import ORDER, Diagnosis, Finding, RunRecord, num
@@ -54,6 +55,7 @@ def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None) -
         record.notes.append("no baseline for this task: whether the run beats chance was not "
                             "judged")
     findings = _merge(found)
+    remedies.attach(findings, record)
     causes = [f for f in findings if f.verdict != "no_gradients"]
     verdict = causes[0].verdict if causes else "healthy"
     for finding in findings:  # a check's own evidence joins the run's
@@ -67,8 +69,7 @@ def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None) -
 
 
 def _merge(found: list[Finding]) -> list[Finding]:
-    """One finding per verdict (the first), in `ORDER`; a fix that would not validate was
-    already dropped by `fixes.compose`."""
+    """One finding per verdict (the first), in `ORDER`."""
     first: dict[str, Finding] = {}
     for finding in found:
         first.setdefault(finding.verdict, finding)

@@ -33,6 +33,8 @@ class Finding:
     evidence: dict[str, Any]
     layers: list[str] = field(default_factory=list)
     fix: dict[str, Any] = field(default_factory=dict)
+    # Further fixes to try, in order, when `fix` did not help (`remedies`).
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +66,19 @@ class RunRecord:
             values = self.curve(key)
             value = values[-1] if len(values) else None
         return None if value is None else float(value)
+
+    def update_ratio(self) -> float | None:
+        """The median ||dW|| / ||W|| over layers and logged steps: how far each step moves the
+        weights, whatever their scale (None without a norm history)."""
+        if self.history is None:
+            return None
+        updates = self.history.series("update_norm", self.layers)
+        weights = self.history.series("weight_norm", self.layers)
+        if updates is None or weights is None or not len(updates):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = updates / weights
+        return float(np.nanmedian(ratios)) if np.isfinite(ratios).any() else None
 
     @property
     def fraction_done(self) -> float:

@@ -1,0 +1,182 @@
+"""Remedies: for each verdict, the fixes worth trying, strongest first (AutoTrainer's table of
+solutions per problem). A finding's `fix` is the first; `alternatives` are the rest, which a
+repair tries in order when the one before did not help (`workers.submission.repair`).
+
+Every candidate is a set of spec changes that keeps the spec valid (`fixes.compose` drops the
+parts a kind does not support), candidates are distinct and none is empty. A learning rate is
+moved to the optimizer's usual rate (`REFERENCE_LR`) when it is far from it, not by a fixed
+factor: a rate of 1e-6 raised tenfold still does not learn, and one of 0.5 under Adam lowered
+tenfold still kills units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.contract.spec import ExperimentSpec
+from workers.diagnostics.verdicts import fixes
+from workers.diagnostics.verdicts.fixes import Fix
+from workers.diagnostics.verdicts.record import Finding, RunRecord
+
+# A rate that trains the lecture's nets with each optimizer (its usual default).
+REFERENCE_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+FAR = 10.0  # a rate this many times above or below the reference counts as far from it
+MAX_CANDIDATES = 4
+STILL_UPDATE_RATIO = 1e-4  # steps that move the weights by less than this share barely train
+
+
+def candidates(finding: Finding, record: RunRecord) -> list[Fix]:
+    """The fixes to try for `finding`, strongest first (its own fix when the verdict has no
+    table, and for the kinds that learn without gradients, whose checks know their fix)."""
+    spec = record.spec
+    table = TABLE.get(finding.verdict) if record.uses_gradients else None
+    if spec is None or table is None:
+        return [finding.fix] if finding.fix else []
+    found: list[Fix] = []
+    for proposals in table(spec, record):
+        fix = fixes.compose(spec, *proposals)
+        if fix and fix not in found:
+            found.append(fix)
+    return found[:MAX_CANDIDATES]
+
+
+def attach(findings: list[Finding], record: RunRecord) -> None:
+    """Give each finding its candidates: the first as `fix`, the rest as `alternatives`."""
+    for finding in findings:
+        ranked = candidates(finding, record)
+        if ranked:
+            finding.fix, finding.alternatives = ranked[0], ranked[1:]
+
+
+def reference_lr(spec: ExperimentSpec) -> Fix:
+    """The optimizer's usual rate, when the spec's is `FAR` from it (either way)."""
+    reference = REFERENCE_LR.get(spec.optimizer.name)
+    current = spec.optimizer.lr
+    if reference is None or reference / FAR < current < reference * FAR:
+        return {}
+    return {"optimizer.lr": reference}
+
+
+def lower_lr(spec: ExperimentSpec) -> Fix:
+    """Down to the usual rate when far above it, else a tenth."""
+    reference = REFERENCE_LR.get(spec.optimizer.name, spec.optimizer.lr)
+    if spec.optimizer.lr >= reference * FAR:
+        return {"optimizer.lr": reference}
+    return fixes.lr(spec, 0.1)
+
+
+def raise_lr(spec: ExperimentSpec) -> Fix:
+    """Up to the usual rate when far below it, else tenfold."""
+    reference = REFERENCE_LR.get(spec.optimizer.name, spec.optimizer.lr)
+    if spec.optimizer.lr * FAR <= reference:
+        return {"optimizer.lr": reference}
+    return fixes.lr(spec, 10.0)
+
+
+def constant_schedule(spec: ExperimentSpec) -> Fix:
+    """A schedule that has decayed the rate to almost nothing within the run, undone."""
+    schedule = spec.schedule
+    epochs = spec.training.epochs
+    if schedule.name == "exponential":
+        decay = schedule.gamma ** epochs
+    elif schedule.name == "step":
+        decay = schedule.gamma ** (epochs // schedule.step_epochs)
+    else:
+        return {}
+    return {"schedule.name": "constant"} if decay < 1e-2 else {}
+
+
+def relu_like(spec: ExperimentSpec) -> bool:
+    return fixes.value(spec, "model.activation") in ("relu", "leaky_relu", "elu")
+
+
+def random_init(spec: ExperimentSpec) -> Fix:
+    return fixes.random_init(spec, "he_normal" if relu_like(spec) else "glorot_normal")
+
+
+def rnn_cell(spec: ExperimentSpec) -> Fix:
+    """A gated cell in place of a vanilla recurrent one (its gate keeps the state bounded)."""
+    if fixes.value(spec, "model.cell") != "vanilla":
+        return {}
+    return {"model.cell": "lstm", "model.activation": "tanh"}
+
+
+Proposals = list[tuple[Fix, ...]]
+
+
+def _diverged(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(lower_lr(spec), fixes.clip(spec)),
+            (fixes.lr(spec, 0.01), fixes.clip(spec)),
+            (fixes.adam(spec), fixes.clip(spec))]
+
+
+def _exploding(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    recurrent_relu = fixes.value(spec, "model.cell") == "vanilla" and relu_like(spec)
+    return [
+        (fixes.activation(spec, "tanh"), fixes.clip(spec)) if recurrent_relu else (),
+        (fixes.clip(spec), lower_lr(spec)),
+        (rnn_cell(spec), fixes.clip(spec)),
+        (fixes.adam(spec), fixes.clip(spec)),
+    ]
+
+
+def _symmetric(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(random_init(spec),), (fixes.glorot(spec),), ({"model.init": "orthogonal"},)]
+
+
+def _dead_units(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(fixes.activation(spec, "elu"), lower_lr(spec)),
+            (lower_lr(spec),),
+            (fixes.activation(spec, "leaky_relu"), fixes.lr(spec, 0.01))]
+
+
+def _saturated(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(fixes.activation(spec, "relu"), fixes.glorot(spec), reference_lr(spec)),
+            (lower_lr(spec),),
+            (fixes.activation(spec, "relu"), fixes.adam(spec))]
+
+
+def _vanishing(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    saturating = fixes.is_saturating(spec)
+    deep = len(record.layers) >= 4
+    relu = fixes.activation(spec, "relu") if saturating else {}
+    he = fixes.random_init(spec, "he_normal") or (fixes.glorot(spec) if saturating else {})
+    # A deep saturating net turned into ReLU with skips and He init doubles the signal's
+    # variance at each block: the clip keeps its first steps from diverging.
+    clip = fixes.clip(spec) if relu and deep else {}
+    return [(relu, fixes.skips(spec) if deep else {}, he, clip),
+            (relu, he),
+            (fixes.skips(spec), fixes.glorot(spec)),
+            (relu, fixes.adam(spec), fixes.glorot(spec))]
+
+
+def _not_learning(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    """Without a measured cause, the rate: a decayed schedule undone, a rate far from the
+    usual one moved to it, then up first when the steps barely move the weights."""
+    ratio = record.update_ratio()
+    still = ratio is not None and ratio < STILL_UPDATE_RATIO
+    directions = [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 0.1),)] if still \
+        else [(fixes.adam(spec),), (fixes.lr(spec, 0.1),), (raise_lr(spec),)]
+    return [(constant_schedule(spec),), (reference_lr(spec),), *directions]
+
+
+def _unstable(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(lower_lr(spec),), (fixes.lr(spec, 0.01),), (fixes.adam(spec), fixes.clip(spec))]
+
+
+def _overfitting(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(fixes.dropout(spec), fixes.l2(spec), fixes.early_stopping(spec)),
+            (fixes.early_stopping(spec),),
+            ({"regularization.dropout": 0.5}, {"regularization.l2": 1e-3})]
+
+
+def _slow(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+    return [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 3.0),)]
+
+
+TABLE: dict[str, Callable[[ExperimentSpec, RunRecord], Proposals]] = {
+    "diverged": _diverged, "exploding": _exploding, "symmetric": _symmetric,
+    "dead_units": _dead_units, "saturated": _saturated, "vanishing": _vanishing,
+    "not_learning": _not_learning, "unstable": _unstable, "overfitting": _overfitting,
+    "slow": _slow,
+}
