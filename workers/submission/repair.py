@@ -152,8 +152,9 @@ def _candidate_index(record: JobRecord) -> int:
 
 def repaired_spec(record: JobRecord, store: JobStore | None = None) -> ExperimentSpec:
     """The next attempt's spec (`next_attempt`): the base job's spec with the fix applied by
-    dotted path, one round of auto repair used, named `<name> (repair N)` and tagged with its
-    link to the job it repairs and the candidate it tries.
+    dotted path, one round of auto repair used, named `<name> (repair N)`, tagged with its
+    link to the job it repairs and the candidate it tries, without the `{diagnosis: ...}`
+    expectations (the problem it repairs) but with the metric bounds.
 
     Raises:
         RepairRefused: see `next_attempt`, or the fix is already in the spec.
@@ -170,6 +171,10 @@ def repaired_spec(record: JobRecord, store: JobStore | None = None) -> Experimen
     diagnostics = payload.setdefault("diagnostics", {})
     diagnostics["auto_repair"] = max(0, rounds - 1)
     payload["name"] = repair_name(record.spec.get("name") or record.id[:8])
+    # A `{diagnosis: ...}` expectation described the problem the repair removes; its metric
+    # bounds still say what the run should reach.
+    payload["expect"] = [e for e in payload.get("expect") or []
+                         if not (isinstance(e, dict) and "diagnosis" in e)]
     tags = {**original.tags, names.TAG_REPAIR_OF: base.id, TAG_CANDIDATE: str(index)}
     if base.mlflow_run_id:
         tags[names.PARENT_RUN_TAG] = base.mlflow_run_id

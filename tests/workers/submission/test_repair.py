@@ -205,3 +205,12 @@ def test_a_run_that_diverged_is_repaired_and_a_repair_with_a_metric_helped(store
     assert repair.helped(0.5, 0.51, "higher") is False and repair.helped(2.0, 1.9, "lower")
     assert repair.helped(0.5, 0.49, "higher", "healthy")  # healthy at the same level
     assert not repair.helped(0.9, 0.8, "higher", "healthy")  # a cure that costs accuracy
+
+
+def test_a_repair_drops_the_expected_problem_and_keeps_the_metric_bounds(store):
+    job = finished(store, mlp_spec(expect=[{"diagnosis": "not_learning"},
+                                           {"metric": "val/accuracy", ">=": 0.8}]),
+                   diagnosis())
+    spec = repair.repaired_spec(job, store)
+    assert [e.model_dump(mode="json", exclude_none=True) for e in spec.expect] == [
+        {"metric": "val/accuracy", ">=": 0.8}]
