@@ -1,8 +1,10 @@
 """Row 3: sweep throughput.
 
 A sweep of N short trainings (an MLP on digits, about 0.3 s of compute each) on 2 CPUs through
-REST, against the same N trainings one after another in one plain process, and against a
-straightforward Ray Tune script with default settings (a function trainable, 1 CPU a trial).
+REST, against the machine's limit L measured in the same run (the same N trainings in two plain
+processes side by side), and against a straightforward Ray Tune script with default settings
+(a function trainable, 1 CPU a trial). The sequential time (one plain process) is reported
+beside them.
 
 "About 0.3 s of compute" defines the workload (BENCHMARKS.md, row 3), so the number of epochs is
 measured, not fixed: the same epochs take several times longer on a slow day than on a fast one
@@ -12,6 +14,8 @@ against the shorter trainings.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -117,6 +121,30 @@ def sequential_plain(trials: int, epochs: int) -> float:
     return time.perf_counter() - started
 
 
+SIDE_BY_SIDE = """
+import sys, time, torch
+torch.set_num_threads(1)
+from bench.sweeps import short_training
+short_training(0, 2)  # warm, as the sequential baseline is
+started = time.perf_counter()
+for seed in range(int(sys.argv[1]), int(sys.argv[2]), 2):
+    short_training(seed, int(sys.argv[3]))
+print(time.perf_counter() - started)
+"""
+
+
+def side_by_side_plain(trials: int, epochs: int) -> float:
+    """The machine's limit L: the same trainings in two plain processes at once (no Ray, no
+    Tune, no MLflow), each taking every other seed; the slower one's training time. Two
+    trainings side by side on these VMs each run slower than one alone (BENCHMARKS.md)."""
+    root = Path(__file__).resolve().parents[1]
+    workers = [subprocess.Popen([sys.executable, "-c", SIDE_BY_SIDE, str(first), str(trials),
+                                 str(epochs)], cwd=root, stdout=subprocess.PIPE, text=True)
+               for first in (0, 1)]
+    seconds = [float(worker.communicate(timeout=3600)[0].split()[-1]) for worker in workers]
+    return max(seconds)
+
+
 def run(trials: int, tiny: bool = False) -> list[dict[str, Any]]:
     import ray
 
@@ -127,13 +155,17 @@ def run(trials: int, tiny: bool = False) -> list[dict[str, Any]]:
     epochs = TINY_EPOCHS if tiny else calibrated_epochs()
     # Before and after the sweep: the machine's speed drifts over a minute.
     before = sequential_plain(trials, epochs)
+    limit_before = side_by_side_plain(trials, epochs)
     ours = layerwise_sweep(trials, epochs)
+    limit = (limit_before + side_by_side_plain(trials, epochs)) / 2
     sequential = (before + sequential_plain(trials, epochs)) / 2
     tune_s = default_tune(trials, epochs)
-    ratio = ours / sequential
+    ratio = ours / limit
     return [{"row": f"3 sweep throughput, {trials} trials via REST",
-             "baseline": "sequential plain loop; default Ray Tune", "ratio": ratio,
-             "layerwise_s": ours, "sequential_s": sequential, "default_tune_s": tune_s,
-             "epochs": epochs, "plain_training_s": sequential / trials,
-             "target": "<= 0.75x sequential and faster than default Tune",
-             "met": ratio <= 0.75 and ours < tune_s}]
+             "baseline": "two plain processes side by side (L); default Ray Tune",
+             "ratio": ratio, "layerwise_s": ours, "limit_s": limit, "sequential_s": sequential,
+             "limit_vs_sequential": limit / sequential, "default_tune_s": tune_s,
+             "tune_vs_layerwise": tune_s / ours, "epochs": epochs,
+             "plain_training_s": sequential / trials,
+             "target": "<= 1.15x L and >= 10x faster than default Tune",
+             "met": ratio <= 1.15 and tune_s >= 10 * ours}]
