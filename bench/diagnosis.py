@@ -114,9 +114,19 @@ def _fraction(payload: dict[str, Any], result: dict[str, Any],
         progress = [r["progress"] for r in reports if "progress" in r]
         done = progress[-1].get("epoch") if progress else None
         steps = progress[-1].get("step") if progress else None
-    if not done or not steps:
+    per_epoch = float(steps) / float(done) if done and steps else _diverged_epoch_steps(result)
+    if not per_epoch:
         return None
-    return min(1.0, float(step) / (float(steps) / float(done) * epochs))
+    return min(1.0, float(step) / (per_epoch * epochs))
+
+
+def _diverged_epoch_steps(result: dict[str, Any]) -> float | None:
+    """A run that diverged in its first epoch finished none: its finding says how many steps
+    an epoch has."""
+    for finding in (result.get("diagnosis") or {}).get("findings") or []:
+        if finding.get("verdict") == "diverged":
+            return (finding.get("evidence") or {}).get("steps_per_epoch")
+    return None
 
 
 def headline(result: dict[str, Any]) -> float | None:

@@ -116,6 +116,10 @@ class RunOptions:
     # Rank 0 of a data-parallel training (resources.workers > 1); the other ranks run
     # workers.runtime.ray_train.train_replica.
     parallel: DataParallel | None = None
+    # The live diagnosis (judged at epoch ends, with the activation sample taken for it).
+    # Off, the diagnosis after training is the same, without `detected_at_step`: the
+    # baseline the bench measures its cost against (BENCHMARKS.md, row 7b).
+    live_diagnosis: bool = True
 
 
 def set_up(spec_payload: dict[str, Any], settings: WorkerSettings
@@ -163,11 +167,13 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         pretrain_steps = 0 if state else model.pretrain(
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
         hooks.on_run_start(tracker)
-        diagnostics = Diagnostics(spec, model, tracker, bundle.shape())
+        diagnostics = Diagnostics(spec, model, tracker, bundle.shape(),
+                                  live=options.live_diagnosis)
+        progress = diagnostics.reporting(report)
         last = LastEpoch()
         trainer = Trainer(spec, model, objective, splits, device=device,
                           callbacks=diagnostics.attach([
-                              *_callbacks(spec, model, tracker, diagnostics.reporting(report)),
+                              *_callbacks(spec, model, tracker, progress),
                               hooks, last,
                               checkpoints.CheckpointEveryEpoch(
                                   saved, every_s=settings.checkpoint_every_s)],
@@ -180,8 +186,8 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             extra["resumed_from_epoch"] = trainer.start_epoch
         try:
             result = {**trainer.fit(), **extra}
-        except Diverged as exc:  # the diagnosis says so before the run fails
-            diagnostics.diverged(str(exc), trainer.step)
+        except Diverged as exc:  # the diagnosis (and the progress) say so before it fails
+            diagnostics.diverged(str(exc), trainer.step, progress)
             raise
         # The test split is evaluated once, at the end: its metrics go to the run only here.
         tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},

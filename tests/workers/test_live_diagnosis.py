@@ -4,9 +4,12 @@ and, with `diagnostics.on_problem: stop`, ending a doomed run early; then real s
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from services.contract.spec import DiagnosticsSpec
@@ -14,7 +17,7 @@ from tests.utils.settings import local_settings, worker_settings
 from tests.utils.specs import mlp_spec
 from workers.diagnostics.live import LiveDiagnosis
 from workers.diagnostics.verdicts import Diagnosis, Finding
-from workers.run import run_experiment
+from workers.run import RunOptions, run_experiment
 from workers.training.loop import Diverged
 
 
@@ -63,13 +66,38 @@ def test_a_problem_is_called_once_it_holds_and_then_stops_the_run_when_asked():
 
 
 def test_curve_problems_wait_for_a_share_of_the_run():
-    live = LiveDiagnosis(lambda total: _diagnosis(), DiagnosticsSpec(), lambda v: None)
+    live = LiveDiagnosis(lambda total: _diagnosis(), DiagnosticsSpec(), lambda v: None,
+                         budget=None)  # judged at every epoch end
     _feed(live, [_diagnosis("not_learning")] * 2 + [_diagnosis("vanishing", phase="early")] * 2,
           epochs=20)
     assert live.verdict == "healthy"  # every run starts at its baseline
     _feed(live, [_diagnosis("not_learning")] * 8, epochs=20)
     assert live.verdict == "not_learning"
     assert live.payload is not None and live.payload["candidate"] == "not_learning"
+
+
+def test_after_the_first_epochs_judging_stays_within_its_budget():
+    def costly(total: int) -> Diagnosis:  # a judgement that costs far more than the "epochs"
+        time.sleep(0.002)
+        return _diagnosis("dead_units")
+
+    live = LiveDiagnosis(costly, DiagnosticsSpec(), lambda v: None, budget=0.01,
+                         first_epochs=3)
+    trainer = FakeTrainer(epochs=20, epoch=0, step=0, stop_reason=None)
+    for epoch in range(20):
+        trainer.epoch, trainer.step = epoch, (epoch + 1) * 10
+        live.on_epoch_end(trainer, {})
+    assert [step for step, _ in live.seen] == [9, 19, 29, 199]  # the first three, the last
+    assert live.verdict == "dead_units" and live.detected_at_step == 9
+    assert live.spent >= 4 * 0.002
+
+
+def test_a_sample_is_taken_for_each_judged_epoch_but_the_last():
+    sampled: list[int] = []
+    live = LiveDiagnosis(lambda total: _diagnosis(), DiagnosticsSpec(), lambda v: None,
+                         sample=sampled.append, budget=None)
+    _feed(live, [_diagnosis()] * 4, epochs=4)
+    assert sampled == [10, 20, 30]  # the last epoch's sample is taken after training
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +172,33 @@ def test_a_diverging_run_fails_diagnosed_diverged_with_a_fix(settings):
                                         str(settings.home_dir))) as handle:
         diagnosis = json.load(handle)
     assert diagnosis["findings"][0]["fix"]["optimizer.lr"] == 1.0
+    # detected at the step whose loss was not finite, which the live diagnosis reports too
+    step = diagnosis["findings"][0]["evidence"]["step"]
+    assert diagnosis["detected_at_step"] == step
+    assert f"diverged at step {step}:" in diagnosis["findings"][0]["evidence"]["error"]
+    live = reports[-1]["progress"]["diagnosis"]
+    assert live["verdict"] == "diverged" and live["detected_at_step"] == step
+
+
+PATHOLOGIES = Path(__file__).resolve().parents[2] / "examples" / "pathologies"
+
+
+@pytest.mark.slow
+def test_dead_relus_are_called_live_before_the_last_epoch_and_not_without_the_live_diagnosis(
+        settings):
+    spec = yaml.safe_load((PATHOLOGIES / "dead_units-mlp-relu-huge-lr.yaml").read_text())
+    spec.pop("expect")
+    result, reports, _ = _run(settings, spec)
+    diagnosis = result["diagnosis"]
+    assert diagnosis["verdict"] == "dead_units", diagnosis["findings"]
+    per_epoch = result["steps"] // result["epochs_run"]
+    # called from a sample at an epoch end, not from the one after training
+    assert diagnosis["detected_at_step"] is not None
+    assert diagnosis["detected_at_step"] < result["steps"] - per_epoch
+
+    reports = []
+    result = run_experiment("job-live-off", spec, worker_settings(settings), reports.append,
+                            RunOptions(live_diagnosis=False))
+    assert result["diagnosis"]["verdict"] == "dead_units"  # the diagnosis after training
+    assert result["diagnosis"]["detected_at_step"] is None
+    assert not any("diagnosis" in r.get("progress", {}) for r in reports)

@@ -1,8 +1,9 @@
 """Sampled activation statistics: how many ReLU units are dead and how many sigmoid-like
 activations are saturated.
 
-Every `every_steps` steps (and before the first and after the last), one extra forward pass
-of a fixed sample of training examples runs in eval mode, with forward hooks on the model's
+Every `every_steps` steps (and before the first and after the last, and when the live
+diagnosis is about to judge an epoch: `sample_at`), one extra forward pass of a fixed sample
+of training examples runs in eval mode, with forward hooks on the model's
 activation modules for that pass only. Each hook reduces its output on the device; the
 vectors reach the host once per epoch with the other epoch metrics. Hooking the activation
 modules, rather than a layer's output, sees the nonlinearity itself: a residual layer's
@@ -71,6 +72,8 @@ class ActivationSampler(Callback):
         self.keys = self._keys()
         self._rows: list[torch.Tensor] = []
         self._steps: list[int] = []
+        self._last_step: int | None = None  # the step of the last sample taken
+        self._totals: torch.Tensor | None = None  # (T, M): each total's weight per module
         self.steps: list[int] = []  # every sampled step, on the host
         self.rows: list[list[float]] = []
 
@@ -99,6 +102,13 @@ class ActivationSampler(Callback):
             self._measure(trainer.step)
         self.flush()
 
+    def sample_at(self, step: int) -> None:
+        """A sample now (unless one was taken at this step), on the host at once: the live
+        diagnosis asks for one before it judges an epoch."""
+        if self._last_step != step:
+            self._measure(step)
+        self.flush()
+
     # -- measuring -----------------------------------------------------------------------
     @torch.no_grad()
     def _measure(self, step: int) -> None:
@@ -116,6 +126,7 @@ class ActivationSampler(Callback):
             self.model.train(was_training)
         self._rows.append(self._row(outputs))
         self._steps.append(step)
+        self._last_step = step
 
     @staticmethod
     def _keep(outputs: dict[str, torch.Tensor], name: str) -> Any:
@@ -135,13 +146,15 @@ class ActivationSampler(Callback):
             values.append(flags.float().mean())
             counts.append((kind == "relu", float(flags.numel())))
         row = torch.stack(values)  # (M,)
-        totals = []
-        for relu in (True, False):
-            weights = torch.tensor([n if is_relu == relu else 0.0 for is_relu, n in counts],
-                                   device=row.device)
-            if weights.sum() > 0:
-                totals.append((row * weights).sum() / weights.sum())
-        return torch.cat([row, torch.stack(totals)]) if totals else row
+        if self._totals is None or self._totals.device != row.device:  # built once
+            weights = [[n if is_relu == relu else 0.0 for is_relu, n in counts]
+                       for relu in (True, False)]
+            kept = [w for w in weights if sum(w) > 0]  # (T, M): unit counts per total
+            self._totals = torch.tensor([[n / sum(w) for n in w] for w in kept],
+                                        device=row.device) if kept else torch.zeros(0)
+        if not len(self._totals):
+            return row
+        return torch.cat([row, self._totals @ row])
 
     def flush(self) -> None:
         if not self._rows:

@@ -26,6 +26,9 @@ class NormHistory:
         self.keys: list[str] = []
         self._blocks: list[np.ndarray] = []
         self._steps: list[np.ndarray] = []
+        # The blocks joined, kept until the next block: the live diagnosis reads the history
+        # at epoch ends, several times per judgement, and joining it each time grew with it.
+        self._joined: tuple[np.ndarray, np.ndarray] | None = None
 
     def record(self, keys: list[str], rows: Any, steps: Sequence[int]) -> None:
         block = np.asarray(rows, dtype=np.float64).reshape(len(steps), len(keys))  # (S, K)
@@ -36,16 +39,26 @@ class NormHistory:
         self.keys = list(keys)
         self._blocks.append(block)
         self._steps.append(np.asarray(steps, dtype=np.int64))
+        self._joined = None
+
+    def _join(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._joined is None:
+            if len(self._blocks) > 1:  # one block from now on: the next join copies it once
+                self._blocks = [np.concatenate(self._blocks)]
+                self._steps = [np.concatenate(self._steps)]
+            values = self._blocks[0] if self._blocks else np.zeros((0, len(self.keys)))
+            steps = self._steps[0] if self._steps else np.zeros(0, dtype=np.int64)
+            values.flags.writeable = steps.flags.writeable = False  # shared by every reader
+            self._joined = (values, steps)
+        return self._joined
 
     @property
     def steps(self) -> np.ndarray:
-        return np.concatenate(self._steps) if self._steps else np.zeros(0, dtype=np.int64)
+        return self._join()[1]
 
     def values(self) -> np.ndarray:
-        """(S, K): one row per logged step, columns in the order of `keys`."""
-        if not self._blocks:
-            return np.zeros((0, len(self.keys)))
-        return np.concatenate(self._blocks)
+        """(S, K): one row per logged step, columns in the order of `keys` (read-only)."""
+        return self._join()[0]
 
     def series(self, prefix: str, layers: list[str]) -> np.ndarray | None:
         """(S, L): `prefix/<layer>` for each layer, or None when that norm was not logged."""

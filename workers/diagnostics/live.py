@@ -1,9 +1,17 @@
-"""The live diagnosis: at every epoch end, the diagnosis again from what the loop already
-measured (the norm history so far, the epoch metrics, the last activation sample), carried in
-the job's progress as `progress["diagnosis"]` and in the MLflow tag `layerwise.diagnosis`.
+"""The live diagnosis: at epoch ends, the diagnosis again from what the loop already
+measured (the norm history so far, the epoch metrics, an activation sample taken for it),
+carried in the job's progress as `progress["diagnosis"]` and in the MLflow tag
+`layerwise.diagnosis`.
+
+What it costs is bounded: it judges at the end of each of the first `FIRST_EPOCHS` epochs
+(a problem that shows early is called early) and at the last, and in between only while the
+time it has spent stays within `BUDGET` of the training's time so far; epochs of a few
+milliseconds are then judged every few epochs, long ones every epoch (BENCHMARKS.md, row 7b:
+at most 2% of the loop). A run that diverges is called `diverged` at the step whose loss was
+not finite.
 
 No false early alarms: a verdict is called only once it has held for `live_patience`
-consecutive epochs, and the findings that rest on the loss curve (not_learning, slow,
+consecutive judged epochs, and the findings that rest on the loss curve (not_learning, slow,
 overfitting, and vanishing called from a run's early phase because the run stays at its
 baseline) only once `live_min_fraction` of the epochs have run (every run starts at its
 baseline). With
@@ -13,6 +21,7 @@ baseline). With
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +33,8 @@ if TYPE_CHECKING:
     from workers.training.loop import Trainer
 
 CURVE_VERDICTS = ("not_learning", "slow", "overfitting")
+FIRST_EPOCHS = 5  # judged at every epoch end, whatever it costs
+BUDGET = 0.005  # then: the share of the training's time judging (and its sample) may take
 
 
 def _needs_the_curve(finding: Finding) -> bool:
@@ -35,25 +46,58 @@ def _needs_the_curve(finding: Finding) -> bool:
 
 class LiveDiagnosis(Callback):
     def __init__(self, judge: Callable[[int], Diagnosis], settings: DiagnosticsSpec,
-                 set_tag: Callable[[str], None]):
+                 set_tag: Callable[[str], None], *,
+                 sample: Callable[[int], None] | None = None,
+                 budget: float | None = BUDGET, first_epochs: int = FIRST_EPOCHS):
         self.judge = judge  # (epochs the run will have) -> the diagnosis so far
+        self.sample = sample  # (step) -> a fresh activation sample, before judging
+        self.budget, self.first_epochs = budget, first_epochs
         self.patience = settings.thresholds.live_patience
         self.min_fraction = settings.thresholds.live_min_fraction
         self.stop_on_problem = settings.on_problem == "stop"
         self.set_tag = set_tag
         self.verdict = "healthy"  # the called verdict
         self.detected_at_step: int | None = None
-        self.seen: list[tuple[int, str]] = []  # (step, candidate verdict) per epoch
-        self.payload: dict[str, Any] | None = None
+        self.seen: list[tuple[int, str]] = []  # (step, candidate verdict) per judged epoch
+        self._judged: tuple[Diagnosis, set[str], str] | None = None  # the last judgement
+        self._payload: dict[str, Any] | None = None  # built from it when a report asks
+        self.spent = 0.0  # seconds spent judging (sampling for it, building the payload)
+        self._started: float | None = None
+        # The last epoch end: (epochs done, trainer.step), for a report after a failure.
+        self.last_epoch_end: tuple[int, int] | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._started = time.perf_counter()
+        self.last_epoch_end = (trainer.start_epoch, trainer.step)
+
+    def due(self, trainer: Trainer) -> bool:
+        """Whether to judge at this epoch end: always in the first `first_epochs` epochs and
+        at the last, otherwise while the time spent judging stays within `budget` of the
+        training's time so far."""
+        if self.budget is None or trainer.epoch < self.first_epochs \
+                or trainer.epoch + 1 >= trainer.epochs:
+            return True
+        if self._started is None:
+            self._started = time.perf_counter()
+        return self.spent <= self.budget * (time.perf_counter() - self._started)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.last_epoch_end = (trainer.epoch + 1, trainer.step)
+        if not self.due(trainer):
+            return
+        started = time.perf_counter()
+        # The last epoch's sample is the one taken after training (after early stopping
+        # restores the best weights); a stopping run's too.
+        if self.sample is not None and trainer.epoch + 1 < trainer.epochs \
+                and trainer.stop_reason is None:
+            self.sample(trainer.step)
         diagnosis = self.judge(trainer.epochs)
         step = max(0, trainer.step - 1)
         done = (trainer.epoch + 1) / max(1, trainer.epochs)
-        findings = [f for f in diagnosis.findings
-                    if done >= self.min_fraction or not _needs_the_curve(f)]
-        candidate = next((f.verdict for f in findings if f.verdict != "no_gradients"),
-                         "healthy")
+        shown = {f.verdict for f in diagnosis.findings
+                 if done >= self.min_fraction or not _needs_the_curve(f)}
+        candidate = next((f.verdict for f in diagnosis.findings
+                          if f.verdict in shown and f.verdict != "no_gradients"), "healthy")
         self.seen.append((step, candidate))
         streak = self._streak(candidate)
         if candidate != self.verdict and len(streak) >= self.patience:
@@ -62,13 +106,32 @@ class LiveDiagnosis(Callback):
             self.set_tag(candidate)
             if candidate != "healthy" and self.stop_on_problem:
                 trainer.request_stop(f"diagnosis: {candidate}")
-        payload = diagnosis.as_dict()
-        payload.pop("evidence", None)  # the findings carry theirs; the rest stays in MLflow
-        payload["findings"] = [f for f in payload["findings"] if f["verdict"] in
-                               {x.verdict for x in findings}]
-        payload.update(verdict=self.verdict, detected_at_step=self.detected_at_step,
-                       candidate=candidate)
-        self.payload = payload
+        self._judged, self._payload = (diagnosis, shown, candidate), None
+        self.spent += time.perf_counter() - started
+
+    def diverged(self, diagnosis: Diagnosis, step: int) -> None:
+        """The loop raised `Diverged` at `step` (the loss was not finite there): `diagnosis`
+        (verdict diverged) is called at once, detected at that step."""
+        self.verdict, self.detected_at_step = "diverged", step
+        self.seen.append((step, "diverged"))
+        self._judged = (diagnosis, {f.verdict for f in diagnosis.findings}, "diverged")
+        self._payload = None
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The live diagnosis as the progress carries it (built when a report asks for it:
+        reports are sent a few times a second at most, epochs may end far more often)."""
+        if self._payload is None and self._judged is not None:
+            started = time.perf_counter()
+            diagnosis, shown, candidate = self._judged
+            payload = diagnosis.as_dict()
+            payload.pop("evidence", None)  # the findings carry theirs; the rest stays in MLflow
+            payload["findings"] = [f for f in payload["findings"] if f["verdict"] in shown]
+            payload.update(verdict=self.verdict, detected_at_step=self.detected_at_step,
+                           candidate=candidate)
+            self._payload = payload
+            self.spent += time.perf_counter() - started
+        return self._payload
 
     def _streak(self, verdict: str) -> list[int]:
         """The steps of the trailing run of epochs whose candidate was `verdict`."""

@@ -2,7 +2,8 @@
 
 During training: the per-layer norms the `PerLayerNormLogger` flushes (host copies, no extra
 device work), the epoch metrics, sampled activation statistics, and the live diagnosis judged
-from them at every epoch end (`live.LiveDiagnosis`: the job's progress, the tag). After
+from them at epoch ends, each time on a fresh activation sample (`live.LiveDiagnosis`: the
+job's progress, the tag; `live=False` leaves it out, as `RunOptions.live_diagnosis` does). After
 training: the diagnosis (tag `layerwise.diagnosis`, `diagnosis.json`, the job record), the
 plots, and the analyses the spec asks for. Plots are drawn and logged on the metric sink's
 thread, so they overlap with the rest of the run's end (the model upload).
@@ -41,8 +42,9 @@ from workers.training.callbacks import Callback, PerLayerNormLogger, ProgressRep
 
 class Diagnostics:
     def __init__(self, spec: ExperimentSpec, model: LayerwiseModel, tracker: RunTracker,
-                 shape: DataShape):
+                 shape: DataShape, *, live: bool = True):
         self.spec, self.model, self.tracker, self.shape = spec, model, tracker, shape
+        self.live_on = live  # off: no judging at epoch ends and no per-epoch samples
         self.layers = model.layer_names()
         self.history: NormHistory | None = None
         self.epochs = EpochHistory()
@@ -50,6 +52,7 @@ class Diagnostics:
         self.plots: dict[str, bytes] = {}  # the PNGs drawn, for report.html
         self.baseline: Baseline | None = None
         self.live: LiveDiagnosis | None = None
+        self._steps_per_epoch: int | None = None
 
     # -- during training -------------------------------------------------------------------
     def attach(self, callbacks: list[Callback], train_x: torch.Tensor,
@@ -57,10 +60,12 @@ class Diagnostics:
         """`callbacks` plus the recorders: the norm logger's flushes are kept (the history is
         one of its recorders), the epoch metrics are kept for the plots and the diagnosis,
         activations are sampled when the spec asks and the model has activation modules to
-        sample, and the live diagnosis judges them at each epoch end. With diagnostics and
+        sample, and the live diagnosis judges them at epoch ends. With diagnostics and
         plots off, nothing is added. The recorders and the live diagnosis come before the
         progress reporter, so each epoch's progress carries that epoch's diagnosis. The
         baseline is measured on the training targets `train_y` for the `objective`'s task."""
+        batch = self.spec.training.batch_size
+        self._steps_per_epoch = 1 if batch == "full" else -(-len(train_x) // int(batch))
         for callback in callbacks:
             if isinstance(callback, PerLayerNormLogger):
                 self.history = NormHistory()
@@ -75,12 +80,13 @@ class Diagnostics:
         added: list[Callback] = [self.epochs] if diag.plots or measuring else []
         if self.sampler is not None:
             added.append(self.sampler)
-        if measuring:
-            if objective is not None and train_y is not None:
-                self.baseline = measure_baseline(objective.task, objective.loss_name, train_y,
-                                                 train_x)
-            self.live = LiveDiagnosis(lambda epochs: self._judge(total_epochs=epochs), diag,
-                                      self._tag)
+        if measuring and objective is not None and train_y is not None:
+            self.baseline = measure_baseline(objective.task, objective.loss_name, train_y,
+                                             train_x)
+        if measuring and self.live_on:
+            self.live = LiveDiagnosis(
+                lambda epochs: self._judge(total_epochs=epochs), diag, self._tag,
+                sample=self.sampler.sample_at if self.sampler is not None else None)
             added.append(self.live)
         at = next((i for i, c in enumerate(callbacks) if isinstance(c, ProgressReporter)),
                   len(callbacks))
@@ -124,15 +130,26 @@ class Diagnostics:
             diagnosis.detected_at_step = self.live.detected_at(diagnosis.verdict)
         return diagnosis
 
-    def diverged(self, message: str, step: int) -> None:
-        """The loop raised `Diverged`: record that diagnosis before the run fails."""
+    def diverged(self, message: str, step: int,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """The loop raised `Diverged` at `step` (the first step whose loss was not finite):
+        record that diagnosis, detected at that step, before the run fails, and hand
+        `report` the last epoch's progress with it (the live diagnosis's)."""
         if self.history is None and self.sampler is None:
             return
         diagnosis = self._judge()
         fix = fixes.compose(self.spec, fixes.lr(self.spec, 0.1), fixes.clip(self.spec))
-        diagnosis.findings.insert(0, Finding("diverged", {"error": message}, [], fix))
+        evidence = {"error": message, "step": step, "steps_per_epoch": self._steps_per_epoch}
+        diagnosis.findings.insert(0, Finding("diverged", evidence, [], fix))
         diagnosis.verdict, diagnosis.detected_at_step = "diverged", step
         self._record(diagnosis)
+        if self.live is not None:
+            self.live.diverged(diagnosis, step)
+            if report is not None and self.live.last_epoch_end is not None:
+                epoch, at = self.live.last_epoch_end  # progress as of the last epoch's end
+                report({"progress": {
+                    "epoch": epoch, "epochs": self.spec.training.epochs, "step": at,
+                    "metrics": self.epochs.metrics[-1] if self.epochs.metrics else {}}})
 
     def _judge(self, *, total_epochs: int | None = None, final: dict[str, Any] | None = None
                ) -> Diagnosis:

@@ -11,6 +11,7 @@ tenfold still kills units.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from services.contract.spec import ExperimentSpec
@@ -32,12 +33,30 @@ def candidates(finding: Finding, record: RunRecord) -> list[Fix]:
     table = TABLE.get(finding.verdict) if record.uses_gradients else None
     if spec is None or table is None:
         return [finding.fix] if finding.fix else []
-    found: list[Fix] = []
-    for proposals in table(spec, record):
-        fix = fixes.compose(spec, *proposals)
-        if fix and fix not in found:
-            found.append(fix)
-    return found[:MAX_CANDIDATES]
+    # The live diagnosis asks again every judged epoch with the same spec; validating every
+    # candidate is most of a judgement's cost, and the answer depends only on what is keyed.
+    key = (spec.model_dump_json(), finding.verdict, len(record.layers) >= 4, _still(record))
+    cached = _CACHE.get(key)
+    if cached is None:
+        found: list[Fix] = []
+        for proposals in table(spec, record):
+            fix = fixes.compose(spec, *proposals)
+            if fix and fix not in found:
+                found.append(fix)
+        cached = _CACHE[key] = found[:MAX_CANDIDATES]
+        while len(_CACHE) > CACHE_ENTRIES:
+            _CACHE.pop(next(iter(_CACHE)))
+    return copy.deepcopy(cached)
+
+
+_CACHE: dict[tuple[str, str, bool, bool], list[Fix]] = {}
+CACHE_ENTRIES = 256
+
+
+def _still(record: RunRecord) -> bool:
+    """Whether the steps barely move the weights (the direction `_not_learning` tries first)."""
+    ratio = record.update_ratio()
+    return ratio is not None and ratio < STILL_UPDATE_RATIO
 
 
 def attach(findings: list[Finding], record: RunRecord) -> None:
@@ -153,9 +172,8 @@ def _vanishing(spec: ExperimentSpec, record: RunRecord) -> Proposals:
 def _not_learning(spec: ExperimentSpec, record: RunRecord) -> Proposals:
     """Without a measured cause, the rate: a decayed schedule undone, a rate far from the
     usual one moved to it, then up first when the steps barely move the weights."""
-    ratio = record.update_ratio()
-    still = ratio is not None and ratio < STILL_UPDATE_RATIO
-    directions = [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 0.1),)] if still \
+    directions = [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 0.1),)] \
+        if _still(record) \
         else [(fixes.adam(spec),), (fixes.lr(spec, 0.1),), (raise_lr(spec),)]
     return [(constant_schedule(spec),), (reference_lr(spec),), *directions]
 
