@@ -240,9 +240,17 @@ class DiagnosisThresholds(Strict):
         0.5, gt=0.0, lt=1.0, description="slow: the run ends below this fraction of that gap "
                                          "closed while still improving")
     slow_factor: float = Field(
-        5.0, gt=1.0, le=1000.0, description="slow: at the last epochs' pace, closing 90% of "
+        1.0, ge=1.0, le=1000.0, description="slow: at the last epochs' pace, closing 90% of "
                                             "the gap would take more than this many times "
                                             "the epochs run")
+    stall_progress: float = Field(
+        0.5, gt=0.0, lt=1.0, description="not_learning (stalled): the run ends below this "
+                                         "fraction of the gap closed, flat, its weights no "
+                                         "longer moving")
+    stall_update_drop: float = Field(
+        100.0, gt=1.0, description="not_learning (stalled): the median update/weight ratio "
+                                   "over the last third of the steps is this many times "
+                                   "below its median over the first `early_fraction`")
     unstable_rise: float = Field(
         0.05, gt=0.0, le=10.0, description="unstable: an epoch's train loss counts as a rise "
                                            "when it exceeds the previous epoch's by this "
@@ -253,9 +261,24 @@ class DiagnosisThresholds(Strict):
     spike_factor: float = Field(
         2.0, gt=1.0, le=1e6, description="unstable (spiking): an epoch's train loss exceeds "
                                          "this multiple of the lowest loss before it")
+    unstable_val_rise: float = Field(
+        0.2, gt=0.0, le=10.0, description="unstable: an epoch's val loss counts as a rise when "
+                                          "it exceeds the previous epoch's by this fraction "
+                                          "(of its level, floored at a tenth of the "
+                                          "baseline's loss)")
+    unstable_val_rise_fraction: float = Field(
+        0.1, gt=0.0, le=1.0, description="unstable (oscillating val loss): more than this "
+                                         "fraction of the epochs, and at least two, are val "
+                                         "loss rises")
     overfitting_rise: float = Field(
-        0.1, gt=0.0, le=10.0, description="overfitting: the last val loss exceeds its minimum "
-                                          "by this fraction while the train loss kept falling")
+        0.1, gt=0.0, le=10.0, description="overfitting: the val loss (a trailing mean over a "
+                                          "tenth of the epochs, at least 3) ends this fraction "
+                                          "above its minimum while the train loss kept "
+                                          "falling")
+    overfitting_floor: float = Field(
+        0.05, ge=0.0, lt=1.0, description="overfitting: the rise is measured against the "
+                                          "val loss's minimum floored at this fraction of the "
+                                          "baseline's loss")
     symmetric_spread: float = Field(
         1e-3, gt=0.0, lt=1.0, description="symmetric: a hidden layer's units' incoming weight "
                                           "rows differ by less than this fraction of their "
@@ -287,9 +310,10 @@ class DiagnosticsSpec(Strict):
     plots: bool = Field(True, description="draw plots/*.png after training (drawing costs "
                                           "CPU at the end of every run; see BENCHMARKS.md)")
     auto_repair: int = Field(0, ge=0, le=5, description=(
-        "rounds of repair done on their own: a run that ends with a diagnosis whose fix is "
-        "not empty is resubmitted with that fix and auto_repair - 1 (as POST "
-        "/v1/experiments/{id}/repair does); 0: never"))
+        "rounds of repair done on their own: a run that ends with a problem (or diverges) is "
+        "resubmitted with its diagnosis's fix and auto_repair - 1 (as POST "
+        "/v1/experiments/{id}/repair does); a repair that did not help is followed by the "
+        "repaired run's next suggested fix (its finding's alternatives, in order); 0: never"))
     on_problem: Literal["continue", "stop"] = Field(
         "continue", description="continue: report the live diagnosis only; stop: end the run "
                                 "after the epoch at which a problem is confirmed, with the "

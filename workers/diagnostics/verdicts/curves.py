@@ -1,17 +1,27 @@
 """Loss-curve checks, against the task's baseline where one is known.
 
 progress      the share of the gap between the baseline and perfect that the run closed:
-              accuracy (acc - base) / (1 - base) when both are known, else 1 - loss / base;
-not_learning  the run ends with progress below `chance_fraction` (chance is never healthy);
-slow          progress below `slow_progress` while still improving at a steady crawl (the last
-              epochs' pace at least half the run's average: not a plateau), at a pace that
-              would need more than `slow_factor` times the epochs run to close 90% of the gap;
+              accuracy (acc - base) / (1 - base) when both are known (the validation split's
+              first), else 1 - loss / base;
+not_learning  the run ends with progress below `chance_fraction` (chance is never healthy), or
+              it stalled: progress below `stall_progress`, flat over the last epochs, and its
+              weights stopped moving (the median update/weight ratio over the last third of the
+              steps fell more than `stall_update_drop` times below the early phase's);
+slow          progress below `slow_progress` while still improving at a steady crawl (the pace
+              over the last half of the epochs at least half the run's average, of the
+              accuracy or, as accuracy moves in steps on a small validation set, of the loss:
+              not a plateau), at a pace that would need more than `slow_factor` times the
+              epochs run to close 90% of the gap;
 unstable      the train loss rises by more than `unstable_rise` in more than
               `unstable_rise_fraction` of the epochs (oscillating), or exceeds `spike_factor`
-              times its lowest value so far (spiking); both against the loss's level, floored
-              at a tenth of the baseline's (or the first epoch's) loss;
-overfitting   the val loss ends `overfitting_rise` above its minimum while the train loss kept
-              falling and the gap between them widened (not called when early stopping
+              times its lowest value so far (spiking), or the val loss rises by more than
+              `unstable_val_rise` in more than `unstable_val_rise_fraction` of the epochs (and
+              at least twice); all against the loss's level, floored at a tenth of the
+              baseline's (or the first epoch's) loss;
+overfitting   the val loss, smoothed over a tenth of the epochs (at least 3), ends
+              `overfitting_rise` above its minimum, measured against that minimum floored at
+              `overfitting_floor` times the baseline's loss, while the (smoothed) train loss
+              kept falling and the gap between them widened (not called when early stopping
               restores the best epoch's weights: the model kept is not the overfit one);
 diverged      a logged loss is not finite.
 """
@@ -37,9 +47,12 @@ def progress_curve(record: RunRecord) -> tuple[str, np.ndarray] | None:
     split = "val" if record.curve("val/loss").size else "train"
     if not record.uses_gradients:
         split = "val"  # a non-gradient kind's train/loss is its own quantity (energy)
-    accuracy = record.curve(f"{split}/accuracy")
-    if base.accuracy is not None and base.accuracy < 1.0 and accuracy.size:
-        return f"{split}/accuracy", (accuracy - base.accuracy) / (1.0 - base.accuracy)
+    # Accuracy when the run logs it, the validation split's first: a loss that still falls
+    # while the accuracy levelled off is a run at what it gets, not a crawl.
+    for acc_split in dict.fromkeys(("val", split)):
+        accuracy = record.curve(f"{acc_split}/accuracy")
+        if base.accuracy is not None and base.accuracy < 1.0 and accuracy.size:
+            return f"{acc_split}/accuracy", (accuracy - base.accuracy) / (1.0 - base.accuracy)
     loss = record.curve(f"{split}/loss")
     if base.loss and base.loss > 0 and loss.size:
         return f"{split}/loss", 1.0 - loss / base.loss
@@ -73,16 +86,20 @@ def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]
                                 "by_epoch": [num(v) for v in progress]}
         pace = _pace(progress)
         evidence["progress"]["pace_per_epoch"] = num(pace)
-        if end < t.chance_fraction:
+        stall = _stall(record, end, pace)
+        if stall is not None:
+            evidence["update_ratio_drop"] = num(stall)
+        if end < t.chance_fraction or stall is not None:
             found.append(Finding("not_learning", {"metric": metric, "progress": num(end),
-                                                  "value": num(record.last(metric))}, [],
+                                                  "value": num(record.last(metric)),
+                                                  **({"stalled": True,
+                                                      "update_ratio_drop": num(stall)}
+                                                     if stall is not None else {})}, [],
                                  _not_learning_fix(record, pace)))
         epochs_needed = (0.9 - end) / pace if pace > MIN_PACE else None
-        # A crawl, not a plateau: the last epochs still gain at least half the run's
-        # average pace (a curve that levelled off is as good as this setup gets).
-        average = (progress[-1] - progress[0]) / max(1, len(progress) - 1)
         if (end < t.slow_progress and epochs_needed is not None and len(progress) >= 3
-                and epochs_needed > t.slow_factor * len(progress) and pace >= 0.5 * average):
+                and epochs_needed > t.slow_factor * len(progress)
+                and _still_improving(record, metric, progress)):
             found.append(Finding("slow", {"metric": metric, "progress": num(end),
                                           "pace_per_epoch": num(pace),
                                           "epochs_to_90_percent": num(epochs_needed)}, [],
@@ -94,9 +111,27 @@ def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]
     return found
 
 
+def _still_improving(record: RunRecord, metric: str, progress: np.ndarray) -> bool:
+    """A crawl, not a plateau: the last epochs still gain at least half the run's average
+    pace (a curve that levelled off is as good as this setup gets). Accuracy moves in steps
+    on a small validation set, so a loss that still falls at that pace counts too."""
+    curves = [progress]
+    base = record.baseline
+    loss = record.curve(f"{metric.split('/')[0]}/loss")
+    if metric.endswith("accuracy") and base is not None and base.loss and len(loss) >= 3:
+        curves.append(1.0 - loss / base.loss)
+    for curve in curves:
+        average = (curve[-1] - curve[0]) / max(1, len(curve) - 1)
+        pace = _pace(curve)
+        if pace > 0 and pace >= 0.5 * average:
+            return True
+    return False
+
+
 def _pace(progress: np.ndarray) -> float:
-    """Progress gained per epoch over the last third of the epochs (at least two)."""
-    tail = progress[-max(2, len(progress) // 3):]
+    """Progress gained per epoch over the last half of the epochs (at least three when the run
+    has them): a slope over two epochs is one epoch's noise on a small validation set."""
+    tail = progress[-max(3, len(progress) // 2):]
     if len(tail) < 2:
         return 0.0
     return float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
@@ -112,6 +147,42 @@ def _not_learning_fix(record: RunRecord, pace: float) -> dict[str, Any]:
     if pace > MIN_PACE or (ratios is not None and ratios < 1e-4):
         return fixes.compose(spec, fixes.lr(spec, 10.0)) or fixes.compose(spec, fixes.adam(spec))
     return fixes.compose(spec, fixes.lr(spec, 0.1))
+
+
+def _stall(record: RunRecord, end: float, pace: float) -> float | None:
+    """How many times the update/weight ratio fell, when the run stalled: it ends far from a
+    good result (progress below `stall_progress`), flat (no measurable pace), and its weights
+    stopped moving (a decayed learning rate, a collapsed optimizer): the median over the
+    layers of ||dW|| / ||W||, over the last third of the logged steps, is more than
+    `stall_update_drop` times below its median over the first `early_fraction`. A run that
+    levelled off with its weights still moving is at what this setup gets, not stalled."""
+    t = record.thresholds
+    if end >= t.stall_progress or pace > MIN_PACE:
+        return None
+    ratios = _step_update_ratios(record)
+    if ratios is None or len(ratios) < 3:
+        return None
+    early = float(np.median(ratios[:max(1, int(np.ceil(len(ratios) * t.early_fraction)))]))
+    late = float(np.median(ratios[-max(1, len(ratios) // 3):]))
+    if not early > 0:
+        return None
+    drop = early / late if late > 0 else float("inf")
+    return drop if drop > t.stall_update_drop else None
+
+
+def _step_update_ratios(record: RunRecord) -> np.ndarray | None:
+    """The median over the layers of ||dW|| / ||W|| at each logged step (finite steps only)."""
+    history = record.history
+    if history is None:
+        return None
+    updates = history.series("update_norm", record.layers)
+    weights = history.series("weight_norm", record.layers)
+    if updates is None or weights is None or not len(updates):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = updates / weights
+    finite = np.isfinite(ratios).all(axis=1)
+    return np.median(ratios[finite], axis=1) if finite.any() else None
 
 
 def _update_ratio(record: RunRecord) -> float | None:
@@ -139,11 +210,26 @@ def _unstable(record: RunRecord, train: np.ndarray) -> list[Finding]:
     running_min = np.minimum.accumulate(train)[:-1]
     floor = np.maximum(running_min, max(0.1 * start, 1e-12))
     spikes = np.flatnonzero(train[1:] - running_min > (t.spike_factor - 1) * floor) + 1
-    if rise_share <= t.unstable_rise_fraction and not len(spikes):
+    # The val loss goes up and down too when the steps overshoot (the train loss, an average
+    # over the epoch's steps, smooths that out); its rises must be larger than the train
+    # loss's to count, a small validation set being noisier.
+    val = record.curve("val/loss")
+    val_rises = 0
+    if len(val) >= 4 and np.isfinite(val).all():
+        val_level = np.maximum(np.abs(val[:-1]), max(0.1 * start, 1e-12))
+        val_rises = int((np.diff(val) / val_level > t.unstable_val_rise).sum())
+    val_share = val_rises / max(1, len(val) - 1)
+    val_oscillates = val_rises >= 2 and val_share > t.unstable_val_rise_fraction
+    if rise_share <= t.unstable_rise_fraction and not len(spikes) and not val_oscillates:
         return []
-    return [Finding("unstable", {"rise_share": num(rise_share),
+    return [Finding("unstable", {"rise_share": num(rise_share), "val_rise_share": num(val_share),
                                  "spike_epochs": [int(i) + 1 for i in spikes]}, [],
                     fixes.compose(spec, fixes.lr(spec, 0.1)) if spec else {})]
+
+
+def _smooth(curve: np.ndarray, window: int) -> np.ndarray:
+    """The trailing mean over `window` epochs (one value per full window)."""
+    return np.convolve(curve, np.ones(window) / window, mode="valid")
 
 
 def _overfitting(record: RunRecord, train: np.ndarray) -> list[Finding]:
@@ -154,12 +240,21 @@ def _overfitting(record: RunRecord, train: np.ndarray) -> list[Finding]:
     if spec is not None and spec.regularization.early_stopping.patience is not None \
             and spec.regularization.early_stopping.restore_best:
         return []
-    best = int(np.argmin(val))
-    rise = (val[-1] - val[best]) / max(abs(val[best]), 1e-12)
-    gap_best, gap_end = val[best] - train[best], val[-1] - train[-1]
-    if best == len(val) - 1 or rise <= t.overfitting_rise or train[-1] >= train[best] \
+    # Smoothed over a tenth of the epochs (at least 3): a rise that one noisy epoch makes, or
+    # a val loss that goes up and down, is not the steady climb of a model fitting its noise.
+    window = max(3, len(val) // 10)
+    val_s, train_s = _smooth(val, window), _smooth(train, window)
+    best = int(np.argmin(val_s))
+    # Against the minimum, floored at a share of the baseline's loss: a val loss converged near
+    # 0 (0.001 -> 0.01 on a task whose baseline is 0.69) is not a rise that matters.
+    start = record.baseline.loss if record.baseline and record.baseline.loss else abs(val[0])
+    scale = max(abs(val_s[best]), t.overfitting_floor * start, 1e-12)
+    rise = (val_s[-1] - val_s[best]) / scale
+    gap_best, gap_end = val_s[best] - train_s[best], val_s[-1] - train_s[-1]
+    if best == len(val_s) - 1 or rise <= t.overfitting_rise or train_s[-1] >= train_s[best] \
             or gap_end <= gap_best:
         return []
+    best += window - 1  # the smoothed value's last epoch
     return [Finding("overfitting", {"best_epoch": best + 1, "val_loss_rise": num(rise),
                                     "gap_at_best": num(gap_best), "gap_at_end": num(gap_end)},
                     [], fixes.compose(spec, fixes.dropout(spec), fixes.l2(spec),
