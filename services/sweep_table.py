@@ -30,6 +30,9 @@ class TrialRow(BaseModel):
     mlflow_run_id: str | None = None
     node_id: str | None = None  # the Ray node the trial ran on
     error: str | None = None
+    verdict: str | None = None  # its diagnosis: live while it runs, the final one at its end
+    stop_reason: str | None = None  # e.g. "diagnosis: vanishing" (search.stop_on)
+    cpu_seconds_saved: float | None = None  # search.stop_on: the epochs not run, estimated
 
 
 class BestTrial(BaseModel):
@@ -64,6 +67,9 @@ class SweepRecord(BaseModel):
     best: BestTrial | None
     configurations: list[dict[str, Any]] | None = None  # per configuration over seeds, at the end
     expectations: list[dict[str, Any]] | None = None  # the sweep's expect, judged at the end
+    # search.stop_on: trials stopped per verdict, and the CPU-seconds those stops saved
+    stopped_on_diagnosis: dict[str, int] = {}
+    cpu_seconds_saved: float = 0.0
 
     @classmethod
     def of(cls, job: JobRecord) -> SweepRecord:
@@ -71,6 +77,7 @@ class SweepRecord(BaseModel):
         trials = [TrialRow(**row) for row in result.get("trials", [])]
         best = result.get("best")
         search = job.spec.get("search", {})
+        stops = diagnosis_stops(result.get("trials", []))
         return cls(
             id=job.id, name=job.name, project=job.project, status=job.status, spec=job.spec,
             priority=job.priority, attempts=job.attempts, owner=job.owner,
@@ -82,7 +89,9 @@ class SweepRecord(BaseModel):
             trials_done=sum(t.status in FINAL_TRIAL_STATUSES for t in trials),
             trials=trials, best=BestTrial(**best) if best else None,
             configurations=result.get("configurations"),
-            expectations=result.get("expectations"))
+            expectations=result.get("expectations"),
+            stopped_on_diagnosis=stops["stopped_on_diagnosis"],
+            cpu_seconds_saved=stops["cpu_seconds_saved"])
 
 
 class SweepsPublic(BaseModel):
@@ -123,6 +132,24 @@ def best_trial(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
     top = max(pool, key=lambda r: sign * float(r["metric"]))
     return {"trial_id": top["trial_id"], "params": top.get("params", {}),
             "metric": float(top["metric"]), "mlflow_run_id": top.get("mlflow_run_id")}
+
+
+DIAGNOSIS_STOP = "diagnosis: "  # a stop reason's prefix, as with diagnostics.on_problem: stop
+
+
+def diagnosis_stops(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trials `search.stop_on` stopped, counted per verdict, and the CPU-seconds saved
+    (each stopped trial's epochs not run times its measured seconds per epoch and CPUs)."""
+    counts: dict[str, int] = {}
+    saved = 0.0
+    for row in rows:
+        reason = row.get("stop_reason") or ""
+        if not reason.startswith(DIAGNOSIS_STOP):
+            continue
+        verdict = reason.removeprefix(DIAGNOSIS_STOP)
+        counts[verdict] = counts.get(verdict, 0) + 1
+        saved += float(row.get("cpu_seconds_saved") or 0.0)
+    return {"stopped_on_diagnosis": dict(sorted(counts.items())), "cpu_seconds_saved": saved}
 
 
 def cancel_live_trials(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

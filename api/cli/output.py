@@ -93,16 +93,41 @@ def sweep_view(record: dict[str, Any]) -> Group:
             f"{record['trials_done']}/{record['trials_total']}")
     if best:
         head += f"  best {record['metric']} {best['metric']:.4g} ({best['trial_id']})"
-    table = Table("trial", "status", "values", "epoch", record["metric"], "MLflow run")
+    table = Table("trial", "status", "values", "epoch", record["metric"], "verdict",
+                  "MLflow run")
     for trial in record.get("trials", []):
         values = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial["params"].items())
         if trial.get("repeat"):
             values += f", seed+{trial['repeat']}"
         metric = trial.get("metric")
-        table.add_row(trial["trial_id"], trial["status"], values, str(trial.get("epoch", "")),
-                      f"{metric:.4g}" if metric is not None else "",
-                      (trial.get("mlflow_run_id") or "")[:12])
-    return Group(head, table)
+        table.add_row(trial["trial_id"], _trial_status(trial), values,
+                      str(trial.get("epoch", "")), f"{metric:.4g}" if metric is not None else "",
+                      trial.get("verdict") or "", (trial.get("mlflow_run_id") or "")[:12])
+    stops = stops_line(record)
+    return Group(head, table, stops) if stops else Group(head, table)
+
+
+# The stop reason search.stop_on gives (services.sweep_table.DIAGNOSIS_STOP), written out: the
+# client commands stay free of the service's modules.
+DIAGNOSIS_STOP = "diagnosis: "
+
+
+def _trial_status(trial: dict[str, Any]) -> str:
+    """A trial that search.stop_on ended reads `stopped: <verdict>`, not a plain success."""
+    reason = trial.get("stop_reason") or ""
+    if reason.startswith(DIAGNOSIS_STOP):
+        return f"stopped: {reason.removeprefix(DIAGNOSIS_STOP)}"
+    return str(trial["status"])
+
+
+def stops_line(record: dict[str, Any]) -> str | None:
+    """The trials search.stop_on stopped, per verdict, and the CPU-seconds they saved."""
+    stopped = record.get("stopped_on_diagnosis") or {}
+    if not stopped:
+        return None
+    counts = ", ".join(f"{verdict} {n}" for verdict, n in stopped.items())
+    return (f"stopped on their diagnosis: {counts}; about "
+            f"{record.get('cpu_seconds_saved') or 0.0:.0f} CPU-seconds saved")
 
 
 def comparison_view(table: dict[str, Any], width: int) -> Group:
@@ -188,6 +213,9 @@ def show_sweep_outcome(record: dict[str, Any]) -> None:
             low, high = config["ci95"]
             console.print(f"  {config['params']}: mean {config['mean']:.4g}, 95% interval "
                           f"[{low:.4g}, {high:.4g}] over {config['n']} seeds")
+    stops = stops_line(record)
+    if stops:
+        console.print(stops)
     show_expectations(record.get("expectations"))
     _show_mlflow_run("MLflow parent run", record)
 

@@ -16,13 +16,16 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.registry import model_families
-from services.contract.expectations import SWEEP_EXPECT_DESCRIPTION, SweepExpect
+from services.contract.expectations import SWEEP_EXPECT_DESCRIPTION, VERDICTS, SweepExpect
 from services.contract.spec import ExperimentSpec, Strict, Tags
 
 # The Tune config key of the repeat index (random and grid search); TPE's Repeater sets its own.
 REPEAT_KEY = "__repeat__"
 TRIAL_INDEX_KEY = "__trial_index__"
 MAX_TRIALS = 10_000
+# The verdicts `search.stop_on` may name: every problem the diagnosis calls (services may not
+# import workers: expectations.VERDICTS is the contract's copy of the engine's names).
+STOP_VERDICTS = tuple(v for v in VERDICTS if v != "healthy")
 
 
 # -- domains ---------------------------------------------------------------------------------
@@ -138,6 +141,28 @@ class SearchSpec(Strict):
                                                            "`metric` is better")
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: as "
                                                                "many as the cluster fits")
+    stop_on: list[str] = Field(default_factory=list, max_length=len(VERDICTS), description=(
+        "verdicts of the live diagnosis that stop a trial as soon as it names one (after "
+        "`stop_grace_epochs`), whatever the scheduler; its run ends with `diagnosis: <verdict>` "
+        "as the stop reason and its last metric is the trial's (the searcher's, the summary's "
+        "and `expect:`'s). Under pbt the trial is replaced by a copy of a better one instead. "
+        "One or more of: "
+        + ", ".join(STOP_VERDICTS)))
+    stop_grace_epochs: int = Field(2, ge=1, description="epochs every trial runs before "
+                                   "`stop_on` may stop it")
+
+    @field_validator("stop_on")
+    @classmethod
+    def _known_problems(cls, verdicts: list[str]) -> list[str]:
+        example = "e.g. stop_on: [vanishing, exploding, dead_units, symmetric, not_learning]"
+        for verdict in verdicts:
+            if verdict == "healthy":
+                raise ValueError("healthy is not a problem: stop_on lists the verdicts that "
+                                 f"stop a trial; drop healthy ({example})")
+            if verdict not in STOP_VERDICTS:
+                raise ValueError(f"unknown verdict {verdict!r} in stop_on; use verdicts of the "
+                                 f"diagnosis: {', '.join(STOP_VERDICTS)} ({example})")
+        return list(dict.fromkeys(verdicts))
 
 
 class FifoScheduler(Strict):
@@ -220,6 +245,23 @@ class SweepSpec(Strict):
         if "space" in info.data and not info.data["space"] and repeat == 1:
             raise ValueError("a sweep needs a space (dotted path -> domain) or repeat > 1")
         return repeat
+
+    @model_validator(mode="after")
+    def _stop_on_can_fire(self) -> SweepSpec:
+        if not self.search.stop_on:
+            return self
+        epochs = self.base.training.epochs
+        if self.search.stop_grace_epochs >= epochs:
+            raise ValueError(
+                f"search.stop_grace_epochs ({self.search.stop_grace_epochs}) leaves no epoch to "
+                f"stop in: the base trains {epochs}; lower it below base.training.epochs")
+        diag = self.base.diagnostics
+        if not (diag.grad_norms or diag.update_norms or diag.weight_norms
+                or diag.activation_stats):
+            raise ValueError(
+                "search.stop_on needs the live diagnosis, which measures nothing here: turn "
+                "on base.diagnostics.grad_norms (or activation_stats), or drop search.stop_on")
+        return self
 
     @property
     def display_name(self) -> str:

@@ -42,7 +42,14 @@ from services.contract.sweep_spec import (
 )
 from workers.sweeps.context import TrialContext
 from workers.sweeps.summary import ParentRun
-from workers.sweeps.trial import FINAL_KEY, RUN_ID_KEY, TAG_TRIAL_ID, train_trial
+from workers.sweeps.trial import (
+    FINAL_KEY,
+    RUN_ID_KEY,
+    TAG_TRIAL_ID,
+    VERDICT_KEY,
+    train_trial,
+    trial_outcome,
+)
 from workers.sweeps.warm_trials import train_trial_warm, trial_launcher
 from workers.training import checkpoints
 from workers.worker_settings import WorkerSettings
@@ -211,13 +218,38 @@ def scheduler(sweep: SweepSpec) -> TrialScheduler:
         return FinishAwarePBT(
             time_attr="training_iteration", perturbation_interval=spec.perturbation_interval,
             hyperparam_mutations=mutations, quantile_fraction=spec.quantile_fraction,
-            resample_probability=spec.resample_probability, synch=spec.synch)
+            resample_probability=spec.resample_probability, synch=spec.synch,
+            stop_on=sweep.search.stop_on, stop_grace_epochs=sweep.search.stop_grace_epochs)
     return FIFOScheduler()
 
 
 class FinishAwarePBT(PopulationBasedTraining):
     """PBT that leaves a trial alone once it has trained its last epoch: exploiting it then
-    would copy another trial's weights and train the last epochs again."""
+    would copy another trial's weights and train the last epochs again.
+
+    With `search.stop_on`, a trial whose live verdict is one of those (after the grace
+    epochs) counts among the worst at the next exploit step, whatever its metric: PBT
+    replaces it with a perturbed copy of a top trial rather than stopping it."""
+
+    def __init__(self, *args: Any, stop_on: list[str] | None = None,
+                 stop_grace_epochs: int = 1, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stop_on, self.stop_grace_epochs = set(stop_on or ()), stop_grace_epochs
+
+    def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
+        lower, upper = super()._quantiles()
+        if not self.stop_on or not upper:
+            return lower, upper
+        broken = [trial for trial, state in self._trial_state.items()
+                  if not trial.is_finished() and self._broken(state.last_result or {})]
+        kept = [t for t in upper if t not in broken]
+        if not kept:  # nothing healthy to copy from: PBT's own choice stands
+            return lower, upper
+        return [*lower, *(t for t in broken if t not in lower)], kept
+
+    def _broken(self, result: dict[str, Any]) -> bool:
+        return (result.get(VERDICT_KEY) in self.stop_on
+                and int(result.get("epoch", 0)) >= self.stop_grace_epochs)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]
                         ) -> str:
@@ -307,6 +339,7 @@ class TrialTable(tune.Callback):
             update["metrics"] = {k: float(v) for k, v in last.items()
                                  if "/" in k and isinstance(v, int | float)}
             update["epoch"] = int(last.get("epoch", last.get("training_iteration", 0)))
+        update.update(trial_outcome(last))
         if status == "failed":
             update["error"] = _error_text(trial)
         return update
@@ -325,7 +358,7 @@ class TrialTable(tune.Callback):
                "status": "failed" if result.error else (
                    "succeeded" if metrics.get(FINAL_KEY) else "early_stopped"),
                "mlflow_run_id": metrics.get(RUN_ID_KEY),
-               "metric": metrics.get(self.sweep.search.metric)}
+               "metric": metrics.get(self.sweep.search.metric), **trial_outcome(metrics)}
         if result.error:
             row["error"] = f"{type(result.error).__name__}: {result.error}"[:2000]
         return row

@@ -16,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from services.contract import mlflow_names as names
 from services.contract.expectations import evaluate_sweep
 from services.contract.sweep_spec import SweepSpec, configuration_key
-from services.sweep_table import best_trial
+from services.sweep_table import best_trial, diagnosis_stops
 from workers.sweeps import sweep_plots
 from workers.sweeps.trial import TAG_TRIAL_ID
+from workers.sweeps.verdict_grid import verdict_grid
 from workers.tracking.metric_writers import ClientWriter
 from workers.tracking.run_tracker import MAX_PARAM_LENGTH, layerwise_version
 from workers.worker_settings import WorkerSettings
@@ -90,7 +91,9 @@ class ParentRun:
     # -- the end -----------------------------------------------------------------------------
     def finish(self, rows: list[dict[str, Any]], *, cancelled: bool) -> dict[str, Any]:
         """Record the outcome on the parent run and close it. Returns {trials, best,
-        configurations, expectations} (each of the sweep's `expect` with what was observed)."""
+        configurations, expectations, stopped_on_diagnosis, cpu_seconds_saved} (each of the
+        sweep's `expect` with what was observed; the trials `search.stop_on` stopped per
+        verdict, and the CPU-seconds those stops saved)."""
         mode, metric = self.sweep.search.mode, self.sweep.search.metric
         self.close_open_children("KILLED" if cancelled else "FINISHED")
         if cancelled:
@@ -103,6 +106,11 @@ class ParentRun:
         for row in rows:
             counts[row.get("status", "queued")] += 1
         values = {f"trials/{status}": float(n) for status, n in counts.items()}
+        stops = diagnosis_stops(rows)
+        values.update({f"stopped/{verdict}": float(n)
+                       for verdict, n in stops["stopped_on_diagnosis"].items()})
+        if self.sweep.search.stop_on:
+            values["stopped/cpu_seconds_saved"] = stops["cpu_seconds_saved"]
         if best is not None:
             values[f"best/{metric}"] = best["metric"]
             self.client.log_batch(self.run_id, tags=[
@@ -115,23 +123,26 @@ class ParentRun:
                              "trials.json")
         self.client.log_text(self.run_id, json.dumps(
             {"metric": metric, "mode": mode, "best": best, "configurations": configurations,
-             "expectations": expectations}, indent=2, default=str), "summary.json")
+             "expectations": expectations, **stops}, indent=2, default=str), "summary.json")
         self._log_plots(rows, configurations)
         failed_all = bool(rows) and all(r.get("status") == "failed" for r in rows)
         status = "KILLED" if cancelled else ("FAILED" if failed_all else "FINISHED")
         self.client.set_terminated(self.run_id, status=status)
         return {"trials": rows, "best": best, "configurations": configurations,
-                "expectations": expectations}
+                "expectations": expectations, **stops}
 
     def _log_plots(self, rows: list[dict[str, Any]], configurations: list[dict[str, Any]]
                    ) -> None:
         metric, mode = self.sweep.search.metric, self.sweep.search.mode
+        figures: dict[str, Any] = {}
+        grid = verdict_grid(rows, self.sweep)  # failed trials too: where the space breaks
+        if grid is not None:
+            figures["plots/verdict_grid.png"] = grid
         scored = [r for r in rows if r.get("metric") is not None and r.get("status") in SCORED]
-        if not scored:
-            return
-        figures = {"plots/metric_vs_params.png": sweep_plots.metric_vs_params(
-            scored, self.sweep, metric)}
-        if self.sweep.repeat > 1:
+        if scored:
+            figures["plots/metric_vs_params.png"] = sweep_plots.metric_vs_params(
+                scored, self.sweep, metric)
+        if self.sweep.repeat > 1 and configurations:
             figures["plots/configurations.png"] = sweep_plots.configuration_intervals(
                 configurations, metric)
         top = sorted(scored, key=lambda r: r["metric"], reverse=mode == "max")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from ray import tune
 from services.contract import mlflow_names as names
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
+from services.sweep_table import DIAGNOSIS_STOP
+from workers.diagnostics.live import LiveDiagnosis
 from workers.run import RunHooks, RunOptions, run_experiment
 from workers.sweeps.context import TrialContext
 from workers.tracking.run_tracker import RunTracker
@@ -34,8 +37,12 @@ from workers.training.loop import Trainer
 
 FINAL_KEY = "layerwise_final"
 RUN_ID_KEY = "mlflow_run_id"
+# The live verdict in every result a trial reports: the trial table's and PBT's to read.
+VERDICT_KEY = "layerwise_verdict"
+STOP_REASON_KEY = "stop_reason"
 TAG_TRIAL_ID = "layerwise.trial_id"
 TAG_TRIAL_STATUS = "layerwise.trial_status"
+TAG_STOP_REASON = "layerwise.stop_reason"
 STATE_FILE = "state.pt"
 
 # Parsed once per worker process: Tune reuses the actor, and a warm worker runs many trials.
@@ -83,6 +90,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
     if state is not None:  # PBT continues from a checkpoint (its own or a better trial's)
         epochs = payload["training"]["epochs"]
         payload["training"]["epochs"] = max(1, epochs - state["epoch"])
+    epochs_planned = int(payload["training"]["epochs"]) + (state["epoch"] if state else 0)
     reporter = TuneReporter(sweep, params, state)
 
     def report(update: dict[str, Any]) -> None:
@@ -93,9 +101,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
                 "node_id": ray.get_runtime_context().get_node_id()})
         elif "progress" in update:
             progress = update["progress"]
+            live = (progress.get("diagnosis") or {}).get("verdict")
             ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
                 "epoch": reporter.offset + progress["epoch"], "metrics": progress["metrics"],
-                "metric": progress["metrics"].get(sweep.search.metric)})
+                "metric": progress["metrics"].get(sweep.search.metric),
+                **({"verdict": live} if live else {})})
 
     run_id = _trial_run(ctx, trial_id) if state is not None or restored else None
     options = RunOptions(
@@ -111,11 +121,24 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
                             report, options)
     epoch = reporter.offset + int(result.get("epochs_run", 0))
     final = {**reporter.last_metrics, **_numbers(result), FINAL_KEY: 1, "epoch": epoch,
-             RUN_ID_KEY: reporter.run_id}
+             RUN_ID_KEY: reporter.run_id, **reporter.outcome(result, planned=epochs_planned)}
     ctx.board.report_trial.remote(ctx.sweep_id, trial_id, {
         "epoch": epoch, "metrics": {k: v for k, v in final.items() if "/" in k},
-        "metric": final.get(sweep.search.metric)})
+        "metric": final.get(sweep.search.metric), **trial_outcome(final)})
     return final
+
+
+def trial_outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's row says beyond its metrics: its verdict and, when its diagnosis stopped
+    it, the stop reason and the CPU-seconds the stop saved."""
+    row: dict[str, Any] = {}
+    if result.get(VERDICT_KEY):
+        row["verdict"] = str(result[VERDICT_KEY])
+    if result.get(STOP_REASON_KEY):
+        row["stop_reason"] = str(result[STOP_REASON_KEY])
+    if result.get("cpu_seconds_saved") is not None:
+        row["cpu_seconds_saved"] = float(result["cpu_seconds_saved"])
+    return row
 
 
 class TuneReporter(RunHooks):
@@ -131,6 +154,15 @@ class TuneReporter(RunHooks):
         self.run_id: str | None = None
         self.tracker: RunTracker | None = None
         self.last_metrics: dict[str, float] = {}
+        # search.stop_on: the verdicts that end the trial after the grace epochs (not under
+        # PBT, which replaces such a trial by exploiting it: FinishAwarePBT).
+        self.stop_on = set(sweep.search.stop_on) if not self.pbt else set()
+        self.grace = sweep.search.stop_grace_epochs
+        self.live: LiveDiagnosis | None = None
+        self.cpus = sweep.base.resources.cpus
+        self.started: float | None = None  # when this segment's training started
+        self.epochs_timed = 0
+        self.seconds = 0.0
 
     def on_run_start(self, tracker: RunTracker) -> None:
         self.tracker = tracker
@@ -138,6 +170,9 @@ class TuneReporter(RunHooks):
     def on_train_start(self, trainer: Trainer) -> None:
         """Start from Tune's checkpoint, if any. PBT changes values between segments of one
         run: they are logged as metrics, since an MLflow param cannot change."""
+        self.live = next((c for c in trainer.callbacks if isinstance(c, LiveDiagnosis)), None)
+        self.cpus = trainer.spec.resources.cpus
+        self.started = time.perf_counter()
         if self.state is not None:
             self.restore(trainer)
         if self.pbt and self.tracker is not None:
@@ -146,12 +181,23 @@ class TuneReporter(RunHooks):
                       and isinstance(value, int | float)}
             self.tracker.sink.log(values, step=trainer.step)
 
+    @property
+    def verdict(self) -> str | None:
+        """The live diagnosis's verdict (called once it held `live_patience` epochs)."""
+        return self.live.verdict if self.live is not None else None
+
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self.last_metrics = metrics
-        if not self.per_epoch or trainer.epoch + 1 >= trainer.epochs:
-            return  # the last epoch is reported with the final result
+        self.epochs_timed += 1
+        if self.started is not None:
+            self.seconds = time.perf_counter() - self.started
         epoch = self.offset + trainer.epoch + 1
-        result = {**metrics, RUN_ID_KEY: self.run_id, "epoch": epoch}
+        self._stop_on_diagnosis(trainer, epoch)
+        if not self.per_epoch or trainer.epoch + 1 >= trainer.epochs \
+                or trainer.stop_reason is not None:
+            return  # the last epoch is reported with the final result
+        result = {**metrics, RUN_ID_KEY: self.run_id, "epoch": epoch,
+                  VERDICT_KEY: self.verdict or ""}
         if self.checkpoint_every and epoch % self.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({"model": trainer.model.state_dict(), "step": trainer.step,
@@ -161,6 +207,42 @@ class TuneReporter(RunHooks):
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(result)
+
+    def _stop_on_diagnosis(self, trainer: Trainer, epoch: int) -> None:
+        """End training after this epoch when the live verdict is one of `search.stop_on`
+        and the grace epochs have run: the trial then ends like a finished one (its metric
+        reaches the searcher) and frees its resources."""
+        verdict = self.verdict
+        last = trainer.epoch + 1 >= trainer.epochs  # nothing left to stop, nothing saved
+        if verdict not in self.stop_on or epoch < self.grace or last \
+                or trainer.stop_reason is not None:
+            return
+        reason = f"{DIAGNOSIS_STOP}{verdict}"
+        trainer.request_stop(reason)
+        if self.tracker is not None:
+            tracker = self.tracker
+            tracker.sink.call_soon(lambda: tracker.set_tags({
+                TAG_STOP_REASON: reason, TAG_TRIAL_STATUS: "stopped_on_diagnosis"}))
+
+    def outcome(self, result: dict[str, Any], *, planned: int) -> dict[str, Any]:
+        """The trial's verdict (the diagnosis after training, else the live one), its stop
+        reason and, when the diagnosis stopped it, an estimate of the CPU-seconds saved: the
+        epochs it did not run times its measured seconds per epoch times its CPUs."""
+        diagnosis = result.get("diagnosis")
+        verdict = diagnosis.get("verdict") if isinstance(diagnosis, dict) else self.verdict
+        reason = result.get(STOP_REASON_KEY)
+        stopped = isinstance(reason, str) and reason.startswith(DIAGNOSIS_STOP)
+        if stopped:  # the verdict it was stopped for, whatever the shorter run ends with
+            verdict = str(reason).removeprefix(DIAGNOSIS_STOP)
+        out: dict[str, Any] = {VERDICT_KEY: verdict or ""}
+        if reason:
+            out[STOP_REASON_KEY] = str(reason)
+        if stopped and self.epochs_timed:
+            per_epoch = self.seconds / self.epochs_timed
+            ran = self.offset + int(result.get("epochs_run", self.epochs_timed))
+            out["seconds_per_epoch"] = per_epoch
+            out["cpu_seconds_saved"] = max(0, planned - ran) * per_epoch * self.cpus
+        return out
 
     def restore(self, trainer: Trainer) -> None:
         """Load the checkpoint's weights and optimizer state; the trial's own values (a
