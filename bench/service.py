@@ -3,7 +3,9 @@
 Row 2 (per-job overhead): submit -> succeeded through REST on a warm service, minus the same
 training in a plain warm process; beside it, Ray Jobs' submit -> done for a script running the
 same training, minus the same training time. Row 4 (API): submissions per second and p50/p99
-latency from concurrent clients, with the dispatcher paused, on SQLite and PostgreSQL.
+latency from concurrent clients, with the dispatcher paused, on SQLite and PostgreSQL: every
+submission a distinct spec (hidden sizes, learning rate, seed), so that each pays its own dry
+run; 8 clients, then 200 at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +130,7 @@ def _serve_without_dispatcher(settings: Settings, port: int) -> subprocess.Popen
     service = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--no-dispatcher",
                                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # imports take minutes on a busy 2-core machine
     while not _answers(f"http://127.0.0.1:{port}/healthz"):  # no Ray here, so not /readyz
         if service.poll() is not None or time.monotonic() > deadline:
             service.kill()
@@ -142,52 +146,94 @@ def _answers(url: str) -> bool:
         return False
 
 
-def api_throughput(database_url: str | None, label: str, submissions: int,
-                   clients: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        if database_url is not None:
-            from sqlalchemy import create_engine
+def distinct_spec(i: int) -> dict[str, Any]:
+    """The row's spec, made distinct by i (< 40,000): hidden sizes, learning rate and seed, so
+    that neither the dry run's cache of passed specs nor its cache of stepped models answers."""
+    spec = json.loads(json.dumps(SHORT_SPEC))
+    spec["model"]["hidden"] = [16 + i % 200, 8 + i // 200]
+    spec["optimizer"] = {"lr": round(0.001 * (1 + i % 97), 6)}
+    spec["training"]["seed"] = i
+    return spec
 
-            from services.db import Base
-            engine = create_engine(database_url)
-            Base.metadata.drop_all(engine)
-            engine.dispose()
+
+@contextmanager
+def _fresh_postgres(url: str | None) -> Iterator[str | None]:
+    """A database of its own on the server of `url` for one run, dropped after it (the test
+    database is shared)."""
+    if url is None:
+        yield None
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"layerwise_bench_api_{os.getpid()}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def api_throughput(postgres_url: str | None, label: str, submissions: int,
+                   clients: int) -> dict[str, Any]:
+    """`submissions` distinct specs from `clients` concurrent clients (every submission a
+    different spec: a fresh dry run each)."""
+    with tempfile.TemporaryDirectory() as tmp, _fresh_postgres(postgres_url) as database_url:
         settings = _settings(Path(tmp), database_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         service = _serve_without_dispatcher(settings, port)
         try:
             latencies: list[float] = []
+            errors: list[str] = []
             lock = threading.Lock()
-            per_client = submissions // clients
-
-            body = json.dumps(SHORT_SPEC).encode()
+            per_client = max(1, submissions // clients)
+            bodies = [[json.dumps(distinct_spec(w * per_client + i)).encode()
+                       for i in range(per_client)] for w in range(clients)]
+            ready = threading.Barrier(clients + 1)
 
             def submit_many(worker: int) -> None:
                 # The standard library's client on a kept-alive connection: a lean load
                 # generator (far less CPU per request than httpx, BENCHMARKS.md) leaves the
                 # service the cores.
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 try:
-                    for i in range(per_client):
+                    connection.connect()
+                    ready.wait()
+                    for i, body in enumerate(bodies[worker]):
                         started = time.perf_counter()
-                        connection.request("POST", "/v1/experiments", body=body, headers={
-                            "Content-Type": "application/json",
-                            "Idempotency-Key": f"{worker}-{i}"})
-                        response = connection.getresponse()
-                        text = response.read()
+                        try:
+                            connection.request("POST", "/v1/experiments", body=body, headers={
+                                "Content-Type": "application/json",
+                                "Idempotency-Key": f"{worker}-{i}"})
+                            response = connection.getresponse()
+                            text = response.read()
+                        except OSError as exc:  # refused, reset, timed out: an error
+                            with lock:
+                                errors.append(f"{type(exc).__name__}: {exc}")
+                            connection.close()
+                            continue
                         elapsed = time.perf_counter() - started
-                        assert response.status == 201, text
                         with lock:
-                            latencies.append(elapsed)
+                            if response.status == 201:
+                                latencies.append(elapsed)
+                            else:
+                                errors.append(f"{response.status}: {text[:200]!r}")
                 finally:
                     connection.close()
 
-            httpx.post(f"{url}/v1/experiments", json=SHORT_SPEC, timeout=60)  # warm the caches
-            started = time.perf_counter()
+            # warm: the data, torch's kernels, the store's connections
+            httpx.post(f"{url}/v1/experiments", json=distinct_spec(39_999), timeout=60)
             threads = [threading.Thread(target=submit_many, args=(w,)) for w in range(clients)]
             for thread in threads:
                 thread.start()
+            ready.wait()
+            started = time.perf_counter()
             for thread in threads:
                 thread.join()
             seconds = time.perf_counter() - started
@@ -197,19 +243,28 @@ def api_throughput(database_url: str | None, label: str, submissions: int,
         stored = JobStore(settings.job_store_url).count_by_status().get("queued", 0) - 1
     latencies.sort()
     rate = len(latencies) / seconds
-    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
-    return {"row": f"4 API submissions, {label}", "baseline": "targets",
-            "submissions_per_s": rate, "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": p99, "stored": stored, "sent": len(latencies),
-            "target": ">= 300/s, p99 <= 100 ms, each stored once",
-            "met": rate >= 300 and p99 <= 100 and stored == len(latencies)}
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
+    if clients > 8:
+        target, met = "no error, p99 <= 2 s", not errors and p99 <= 2000
+    else:
+        target, met = ">= 300/s, p99 <= 100 ms", rate >= 300 and p99 <= 100
+    return {"row": f"4 API submissions, distinct specs, {clients} clients, {label}",
+            "baseline": "targets", "submissions_per_s": rate,
+            "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+            "p99_ms": p99, "stored": stored, "sent": len(latencies) + len(errors),
+            "errors": len(errors), "first_errors": sorted(set(errors))[:3],
+            "target": f"{target}, each stored once",
+            "met": met and stored == len(latencies) and not errors}
 
 
-def run(jobs: int, submissions: int, clients: int) -> list[dict[str, Any]]:
+def run(jobs: int, submissions: int, clients: int, crowd: int = 200
+        ) -> list[dict[str, Any]]:
     # The API rows first: they use no Ray, and a Ray with its dashboard idling beside them
     # (row 2 starts one for Ray Jobs) takes CPU from a 2-core machine.
-    rows = [api_throughput(None, "SQLite", submissions, clients)]
     postgres = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
-    if postgres:
-        rows.append(api_throughput(postgres, "PostgreSQL", submissions, clients))
+    rows = []
+    for url, label in [(None, "SQLite"), *([(postgres, "PostgreSQL")] if postgres else [])]:
+        rows.append(api_throughput(url, label, submissions, clients))
+        # `crowd` clients at once, two submissions each
+        rows.append(api_throughput(url, label, 2 * crowd, crowd))
     return per_job_overhead(jobs) + rows

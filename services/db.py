@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -13,14 +13,17 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateIndex
 
 from services.lifecycle import now
 
@@ -35,9 +38,17 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency"),
-        Index("ix_jobs_claim", "status", "priority", "seq"),
-        # The queue-room check at every submission counts an owner's queued jobs.
+        # Listings, newest first (`GET /v1/experiments`, `/v1/sweeps`): each filter's rows in
+        # `seq` order, so a page reads its rows and few more, at any depth, instead of sorting
+        # every matching row (BENCHMARKS.md row 9). A token's caller sees its own jobs (owner
+        # first); an admin sees all; every listing is of one job type. The owner's queued
+        # count at every submission reads (owner, status).
         Index("ix_jobs_owner_status", "owner", "status"),
+        Index("ix_jobs_owner_type_seq", "owner", "job_type", "seq"),
+        Index("ix_jobs_owner_type_status_seq", "owner", "job_type", "status", "seq"),
+        Index("ix_jobs_type_seq", "job_type", "seq"),
+        Index("ix_jobs_type_status_seq", "job_type", "status", "seq"),
+        Index("ix_jobs_project_type_seq", "project", "job_type", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
@@ -45,14 +56,14 @@ class JobRow(Base):
     id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
     job_type: Mapped[str] = mapped_column(String(16), default="experiment")
     name: Mapped[str | None] = mapped_column(String(250))
-    project: Mapped[str] = mapped_column(String(250), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    project: Mapped[str] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     spec_hash: Mapped[str] = mapped_column(String(32))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    owner: Mapped[str] = mapped_column(String(120), default="anonymous", index=True)
+    owner: Mapped[str] = mapped_column(String(120), default="anonymous")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
     param_count: Mapped[int | None] = mapped_column(BigInteger)
@@ -66,6 +77,16 @@ class JobRow(Base):
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# The queue in the dispatcher's order (priority first, then submission order): the claim and the
+# why-pending count read it from its head instead of sorting the queue.
+Index("ix_jobs_queue_order", JobRow.status, JobRow.priority.desc(), JobRow.seq)
+
+# Indexes earlier versions created that a newer one replaced: dropped at start.
+# ix_jobs_claim (status, priority, seq) made the claim sort the queue (priority desc, seq asc);
+# the one-column ones are prefixes of the indexes above.
+_REPLACED_INDEXES = ("ix_jobs_claim", "ix_jobs_owner", "ix_jobs_project", "ix_jobs_status")
 
 
 def make_engine(url: str) -> Engine:
@@ -113,4 +134,17 @@ def _ping_after_idle(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     Base.metadata.create_all(engine)
+    ensure_indexes(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def ensure_indexes(engine: Engine) -> None:
+    """Every index of the job table, on a store created by an earlier version too (create_all
+    creates a table's indexes only with the table), and none it replaced. Idempotent, and safe
+    when several processes start at once (IF NOT EXISTS, IF EXISTS)."""
+    table = cast(Table, JobRow.__table__)
+    with engine.begin() as connection:
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            connection.execute(CreateIndex(index, if_not_exists=True))
+        for name in _REPLACED_INDEXES:
+            connection.execute(text(f"DROP INDEX IF EXISTS {name}"))

@@ -93,15 +93,22 @@ def _utc(value: datetime | None) -> datetime | None:
 
 _JOBS = cast(Table, JobRow.__table__)
 # The owner's job with this idempotency key (NULL when new, or when the key is NULL) beside
-# the owner's queued count: one round trip, one row always (the outer join is on a one-row
+# the owner's queued count, counted up to the cap (`cap`) and no further: its cost stays that of
+# the cap however deep the queue. One round trip, one row always (the outer join is on a one-row
 # select). Built once: SQLAlchemy then reuses the compiled SQL.
+_OWNER_QUEUED = select(literal(1).label("one")).where(
+    _JOBS.c.owner == bindparam("owner"), _JOBS.c.status == Status.QUEUED.value
+).limit(bindparam("cap")).subquery()
 _REPEAT_AND_QUEUED = select(
     _JOBS.c.id,
-    select(func.count()).where(_JOBS.c.owner == bindparam("owner"),
-                               _JOBS.c.status == Status.QUEUED.value).scalar_subquery(),
+    select(func.count()).select_from(_OWNER_QUEUED).scalar_subquery(),
 ).select_from(select(literal(1).label("one")).subquery()).outerjoin(
     _JOBS, and_(_JOBS.c.owner == bindparam("owner"), _JOBS.c.idempotency_key == bindparam("key")))
 _INSERT = _JOBS.insert()
+
+
+# A queued job's why-pending answer counts the jobs ahead of it up to this many.
+AHEAD_COUNTED = 1000
 
 
 class JobNotFound(LookupError):
@@ -173,7 +180,7 @@ class JobStore:
             # API process's CPU per submission (BENCHMARKS.md).
             with self._write_lock, self.engine.begin() as connection:
                 repeat, queued = connection.execute(_REPEAT_AND_QUEUED, {
-                    "owner": owner, "key": idempotency_key}).one()
+                    "owner": owner, "key": idempotency_key, "cap": max_queued or 0}).one()
                 if repeat is None:
                     if max_queued is not None and queued >= max_queued:
                         raise QueueFull(owner, queued, max_queued)
@@ -218,14 +225,18 @@ class JobStore:
         next_cursor = rows[limit - 1].seq if len(rows) > limit else None
         return [JobRecord.of(r) for r in rows[:limit]], next_cursor
 
-    def jobs_ahead(self, job_id: str) -> int:
-        """Queued jobs that the dispatcher will consider before this one."""
+    def jobs_ahead(self, job_id: str, *, up_to: int = AHEAD_COUNTED) -> int:
+        """Queued jobs that the dispatcher will consider before this one, counted up to
+        `up_to`: read from the head of the queue's index, so the answer costs the same at any
+        depth (`up_to` means "at least that many")."""
         with self.session() as session:
             row = self._row(session, job_id)
-            return session.scalar(select(func.count()).where(
+            ahead = (select(literal(1).label("one")).where(
                 JobRow.status == Status.QUEUED.value, JobRow.seq != row.seq,
                 (JobRow.priority > row.priority)
-                | ((JobRow.priority == row.priority) & (JobRow.seq < row.seq)))) or 0
+                | ((JobRow.priority == row.priority) & (JobRow.seq < row.seq)))
+                .order_by(JobRow.priority.desc(), JobRow.seq.asc()).limit(up_to).subquery())
+            return session.scalar(select(func.count()).select_from(ahead)) or 0
 
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:

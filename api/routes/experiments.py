@@ -24,6 +24,7 @@ from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
 from services.store import JobNotFound, JobRecord, JobStore
 from workers.submission import pipeline, repair
+from workers.submission.dry_run import DRY_RUNS, DryRunsBusy
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -36,12 +37,18 @@ async def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: Set
                             response: Response,
                             idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                             ) -> JobRecord:
-    """Validate the spec, dry-run it on one small batch, and queue it."""
+    """Validate the spec, dry-run it on one small batch, and queue it. 503 with Retry-After
+    when as many submissions as the service checks at once are already waiting."""
     # One hop to the thread pool for the blocking part (a dry run, the store). A plain `def`
     # route made two: FastAPI also checks a sync route's return value on the pool.
-    record, created = await run_in_threadpool(
-        pipeline.submit_experiment, spec, store=store, settings=settings,
-        owner=principal.owner, cluster=dispatcher, idempotency_key=idempotency_key)
+    # Admitted here, before it waits for a thread: beyond what the dry-run pool takes, 503.
+    try:
+        with DRY_RUNS.admitted():
+            record, created = await run_in_threadpool(
+                pipeline.submit_experiment, spec, store=store, settings=settings,
+                owner=principal.owner, cluster=dispatcher, idempotency_key=idempotency_key)
+    except DryRunsBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
     if not created:
         response.status_code = 200
     return record

@@ -21,7 +21,7 @@ import ray
 from services.lifecycle import TERMINAL, IllegalTransition, Status
 from services.observability import JOBS_FINISHED, JOBS_RETRIED
 from services.settings import Settings
-from services.store import JobNotFound, JobRecord, JobStore
+from services.store import AHEAD_COUNTED, JobNotFound, JobRecord, JobStore
 from workers.runtime import sweep_jobs
 from workers.runtime.progress_board import PROGRESS_BOARD, progress_board
 from workers.runtime.sweep_jobs import requested
@@ -99,10 +99,11 @@ class InFlightJobs:
         capacity = self.capacity()
         held_cpus, held_gpus = self._held  # not in_flight, which the dispatcher thread changes
         free_cpus, free_gpus = capacity["cpus"] - held_cpus, capacity["gpus"] - held_gpus
-        ahead = self.store.jobs_ahead(record.id)
+        ahead = self.store.jobs_ahead(record.id, up_to=AHEAD_COUNTED)
+        at_least = "at least " if ahead >= AHEAD_COUNTED else ""  # counted no further
         parts = [f"needs {cpus:g} CPU and {gpus:g} GPU; free now: {max(free_cpus, 0):g} of "
                  f"{capacity['cpus']:g} CPU, {max(free_gpus, 0):g} of {capacity['gpus']:g} GPU",
-                 f"{ahead} queued job(s) ahead of it"]
+                 f"{at_least}{ahead} queued job(s) ahead of it"]
         if self.paused:
             parts.append("the dispatcher is paused")
         return "; ".join(parts)

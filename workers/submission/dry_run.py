@@ -15,9 +15,14 @@ A spec that cannot run is refused with 422 before it is queued, with the field p
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, replace
+
+import torch
 
 from models.objectives import ObjectiveError
 from services.caps import SubmissionLimits
@@ -65,6 +70,62 @@ def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimit
         if len(_passed_cache) > _PASSED_CACHE_SIZE:
             _passed_cache.popitem(last=False)
     return dry
+
+
+class DryRunsBusy(Exception):
+    """As many submissions as the service takes at once are being checked (HTTP 503 with
+    Retry-After): the request was not looked at, and the same request can be resent."""
+
+    def __init__(self, admitted: int):
+        super().__init__(f"{admitted} submissions are being checked or waiting for a dry run, "
+                         "as many as this service takes at once; nothing was stored. Retry "
+                         "after the Retry-After seconds (with the same Idempotency-Key it is "
+                         "stored once)")
+
+
+class DryRunPool:
+    """Bounds the dry runs: at most `running` at once (each on one torch thread), at most
+    `running + waiting` submissions admitted (running or waiting for a slot); one more is
+    refused at once with `DryRunsBusy` instead of queueing without bound.
+
+    `admitted()` is taken first, where the request arrives (before it waits for a thread),
+    `slot()` around the dry run itself. Dry runs that run side by side in one process share
+    its interpreter lock, and torch's threads spin against each other on a busy machine: on
+    2 cores a small model's step took 42 ms on two torch threads against 4.5 ms on one
+    (BENCHMARKS.md).
+    """
+
+    def __init__(self, running: int, waiting: int):
+        self.running, self.limit = running, running + waiting
+        self._slots = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self._admitted = 0
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Raises DryRunsBusy when `running + waiting` submissions are admitted already."""
+        with self._lock:
+            if self._admitted >= self.limit:
+                raise DryRunsBusy(self._admitted)
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Waits for one of the `running` slots."""
+        with self._slots:
+            if torch.get_num_threads() != 1:  # the dry run's batch is a few examples
+                torch.set_num_threads(1)
+            yield
+
+
+# Two dry runs at once per CPU keep the CPUs busy while one waits for the store; 512 waiting
+# bounds what a burst holds (a parsed spec each) and still takes hundreds of clients at once.
+DRY_RUNS = DryRunPool(running=max(2, os.cpu_count() or 1), waiting=512)
 
 
 def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:

@@ -67,8 +67,9 @@ def submit_experiment(spec: ExperimentSpec, *, store: JobStore, settings: Settin
                       ) -> tuple[JobRecord, bool]:
     """Check the experiment and queue it. Returns the record and whether it was created (not
     a repeat of an Idempotency-Key)."""
-    dry = check_experiment(spec, settings.data_root_list, SubmissionLimits.of(settings),
-                           cluster)
+    with dry_runs.DRY_RUNS.slot():  # the caller took `DRY_RUNS.admitted()` where it arrived
+        dry = check_experiment(spec, settings.data_root_list, SubmissionLimits.of(settings),
+                               cluster)
     record, created = store.create(
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
@@ -83,8 +84,9 @@ def submit_sweep(sweep: SweepSpec, *, store: JobStore, settings: Settings, owner
                  cluster: Cluster | None, idempotency_key: str | None
                  ) -> tuple[JobRecord, bool]:
     """Check the sweep (every path, every listed value on the base) and queue it."""
-    checked = check_sweep(sweep, settings.data_root_list, SubmissionLimits.of(settings),
-                          cluster)
+    with dry_runs.DRY_RUNS.slot():
+        checked = check_sweep(sweep, settings.data_root_list, SubmissionLimits.of(settings),
+                              cluster)
     payload = checked.sweep.model_dump(mode="json")
     record, created = store.create(
         spec=payload, spec_hash=_hash(payload), name=checked.sweep.display_name,
