@@ -48,13 +48,13 @@ def service_process(home: Path, *, dispatcher: bool = False,
         stop_process_group(process)
 
 
-def stop_process_group(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen, grace: float = 30) -> None:
     """SIGTERM to the process's group (it was started in a session of its own), SIGKILL
-    after 30 s."""
+    after `grace` seconds."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
