@@ -306,3 +306,29 @@ def test_exploding_vanilla_relu_rnn_is_first_given_tanh():
     assert {"model.cell": "lstm", "model.activation": "tanh"}.items() <= {
         k: v for alt in finding.alternatives for k, v in alt.items()}.items()
     _assert_fixes_validate(diagnosis, spec)
+
+
+def test_exploding_under_a_rate_far_above_the_usual_one_first_lowers_the_rate():
+    # Adam at 20x its usual 1e-3: the rate is the cause, tanh comes second.
+    spec = _spec(model={"kind": "rnn", "cell": "vanilla", "activation": "relu", "hidden": 16},
+                 data={"name": "adding", "params": {"n": 64, "length": 10}},
+                 optimizer={"name": "adam", "lr": 0.02}, training={"grad_clip_norm": 1.0})
+    finding = diagnose_record(_record(grads=_grads(1e4), spec=spec)).findings[0]
+    assert finding.verdict == "exploding"
+    assert finding.fix == {"optimizer.lr": 0.001}
+    assert finding.alternatives[0] == {"model.activation": "tanh"}
+
+
+@pytest.mark.parametrize(("schedule", "first"), [
+    ({"name": "constant"}, {"schedule.name": "cosine", "optimizer.lr": 1.0}),
+    # a rate that already decays is not annealed again: half of it, then the usual rate
+    ({"name": "step", "step_epochs": 5}, {"optimizer.lr": 1.0})])
+def test_an_oscillating_run_is_first_annealed_then_slowed(schedule, first):
+    spec = _spec(optimizer={"name": "sgd", "lr": 2.0}, schedule=schedule)
+    diagnosis = diagnose_record(_record(spec=spec, epochs=_curve(
+        np.tile([1.0, 1.6], 5), acc=np.linspace(0.4, 0.8, 10))))
+    finding = diagnosis.findings[0]
+    assert finding.verdict == "unstable"
+    assert finding.fix == first
+    assert {"optimizer.lr": 0.1} in finding.alternatives  # the usual rate, still tried
+    _assert_fixes_validate(diagnosis, spec)
