@@ -13,7 +13,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import diagnosis, instrumentation, service, submission_checks
+from bench import (
+    diagnosis,
+    diagnosis_cost,
+    instrumentation,
+    queue_depth,
+    service,
+    submission_checks,
+)
 from tests.utils.server import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -21,10 +28,11 @@ RESULTS = Path(__file__).parent / "results"
 
 def _sweep_rows(tiny: bool) -> list[dict[str, Any]]:
     try:
-        from bench import sweeps
+        from bench import stop_on, sweeps
     except ImportError:
         return []
-    return sweeps.run(trials=4 if tiny else 64, tiny=tiny)  # tiny: only that it runs
+    # tiny: only that they run
+    return sweeps.run(trials=2 if tiny else 64, tiny=tiny) + stop_on.run(tiny)
 
 
 def main() -> list[dict[str, Any]]:
@@ -41,10 +49,12 @@ def main() -> list[dict[str, Any]]:
     rows = instrumentation.run(epochs=3 if tiny else 200, repeats=1 if tiny else 5,
                                http_port=free_port())
     rows += service.run(jobs=2 if tiny else 10, submissions=40 if tiny else 1000,
-                        clients=4 if tiny else 8)
+                        clients=4 if tiny else 8, crowd=10 if tiny else 200)
+    rows += queue_depth.run(tiny, results=args.results)
     rows += submission_checks.run(tiny)
     rows += _sweep_rows(tiny)
     rows += diagnosis.run(tiny, results=args.results)
+    rows += diagnosis_cost.run(tiny)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "tiny": tiny, "rows": rows}
@@ -62,7 +72,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
                              if isinstance(v, float) and k != "ratio")
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
         table.add_row(row["row"], row["baseline"], measured, ratio, row["target"],
-                      "yes" if row["met"] else "[red]MISSED[/red]")
+                      {True: "yes", None: "-"}.get(row["met"], "[red]MISSED[/red]"))
     Console().print(table)
 
 
