@@ -28,11 +28,12 @@ RESULTS = Path(__file__).parent / "results"
 
 def _sweep_rows(tiny: bool) -> list[dict[str, Any]]:
     try:
-        from bench import stop_on, sweeps
+        from bench import big_sweep, stop_on, sweeps
     except ImportError:
         return []
     # tiny: only that they run
-    return sweeps.run(trials=2 if tiny else 64, tiny=tiny) + stop_on.run(tiny)
+    return (sweeps.run(trials=2 if tiny else 64, tiny=tiny) + stop_on.run(tiny)
+            + big_sweep.run(tiny))
 
 
 def main() -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ def test_bench_runs_tiny_and_writes_every_row(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "tiny.json").read_text())
     names = [row["row"] for row in report["rows"]]
-    for row_number in ("1a", "2", "3", "4", "5", "6a", "6b", "7", "7b", "8"):
+    for row_number in ("1a", "2", "3", "4", "5", "6a", "6b", "7", "7b", "8", "9", "10"):
         assert any(n.startswith(row_number) for n in names), (row_number, names)
     for row in report["rows"]:
         assert {"baseline", "target", "met"} <= set(row)

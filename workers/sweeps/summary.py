@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +29,7 @@ TAG_KIND = "layerwise.kind"
 TAG_BEST_TRIAL = "layerwise.best_trial_id"
 TAG_BEST_RUN = "layerwise.best_run_id"
 TOP_TRIALS_PLOTTED = 3
+SUMMARY_SECONDS = "summary_seconds"  # the parent run's: how long finish() took
 SCORED = ("succeeded", "early_stopped")
 
 
@@ -94,6 +96,7 @@ class ParentRun:
         configurations, expectations, stopped_on_diagnosis, cpu_seconds_saved} (each of the
         sweep's `expect` with what was observed; the trials `search.stop_on` stopped per
         verdict, and the CPU-seconds those stops saved)."""
+        started = time.perf_counter()
         mode, metric = self.sweep.search.mode, self.sweep.search.metric
         self.close_open_children("KILLED" if cancelled else "FINISHED")
         if cancelled:
@@ -125,6 +128,9 @@ class ParentRun:
             {"metric": metric, "mode": mode, "best": best, "configurations": configurations,
              "expectations": expectations, **stops}, indent=2, default=str), "summary.json")
         self._log_plots(rows, configurations)
+        # What the end of a sweep costs, on its own run (BENCHMARKS.md row 10: 1,000 trials).
+        self.client.log_metric(self.run_id, SUMMARY_SECONDS, time.perf_counter() - started,
+                               _now_ms(), 0)
         failed_all = bool(rows) and all(r.get("status") == "failed" for r in rows)
         status = "KILLED" if cancelled else ("FAILED" if failed_all else "FINISHED")
         self.client.set_terminated(self.run_id, status=status)
