@@ -92,6 +92,22 @@ def test_after_the_first_epochs_judging_stays_within_its_budget():
     assert live.spent >= 4 * 0.002
 
 
+def test_a_problem_seen_once_is_judged_again_at_the_next_epoch_within_a_larger_budget():
+    live = LiveDiagnosis(lambda total: _diagnosis(), DiagnosticsSpec(), lambda v: None,
+                         budget=0.005, first_epochs=3)
+    trainer = FakeTrainer(epochs=20, epoch=10, step=110, stop_reason=None)
+    live._started = time.perf_counter() - 1.0
+    live.spent = 0.01  # 1% of the training's time so far: over the budget of 0.5%
+    live.seen = [(99, "healthy")]
+    assert not live.due(trainer)
+    live.seen = [(99, "not_learning")]  # suspected, not called: confirmed or refuted next
+    assert live.due(trainer)
+    live.verdict = "not_learning"  # called already: nothing waits for confirmation
+    assert not live.due(trainer)
+    live.verdict, live.spent = "healthy", 0.03  # past the confirmation budget too
+    assert not live.due(trainer)
+
+
 def test_a_sample_is_taken_for_each_judged_epoch_but_the_last():
     sampled: list[int] = []
     live = LiveDiagnosis(lambda total: _diagnosis(), DiagnosticsSpec(), lambda v: None,

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 CURVE_VERDICTS = ("not_learning", "slow", "overfitting")
 FIRST_EPOCHS = 5  # judged at every epoch end, whatever it costs
 BUDGET = 0.005  # then: the share of the training's time judging (and its sample) may take
+# ... and while a problem seen at the last judgement waits for its confirmation: a suspected
+# problem is judged again at the next epoch ends (a sweep's `stop_on` then stops it promptly),
+# within this larger share.
+CONFIRM_BUDGET = 0.02
 
 
 def _needs_the_curve(finding: Finding) -> bool:
@@ -73,13 +77,15 @@ class LiveDiagnosis(Callback):
     def due(self, trainer: Trainer) -> bool:
         """Whether to judge at this epoch end: always in the first `first_epochs` epochs and
         at the last, otherwise while the time spent judging stays within `budget` of the
-        training's time so far."""
+        training's time so far (`CONFIRM_BUDGET` while a problem awaits its confirmation)."""
         if self.budget is None or trainer.epoch < self.first_epochs \
                 or trainer.epoch + 1 >= trainer.epochs:
             return True
         if self._started is None:
             self._started = time.perf_counter()
-        return self.spent <= self.budget * (time.perf_counter() - self._started)
+        pending = bool(self.seen) and self.seen[-1][1] not in ("healthy", self.verdict)
+        share = max(self.budget, CONFIRM_BUDGET) if pending else self.budget
+        return self.spent <= share * (time.perf_counter() - self._started)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self.last_epoch_end = (trainer.epoch + 1, trainer.step)
