@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from services.contract.sweep_spec import configuration_key
+
 EPOCHS = 20
 SEEDS = (0, 1, 2)
 WITHIN = 0.01  # "within 1 point" of validation accuracy
@@ -101,10 +103,6 @@ def run_way(settings: Any, sweep_id: str, spec: dict[str, Any]) -> dict[str, Any
             "rows": summary["trials"], "summary": summary}
 
 
-def _key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
 @dataclass(frozen=True)
 class Finished:
     """A trial with its final metric: when the table first showed it, and whether its
@@ -117,7 +115,7 @@ class Finished:
 
     @classmethod
     def of(cls, row: dict[str, Any], seconds: float) -> Finished:
-        return cls(seconds, float(row["metric"]), _key(row.get("params", {})),
+        return cls(seconds, float(row["metric"]), configuration_key(row.get("params", {})),
                    (row.get("stop_reason") or "").startswith("diagnosis: "))
 
 
