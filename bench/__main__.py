@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import (
+    cluster_sim,
     diagnosis,
     diagnosis_cost,
     instrumentation,
@@ -56,6 +57,8 @@ def main() -> list[dict[str, Any]]:
     rows += _sweep_rows(tiny)
     rows += diagnosis.run(tiny, results=args.results)
     rows += diagnosis_cost.run(tiny)
+    if not tiny:  # its tiny run, with its properties asserted: tests/cluster/test_simulated_cluster
+        rows += cluster_sim.run()
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "tiny": tiny, "rows": rows}

@@ -82,6 +82,9 @@ class JobRow(Base):
 # The queue in the dispatcher's order (priority first, then submission order): the claim and the
 # why-pending count read it from its head instead of sorting the queue.
 Index("ix_jobs_queue_order", JobRow.status, JobRow.priority.desc(), JobRow.seq)
+# The same, owner by owner: the owners with queued jobs and each one's next jobs, which the fair
+# queue order chooses among (`JobStore.queue_heads`).
+Index("ix_jobs_queue_by_owner", JobRow.status, JobRow.owner, JobRow.priority.desc(), JobRow.seq)
 
 # Indexes earlier versions created that a newer one replaced: dropped at start.
 # ix_jobs_claim (status, priority, seq) made the claim sort the queue (priority desc, seq asc);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(0.05, gt=0.0, description="seconds between two looks "
                                        "at the queue when nothing wakes the dispatcher (a "
                                        "submission or a finished task does)")
+    queue_policy: Literal["fair", "fifo"] = Field(
+        "fair", description="the order queued jobs launch in: fair (priority first; within a "
+        "priority, the owner holding the smallest share of the cluster goes next) or fifo "
+        "(priority, then submission order)")
     max_request_bytes: int = Field(1_000_000, gt=0, description="cap on a request body (413)")
     dispatcher_enabled: bool = Field(True, description="run the dispatcher (queue -> Ray) in "
                                      "the API process; false: an API replica beside a "

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
 from pydantic import BaseModel
-from sqlalchemy import CursorResult, Table, and_, bindparam, func, literal, select, update
+from sqlalchemy import Table, and_, bindparam, func, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -105,6 +105,29 @@ _REPEAT_AND_QUEUED = select(
 ).select_from(select(literal(1).label("one")).subquery()).outerjoin(
     _JOBS, and_(_JOBS.c.owner == bindparam("owner"), _JOBS.c.idempotency_key == bindparam("key")))
 _INSERT = _JOBS.insert()
+
+# The owners with queued jobs, by a loose index scan of ix_jobs_queue_by_owner (status, owner,
+# ...): one index seek per owner, where SELECT DISTINCT would read every queued row. Written
+# out because neither SQLite nor PostgreSQL plans it by itself.
+_QUEUED_OWNERS = text("""
+WITH RECURSIVE queued_owners(owner) AS (
+    SELECT MIN(owner) FROM jobs WHERE status = :queued AND job_type IN :job_types
+    UNION ALL
+    SELECT (SELECT MIN(owner) FROM jobs WHERE status = :queued AND job_type IN :job_types
+            AND owner > queued_owners.owner)
+    FROM queued_owners WHERE queued_owners.owner IS NOT NULL
+)
+SELECT owner FROM queued_owners WHERE owner IS NOT NULL LIMIT :owners
+""").bindparams(bindparam("job_types", expanding=True))
+# One owner's next queued jobs, from the head of ix_jobs_queue_by_owner. Built once: SQLAlchemy
+# then reuses the compiled SQL (the dispatcher reads it for every owner at every launch batch).
+_OWNER_HEADS = select(_JOBS).where(
+    _JOBS.c.status == bindparam("queued"), _JOBS.c.owner == bindparam("owner"),
+    _JOBS.c.job_type.in_(bindparam("job_types", expanding=True)),
+).order_by(_JOBS.c.priority.desc(), _JOBS.c.seq.asc()).limit(bindparam("per_owner"))
+# The dispatcher chooses among the queued jobs of this many owners at a time (in the order of
+# their names; the next owners' jobs come into view as these owners' queues empty).
+QUEUE_OWNERS_READ = 256
 
 
 # A queued job's why-pending answer counts the jobs ahead of it up to this many.
@@ -247,27 +270,50 @@ class JobStore:
     def claim_next(self, *, fits: Any = None, job_types: tuple[str, ...] = ("experiment",),
                    scan: int = 20) -> JobRecord | None:
         """Atomically move the best queued job (highest priority, then oldest) that `fits`
-        to running and count the attempt. Safe with several dispatchers on PostgreSQL
-        (FOR UPDATE SKIP LOCKED) and, on SQLite, by a conditional update."""
-        query = (select(JobRow).where(JobRow.status == Status.QUEUED.value,
-                                      JobRow.job_type.in_(job_types))
-                 .order_by(JobRow.priority.desc(), JobRow.seq.asc()).limit(scan)
-                 .with_for_update(skip_locked=True))
-        with self._writing() as session:
-            for row in session.scalars(query):
-                if fits is not None and not fits(JobRecord.of(row)):
-                    continue
-                # An UPDATE's result is a CursorResult (Session.execute is typed as Result).
-                claimed = cast(CursorResult[Any], session.execute(
-                    update(JobRow).where(JobRow.id == row.id,
-                                         JobRow.status == Status.QUEUED.value)
-                    .values(status=Status.QUEUED.value))).rowcount
-                if claimed != 1:
-                    continue
-                transition(row, Status.RUNNING, attempts=row.attempts + 1, error=None)
-                session.flush()
-                return JobRecord.of(row)
+        to running and count the attempt (the `fifo` order, among each owner's first `scan`)."""
+        for record in self.queue_heads(job_types=job_types, per_owner=scan):
+            if fits is None or fits(record):
+                claimed = self.claim([record.id])
+                if claimed:
+                    return claimed[0]
         return None
+
+    def queue_heads(self, *, job_types: tuple[str, ...], per_owner: int = 8,
+                    owners: int = QUEUE_OWNERS_READ) -> builtins.list[JobRecord]:
+        """The first `per_owner` queued jobs (of `job_types`) of each owner with queued jobs,
+        in the queue's order: priority, then submission. What the dispatcher chooses among:
+        the queue's first `per_owner` jobs are among them whoever owns them, and so is every
+        owner's next job. Read from the index's head, owner by owner (the owners themselves by
+        a loose index scan), so the cost is that of the owners, not of the queue's depth."""
+        with self.engine.connect() as connection:
+            names = connection.scalars(_QUEUED_OWNERS, {
+                "queued": Status.QUEUED.value, "job_types": builtins.list(job_types),
+                "owners": owners}).all()
+            rows = [row for owner in names for row in connection.execute(_OWNER_HEADS, {
+                "queued": Status.QUEUED.value, "owner": owner,
+                "job_types": builtins.list(job_types), "per_owner": per_owner})]
+        rows.sort(key=lambda row: (-row.priority, row.seq))
+        return [JobRecord.of(cast(JobRow, row)) for row in rows]  # a Row reads as a JobRow
+
+    def claim(self, job_ids: builtins.list[str]) -> builtins.list[JobRecord]:
+        """Move these queued jobs to running in one transaction and count an attempt of each;
+        returns them in the order given. A job no longer queued (another dispatcher claimed
+        it, or it was cancelled meanwhile) is left out: on PostgreSQL the rows are locked (FOR
+        UPDATE re-reads a row another transaction changed, so no job is taken twice), in the
+        order of their ids whoever calls (two dispatchers locking the same rows in different
+        orders would deadlock); SQLite has one writer at a time."""
+        wanted = builtins.list(dict.fromkeys(job_ids))
+        if not wanted:
+            return []
+        with self._writing() as session:
+            rows = {row.id: row for row in session.scalars(
+                select(JobRow).where(JobRow.id.in_(wanted), JobRow.status == Status.QUEUED.value)
+                .order_by(JobRow.id).with_for_update())}
+            taken = [rows[job_id] for job_id in wanted if job_id in rows]
+            for row in taken:  # started_at in the order given: the order of their launches
+                transition(row, Status.RUNNING, attempts=row.attempts + 1, error=None)
+            session.flush()
+            return [JobRecord.of(row) for row in taken]
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set plain fields (progress, MLflow ids, result) without changing the status."""

@@ -408,8 +408,9 @@ class ExperimentSpec(Strict):
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal "
-                          "priorities run in submission order")
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; among "
+                          "equal priorities the owners share the cluster, each owner's jobs in "
+                          "submission order (LAYERWISE_QUEUE_POLICY)")
     tags: Tags = Field(default_factory=dict, max_length=64, description="MLflow run tags")
     expect: ExperimentExpect = Field(default_factory=list, description=EXPECT_DESCRIPTION)
 

@@ -9,6 +9,7 @@ return, and the store moves those make.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,10 @@ log = logging.getLogger("layerwise.dispatcher")
 # A call to the progress board that takes longer is given up (and the board replaced): a hung
 # or restarting board must not hold up the tick, which also launches jobs and records outcomes.
 BOARD_TIMEOUT_S = 5.0
+# What Ray says of the cluster's resources is read again after this long: each read asks Ray's
+# control store of every node (2 ms with 32 nodes), and the dispatcher ticks on every task's end.
+# A node that joined or was lost shows within it.
+CLUSTER_VIEW_S = 1.0
 # Ray errors that say the worker, not the job's code, failed: those are retried. Ray's memory
 # monitor kills the newest task when a node runs short, not necessarily the one that used most.
 _SYSTEM_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
@@ -61,6 +66,8 @@ class InFlightJobs:
         self._board: Any = None
         self._last_progress = 0.0
         self._board_checked = 0.0  # when the board last answered (or was replaced)
+        self._cluster_total: tuple[float, dict[str, float]] = (-math.inf, {})
+        self._largest_node: tuple[float, dict[str, float]] = (-math.inf, {})
         # Told of every experiment that succeeded or failed, on the dispatcher thread (it must
         # return at once). The composition root sets it: `diagnostics.auto_repair` submits a
         # repair (of a run that diverged too) through workers.submission, which this package
@@ -79,19 +86,28 @@ class InFlightJobs:
 
     # -- the cluster -------------------------------------------------------------------
     def capacity(self) -> dict[str, float]:
-        """The cluster's total CPUs and GPUs."""
-        total = ray.cluster_resources()
-        return {"cpus": float(total.get("CPU", 0.0)), "gpus": float(total.get("GPU", 0.0))}
+        """The cluster's total CPUs and GPUs (as of at most CLUSTER_VIEW_S ago)."""
+        stamp, total = self._cluster_total
+        if time.monotonic() - stamp > CLUSTER_VIEW_S:
+            resources = ray.cluster_resources()
+            total = {"cpus": float(resources.get("CPU", 0.0)),
+                     "gpus": float(resources.get("GPU", 0.0))}
+            self._cluster_total = (time.monotonic(), total)  # replaced whole: threads read it
+        return dict(total)
 
     def largest_node(self) -> dict[str, float]:
-        """The most of each resource any one alive node has: one task runs on one node."""
-        largest: dict[str, float] = {}
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
-            for name, amount in node.get("Resources", {}).items():
-                largest[name] = max(largest.get(name, 0.0), float(amount))
-        return largest
+        """The most of each resource any one alive node has: one task runs on one node (as of
+        at most CLUSTER_VIEW_S ago)."""
+        stamp, largest = self._largest_node
+        if time.monotonic() - stamp > CLUSTER_VIEW_S:
+            largest = {}
+            for node in ray.nodes():
+                if not node.get("Alive"):
+                    continue
+                for name, amount in node.get("Resources", {}).items():
+                    largest[name] = max(largest.get(name, 0.0), float(amount))
+            self._largest_node = (time.monotonic(), largest)
+        return dict(largest)
 
     def waiting_reason(self, record: JobRecord) -> str:
         """Why a queued job has not started: its request against what is free, and the queue."""

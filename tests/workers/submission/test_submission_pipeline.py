@@ -60,9 +60,9 @@ def test_the_submission_and_the_dispatcher_agree_on_what_no_node_can_run(
     store = JobStore(settings.job_store_url)
     record, _ = store.create(spec=spec, spec_hash="h", name="fit", project="tests")
     dispatcher = Dispatcher(store, settings)
-    dispatcher.largest_node = cluster.largest_node  # type: ignore[method-assign]
     cpus, gpus = float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
-    refused_at_launch = _refused(lambda: dispatcher._experiment_task(record, cpus, gpus))
+    refused_at_launch = _refused(lambda: dispatcher._experiment_task(record, cpus, gpus,
+                                                                     cluster.largest_node()))
     assert refused_at_submission == refused_at_launch == (not fits)
 
 
