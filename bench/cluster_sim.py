@@ -19,7 +19,10 @@ raylet and workers) once 40% of the jobs have finished.
 
 Measured, each from the store's records and the tasks' own reports:
 - launches/s: the dispatcher's launches over the time it spent launching them (claiming from the
-  store, choosing the order, submitting to Ray); and the time to fill the empty cluster;
+  store, choosing the order, submitting to Ray), in wall-clock time and in the dispatcher
+  thread's CPU time (what one core given to it would launch: the wall-clock figure moves with
+  everything else this machine runs, 250 Ray processes among them); and the time to fill the
+  empty cluster;
 - the makespan against the baseline's (the same run, the same machine);
 - resources: on every node, at every moment, the CPUs and GPUs its tasks held against the
   node's own (from where and when each task says it ran); GPU jobs only on GPU nodes;
@@ -130,15 +133,18 @@ class SimulatedDispatcher(Dispatcher):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.launching_s = 0.0
+        self.launching_s = 0.0  # wall-clock time in the launching step of its ticks
+        self.launching_cpu_s = 0.0  # the dispatcher thread's CPU time in it
         self.launched = 0
 
     def _launch_what_fits(self, tick_started: float) -> None:
-        before, started = len(self.in_flight), time.perf_counter()
+        before = len(self.in_flight)
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             super()._launch_what_fits(tick_started)
         finally:
             self.launching_s += time.perf_counter() - started
+            self.launching_cpu_s += time.thread_time() - started_cpu
             self.launched += max(0, len(self.in_flight) - before)
 
 
@@ -219,6 +225,7 @@ def run_policy(cluster: Cluster, jobs: list[SimulatedJob], policy: str, root: Pa
     return {"policy": policy, "makespan_s": makespan, "fill_s": full_at,
             "fill_launches_per_s": filled_with / full_at,
             "launches_per_s": dispatcher.launched / max(dispatcher.launching_s, 1e-9),
+            "launches_per_cpu_s": dispatcher.launched / max(dispatcher.launching_cpu_s, 1e-9),
             "launched": dispatcher.launched, "records": records, "killed": killed,
             "done_lines": Counter((root / "done.log").read_text().split())}
 
@@ -249,14 +256,16 @@ def _wait_all_ended(store: JobStore, jobs: int, timeout: float = 1800) -> None:
 def _kill_at(cluster: Cluster, candidates: list[Any], root: Path, store: JobStore, jobs: int,
              fraction: float, dispatcher: SimulatedDispatcher) -> dict[str, Any]:
     """Once `fraction` of the jobs ended, kill the one of `candidates` running the most jobs
-    (by the jobs' own logs) as a machine that is lost: its raylet and workers at once."""
+    with a tenth of a second or more left (by the jobs' own logs), as a machine that is lost:
+    its workers and raylet at once."""
     while _ended(store) < jobs * fraction:
         time.sleep(0.02)
-    done = set((root / "done.log").read_text().split())
-    running = Counter(node for job_id, node in (
-        line.split() for line in (root / "started.log").read_text().splitlines())
-        if job_id not in done)
-    victim = max(candidates, key=lambda node: running[node.node_id])
+    while True:
+        busy = _busy_nodes(root, left_s=0.1)
+        victim = max(candidates, key=lambda node: busy[node.node_id])
+        if busy[victim.node_id]:
+            break
+        time.sleep(0.01)
     ended, in_flight = _ended(store), len(dispatcher.in_flight)
     # Its workers first, in the same instant: a worker outlives its raylet long enough to end
     # a short task and hand the result to its owner directly, which a lost machine does not.
@@ -265,8 +274,18 @@ def _kill_at(cluster: Cluster, candidates: list[Any], root: Path, store: JobStor
     for process in [child for raylet in raylets for child in raylet.children(recursive=True)]:
         process.kill()
     cluster.remove_node(victim, allow_graceful=False)
-    return {"node": victim.node_id, "running_on_it": running[victim.node_id], "at_ended": ended,
+    return {"node": victim.node_id, "running_on_it": busy[victim.node_id], "at_ended": ended,
             "dispatcher_in_flight": in_flight}
+
+
+def _busy_nodes(root: Path, left_s: float) -> Counter[str]:
+    """Each node's jobs that will run `left_s` or longer still."""
+    done = set((root / "done.log").read_text().split()) if (root / "done.log").exists() \
+        else set()
+    until = time.time() + left_s
+    return Counter(node for job_id, node, ends in (
+        line.split() for line in (root / "started.log").read_text().splitlines())
+        if job_id not in done and float(ends) >= until)
 
 
 # -- what the records say ---------------------------------------------------------------------

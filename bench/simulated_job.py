@@ -19,9 +19,10 @@ def simulated_job(job_id: str, spec: dict[str, Any], _settings: dict[str, Any], 
                   _resume_run_id: str | None = None) -> dict[str, Any]:
     started = time.time()
     node = ray.get_runtime_context().get_node_id()
-    with open(spec["tags"]["started_log"], "a") as log:  # where each job runs, while it runs
-        log.write(f"{job_id} {node}\n")
-    time.sleep(float(spec["tags"]["simulated_seconds"]))
+    seconds = float(spec["tags"]["simulated_seconds"])
+    with open(spec["tags"]["started_log"], "a") as log:  # where each job runs, until when
+        log.write(f"{job_id} {node} {started + seconds:.3f}\n")
+    time.sleep(seconds)
     ended = time.time()
     # Appended as the last act, then returned: a job whose line is here twice ran to its end
     # twice (O_APPEND: each line is written whole).

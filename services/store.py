@@ -268,7 +268,7 @@ class JobStore:
 
     # -- the dispatcher's side -------------------------------------------------------------
     def claim_next(self, *, fits: Any = None, job_types: tuple[str, ...] = ("experiment",),
-                   scan: int = 20) -> JobRecord | None:
+                   scan: int = 4) -> JobRecord | None:
         """Atomically move the best queued job (highest priority, then oldest) that `fits`
         to running and count the attempt (the `fifo` order, among each owner's first `scan`)."""
         for record in self.queue_heads(job_types=job_types, per_owner=scan):
