@@ -18,11 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from services.store import JobRecord
-
-QueuePolicy = Literal["fair", "fifo"]
 
 
 @dataclass

@@ -66,8 +66,7 @@ class InFlightJobs:
         self._board: Any = None
         self._last_progress = 0.0
         self._board_checked = 0.0  # when the board last answered (or was replaced)
-        self._cluster_total: tuple[float, dict[str, float]] = (-math.inf, {})
-        self._largest_node: tuple[float, dict[str, float]] = (-math.inf, {})
+        self._cluster_views: dict[str, tuple[float, dict[str, float]]] = {}
         # Told of every experiment that succeeded or failed, on the dispatcher thread (it must
         # return at once). The composition root sets it: `diagnostics.auto_repair` submits a
         # repair (of a run that diverged too) through workers.submission, which this package
@@ -87,27 +86,22 @@ class InFlightJobs:
     # -- the cluster -------------------------------------------------------------------
     def capacity(self) -> dict[str, float]:
         """The cluster's total CPUs and GPUs (as of at most CLUSTER_VIEW_S ago)."""
-        stamp, total = self._cluster_total
-        if time.monotonic() - stamp > CLUSTER_VIEW_S:
-            resources = ray.cluster_resources()
-            total = {"cpus": float(resources.get("CPU", 0.0)),
-                     "gpus": float(resources.get("GPU", 0.0))}
-            self._cluster_total = (time.monotonic(), total)  # replaced whole: threads read it
-        return dict(total)
+        return self._cluster_view("capacity", _read_capacity)
 
     def largest_node(self) -> dict[str, float]:
         """The most of each resource any one alive node has: one task runs on one node (as of
         at most CLUSTER_VIEW_S ago)."""
-        stamp, largest = self._largest_node
+        return self._cluster_view("largest_node", _read_largest_node)
+
+    def _cluster_view(self, name: str, read: Callable[[], dict[str, float]]
+                      ) -> dict[str, float]:
+        """`read()`, again only once CLUSTER_VIEW_S have passed since the last read. Each
+        entry is replaced whole, so request threads read one consistent view."""
+        stamp, view = self._cluster_views.get(name, (-math.inf, {}))
         if time.monotonic() - stamp > CLUSTER_VIEW_S:
-            largest = {}
-            for node in ray.nodes():
-                if not node.get("Alive"):
-                    continue
-                for name, amount in node.get("Resources", {}).items():
-                    largest[name] = max(largest.get(name, 0.0), float(amount))
-            self._largest_node = (time.monotonic(), largest)
-        return dict(largest)
+            view = read()
+            self._cluster_views[name] = (time.monotonic(), view)
+        return dict(view)
 
     def waiting_reason(self, record: JobRecord) -> str:
         """Why a queued job has not started: its request against what is free, and the queue."""
@@ -250,6 +244,21 @@ class InFlightJobs:
                 self.on_finished(record)
             except Exception:  # the job is recorded; its follow-up must not fail the tick
                 log.exception("after job %s ended", job_id, extra={"job_id": job_id})
+
+
+def _read_capacity() -> dict[str, float]:
+    total = ray.cluster_resources()
+    return {"cpus": float(total.get("CPU", 0.0)), "gpus": float(total.get("GPU", 0.0))}
+
+
+def _read_largest_node() -> dict[str, float]:
+    largest: dict[str, float] = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        for name, amount in node.get("Resources", {}).items():
+            largest[name] = max(largest.get(name, 0.0), float(amount))
+    return largest
 
 
 @contextmanager
