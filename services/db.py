@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -18,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Engine
@@ -77,6 +82,15 @@ class JobRow(Base):
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+    # Links the service writes and a user cannot (a spec's tags cannot name them): the job a
+    # repair repairs, which of that job's candidate fixes it tries, and the MLflow run its own
+    # run is a child of.
+    repair_of: Mapped[str | None] = mapped_column(String(32), index=True)
+    repair_candidate: Mapped[int | None] = mapped_column(Integer)
+    parent_run_id: Mapped[str | None] = mapped_column(String(64))
+    # One entry per attempt that ended without finishing the job: its number, why it ended
+    # (worker lost, node lost, OOM-killed, ...) and whether it counted against max_attempts.
+    attempt_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 # The queue in the dispatcher's order (priority first, then submission order): the claim and the
@@ -136,9 +150,68 @@ def _ping_after_idle(engine: Engine) -> None:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
-    Base.metadata.create_all(engine)
-    ensure_indexes(engine)
+    with migration_lock(engine):
+        Base.metadata.create_all(engine)
+        ensure_columns(engine)
+        ensure_indexes(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# Any fixed number: the key of the PostgreSQL advisory lock every process of this job store
+# takes while it creates or migrates the table.
+_MIGRATION_LOCK_KEY = 0x1A7E_5715
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """One process at a time creates or migrates the store: replicas and a dispatcher started
+    together on a fresh store otherwise race to create the same table (PostgreSQL's catalog
+    refuses the second CREATE TABLE). PostgreSQL: a session advisory lock; SQLite: an exclusive
+    lock on a file beside the database (in-memory databases are one process's)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"),
+                               {"key": _MIGRATION_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": _MIGRATION_LOCK_KEY})
+                connection.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with file_lock(Path(database).with_name(Path(database).name + ".migrate.lock")):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (created if missing), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_columns(engine: Engine) -> None:
+    """Add the columns a newer version declared to a job table an earlier version created
+    (create_all creates missing tables, never missing columns). Every added column is nullable
+    or has a default, so rows written before read as they did."""
+    table = cast(Table, JobRow.__table__)
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    with engine.begin() as connection:
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def ensure_indexes(engine: Engine) -> None:

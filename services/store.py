@@ -57,6 +57,10 @@ class JobRecord(BaseModel):
     diagnosis: dict[str, Any] | None
     mlflow_run_id: str | None
     mlflow_experiment_id: str | None
+    repair_of: str | None = None  # the job this one repairs (written by the service only)
+    repair_candidate: int | None = None  # which of that job's candidate fixes it tries
+    parent_run_id: str | None = None  # the MLflow run this job's run is a child of
+    attempt_log: list[dict[str, Any]] = []  # each attempt that ended early, with its cause
     waiting: str | None = None  # for a queued job: why it has not started yet
 
     @classmethod
@@ -69,7 +73,9 @@ class JobRecord(BaseModel):
             created_at=_utc(row.created_at), started_at=_utc(row.started_at),
             finished_at=_utc(row.finished_at), progress=Progress(**(row.progress or {})),
             error=row.error, result=row.result, diagnosis=row.diagnosis,
-            mlflow_run_id=row.mlflow_run_id, mlflow_experiment_id=row.mlflow_experiment_id)
+            mlflow_run_id=row.mlflow_run_id, mlflow_experiment_id=row.mlflow_experiment_id,
+            repair_of=row.repair_of, repair_candidate=row.repair_candidate,
+            parent_run_id=row.parent_run_id, attempt_log=list(row.attempt_log or []))
 
 
 def _same_request(first: JobRecord, key: str, spec: dict[str, Any], job_type: str
@@ -184,7 +190,9 @@ class JobStore:
                priority: int = 0, owner: str = "anonymous", job_type: str = "experiment",
                idempotency_key: str | None = None, param_count: int | None = None,
                max_attempts: int = 3, sweep_id: str | None = None,
-               max_queued: int | None = None) -> tuple[JobRecord, bool]:
+               max_queued: int | None = None, repair_of: str | None = None,
+               repair_candidate: int | None = None, parent_run_id: str | None = None
+               ) -> tuple[JobRecord, bool]:
         """Queue a job. Returns (record, created); with an idempotency key seen before for this
         owner, the first record and created=False. One transaction: the repeat lookup, the
         owner's queue room (QueueFull at `max_queued`) and the insert.
@@ -197,7 +205,9 @@ class JobStore:
                   "spec_hash": spec_hash, "priority": priority, "attempts": 0, "owner": owner,
                   "idempotency_key": idempotency_key, "param_count": param_count,
                   "max_attempts": max_attempts, "sweep_id": sweep_id, "created_at": now(),
-                  "updated_at": now(), "progress": {}}
+                  "updated_at": now(), "progress": {}, "repair_of": repair_of,
+                  "repair_candidate": repair_candidate, "parent_run_id": parent_run_id,
+                  "attempt_log": []}
         try:
             # Core statements built once, not the ORM's unit of work: the ORM took most of the
             # API process's CPU per submission (BENCHMARKS.md).
