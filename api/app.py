@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import openapi_limits
 from api.allow import AllowMethods
 from api.auth import TokenTable
 from api.errors import install_error_handlers
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
             app.state.store.engine.dispose()
 
     app = FastAPI(title="Layerwise", version="1", lifespan=lifespan,
-                  description="Train and dissect deep neural networks: REST, Ray, MLflow.")
+                  description=openapi_limits.description())
     app.state.settings = settings
     app.state.tokens = TokenTable(settings.api_tokens, settings.admin_tokens)
     app.state.dispatcher = None

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from api import openapi_limits
 from models.registry import model_families
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import SweepSpec
@@ -299,6 +300,12 @@ def rest_reference(document: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(_cell(c) for c in (
                 method.upper(), f"`{path}`", f"{what}. {description}".strip(". ") + ".",
                 ", ".join(params), body, ", ".join(success))) + " |")
+    lines += ["", "## What the schemas cannot state", "",
+              "A body the schemas admit can still be refused with a 422 that names the field: "
+              "these rules relate fields to each other, to the data or to the caps, and only "
+              "the dry run checks them (`api/openapi_limits.py`; Schemathesis's positive-data "
+              "check is told so in `tests/utils/schemathesis.toml`).", ""]
+    lines += [f"- {rule}" for rule in openapi_limits.UNSTATED_CONSTRAINTS]
     return "\n".join(lines) + "\n"
 
 

@@ -66,9 +66,9 @@ def work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
             f"the sweep would run {trials} trials (grid points x num_samples x repeat); the "
             f"cap is {limits.max_trials_per_sweep} (LAYERWISE_MAX_TRIALS_PER_SWEEP): fewer "
             "values, samples or repeats, or split the sweep")))
-    dry_runs = 2 + sum(len(_probes(domain)) for domain in sweep.space.values())
+    dry_runs = 2 + sum(_dry_runs_of(path, domain) for path, domain in sweep.space.items())
     if dry_runs > limits.max_sweep_dry_runs:
-        counts = ", ".join(f"{path}: {len(_probes(domain))}"
+        counts = ", ".join(f"{path}: {_dry_runs_of(path, domain)}"
                            for path, domain in sweep.space.items())
         errors.append(SpecError(("space",), (
             f"checking this sweep takes {dry_runs} dry runs (the base, each listed value, "
@@ -196,6 +196,21 @@ def _metric_problem(sweep: SweepSpec, dry: DryRun) -> str | None:
 
 
 # -- values ----------------------------------------------------------------------------------
+# Paths whose value cannot change what a dry run checks (the data, the model, the caps): the
+# spec hash ignores name, tags and priority, and a seed only changes which random numbers are
+# drawn. Their values are validated against the spec's fields but cost no dry run, so a grid
+# of 64 seeds is one check, not 64.
+_CHECK_INVARIANT = frozenset({"training.seed", "name", "priority"})
+
+
+def check_invariant(path: str) -> bool:
+    return path in _CHECK_INVARIANT or path.startswith("tags.")
+
+
+def _dry_runs_of(path: str, domain: Any) -> int:
+    return 0 if check_invariant(path) else len(_probes(domain))
+
+
 def _probes(domain: Any) -> list[tuple[str, Any]]:
     """(label, value) for each value of the domain that is dry-run at submission."""
     probes: list[tuple[str, Any]]
@@ -218,7 +233,8 @@ def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], check: CheckEx
                    ) -> list[SpecError]:
     problems = []
     for label, value in _probes(sweep.space[path]):
-        problem = _probe(sweep, {path: value}, kinds, check)
+        problem = _probe(sweep, {path: value}, kinds, check,
+                         validate_only=check_invariant(path))
         if problem is not None:
             problems.append(f"{label} gives a spec that cannot run: {problem}")
     return [SpecError(("space", path), "; ".join(problems))] if problems else []
@@ -230,7 +246,7 @@ def _largest_errors(sweep: SweepSpec, kinds: list[str], check: CheckExperiment
     its largest value, every list-valued path at its longest (widest) list, together. Values
     that have no size (names, sections) stay as in the base; each was dry-run alone."""
     largest = {path: value for path, domain in sweep.space.items()
-               if (value := _largest_value(domain)) is not None}
+               if not check_invariant(path) and (value := _largest_value(domain)) is not None}
     if not largest:
         return []
     problem = _probe(sweep, largest, kinds, check, caps_only=True)
@@ -267,9 +283,9 @@ def _size(value: Any) -> tuple[float, float] | None:
 
 
 def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: CheckExperiment,
-           *, caps_only: bool = False) -> str | None:
+           *, caps_only: bool = False, validate_only: bool = False) -> str | None:
     """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
-    only a cap that it exceeds."""
+    only a cap that it exceeds; `validate_only`: check the fields, not the run (no dry run)."""
     params: dict[str, Any] = dict(values)
     for path in values:
         if path.startswith("model.") and path != "model.kind" and "model.kind" not in values:
@@ -287,6 +303,8 @@ def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: Ch
         hint = ("; this field takes integers: use randint, or quniform with an integer q"
                 if first.get("type") == "int_from_float" else "")
         return f"{'.'.join(map(str, first['loc']))}: {first['msg']}{hint}"
+    if validate_only:
+        return None
     try:
         check(spec)
     except SpecInvalid as exc:
