@@ -1,0 +1,80 @@
+"""The job store comes up however it is started: processes opening a fresh store at the same
+moment all succeed (one creates it under the migration lock, the others wait), and a table an
+earlier version created gains the columns this one declares, its rows read as before."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from services.store import JobStore
+from tests.utils.postgres import fresh_database, sqlite_and_postgres
+
+PROCESSES = 4
+
+
+def _open_store(url: str, barrier: multiprocessing.synchronize.Barrier,  # type: ignore[name-defined]
+                results: multiprocessing.Queue) -> None:
+    barrier.wait()  # every process opens the fresh store at once
+    try:
+        store = JobStore(url)
+        record, _ = store.create(spec={}, spec_hash="h", name="n", project="p")
+        results.put(("ok", record.id))
+    except Exception as exc:  # reported to the test, which names it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _url(backend: str, tmp_path: Path, name: str) -> str:
+    if backend == "postgres":
+        return fresh_database(name)
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
+@pytest.mark.parametrize("backend", sqlite_and_postgres())
+def test_processes_opening_a_fresh_store_at_once_all_come_up(backend, tmp_path):
+    url = _url(backend, tmp_path, "layerwise_migrate_race")
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(PROCESSES), context.Queue()
+    workers = [context.Process(target=_open_store, args=(url, barrier, results))
+               for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
+    assert len(JobStore(url).list(limit=100)[0]) == PROCESSES
+
+
+# The job table as the version before these columns created it.
+_OLD_TABLE = """CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id VARCHAR(32) UNIQUE,
+job_type VARCHAR(16), name VARCHAR(250), project VARCHAR(250), status VARCHAR(16), spec JSON,
+spec_hash VARCHAR(32), priority INTEGER, attempts INTEGER, max_attempts INTEGER,
+owner VARCHAR(120), idempotency_key VARCHAR(200), sweep_id VARCHAR(32), param_count BIGINT,
+created_at TIMESTAMP, updated_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP,
+progress JSON, error TEXT, result JSON, diagnosis JSON, mlflow_run_id VARCHAR(64),
+mlflow_experiment_id VARCHAR(64))"""
+
+
+@pytest.mark.parametrize("backend", sqlite_and_postgres())
+def test_an_older_table_gains_the_new_columns(backend, tmp_path):
+    url = _url(backend, tmp_path, "layerwise_migrate_columns")
+    old = create_engine(url)
+    with old.begin() as connection:
+        connection.execute(text(_OLD_TABLE.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
+                                if backend == "postgres" else _OLD_TABLE))
+        connection.execute(text(
+            "INSERT INTO jobs (id, job_type, name, project, status, spec, spec_hash, priority, "
+            "attempts, max_attempts, owner, created_at) VALUES ('old1', 'experiment', 'n', "
+            "'p', 'succeeded', '{}', 'h', 0, 1, 3, 'alice', CURRENT_TIMESTAMP)"))
+    old.dispose()
+    store = JobStore(url)
+    before = store.get("old1")
+    assert (before.repair_of, before.attempt_log, before.owner) == (None, [], "alice")
+    record, _ = store.create(spec={}, spec_hash="h", name="n", project="p", repair_of="old1",
+                             repair_candidate=2, parent_run_id="run")
+    again = JobStore(url).get(record.id)  # a second open finds nothing left to add
+    assert (again.repair_of, again.repair_candidate, again.parent_run_id) == ("old1", 2, "run")
