@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     max_data_bytes: int = Field(512_000_000, gt=0, description="cap on a data file "
                                 "(LAYERWISE_MAX_DATA_BYTES): an .npz's arrays uncompressed, read "
                                 "from its headers, or a .csv's or .txt's size on disk")
+    max_classes: int = Field(100_000, gt=0, description="cap on the classes a data file's "
+                             "labels make (its largest label + 1): above ImageNet-21k's 21,841 "
+                             "classes and GPT-2's 50,257 tokens, far below a mistyped label's "
+                             "millions, whose output layer alone exhausts a node")
+    max_job_memory_bytes: int = Field(8 * 2**30, gt=0, description="cap on a job's estimated "
+                                      "peak memory (parameters, gradients, optimizer state, "
+                                      "one batch's activations, the data), measured by "
+                                      "the dry run's step at submission (a large model's on "
+                                      "PyTorch's meta device); the memory of the cluster's "
+                                      "largest node is checked too")
     tune_storage: str | None = Field(None, description="where sweeps keep Ray Tune's state: "
                                      "a directory or a URI every node reaches (s3://, gs://); "
                                      "default <home>/tune")

@@ -35,17 +35,19 @@ def prepare(spec: ExperimentSpec, data_roots: list[str], device: torch.device, *
     return bundle, objective, model_of(spec, bundle).to(device)
 
 
-def load_bundle(spec: ExperimentSpec, data_roots: list[str], max_bytes: int | None = None
-                ) -> DataBundle:
-    """The spec's data, from the cache when it was loaded before under the same cap.
+def load_bundle(spec: ExperimentSpec, data_roots: list[str], max_bytes: int | None = None, *,
+                max_classes: int | None = None) -> DataBundle:
+    """The spec's data, from the cache when it was loaded before under the same caps
+    (`max_classes`: the submission's; None, as a worker loads it: not capped again).
 
     Raises:
         DataError: with the spec path of what is wrong and how to fix it.
     """
-    key = json.dumps([data_key(spec, data_roots), max_bytes])
+    key = json.dumps([data_key(spec, data_roots), max_bytes, max_classes])
     bundle = _bundles.get(key)
     if bundle is None:
-        bundle = load_data(spec.data, spec.task, data_roots, max_bytes=max_bytes)
+        bundle = load_data(spec.data, spec.task, data_roots, max_bytes=max_bytes,
+                           max_classes=max_classes)
         _bundles.put(key, bundle)
     return bundle
 

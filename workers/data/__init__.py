@@ -13,7 +13,7 @@ from workers.data import (  # noqa: F401  (registers the built-in datasets)
     tabular,
 )
 from workers.data.bundle import DataBundle, DataError, split, targets_for_task
-from workers.data.files import load_file, read_text, resolve_data_path
+from workers.data.files import check_arrays, load_file, read_text, resolve_data_path
 from workers.data.registry import builtin_dataset, builtin_datasets
 
 __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
@@ -22,8 +22,8 @@ __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
 GIVEN = ("val", "test")
 
 
-def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | None = None
-              ) -> DataBundle:
+def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | None = None,
+              max_classes: int | None = None) -> DataBundle:
     """Load the data a spec's `data` section describes, targets shaped for `task`.
 
     An .npz holds `x`, `y` and, optionally, `x_val`/`y_val` and `x_test`/`y_test`: a split
@@ -35,6 +35,8 @@ def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | N
         data_roots: directories file datasets may be read from.
         max_bytes: the most a data file may hold (LAYERWISE_MAX_DATA_BYTES), checked from its
             size and headers before it is read; None: the loaders' default.
+        max_classes: the most classes a file's labels may make (LAYERWISE_MAX_CLASSES);
+            None: not capped.
     Raises:
         DataError: with the spec path of what is wrong and how to fix it.
     """
@@ -50,6 +52,9 @@ def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | N
             arrays = load_file(path, max_bytes=max_bytes)
             x, y, seed, extra = arrays["x"], arrays["y"], 0, {}
             natural = "classification" if y.dtype.kind in "iub" else "regression"
+            # before the task's fit, whose refusal of float labels names no value
+            check_arrays(path.name, arrays, natural if task == "auto" else task,
+                         max_classes=max_classes)
     task = natural if task == "auto" else task
     _check_task(natural, task, y)
     y, output_dim = targets_for_task(y, task)

@@ -230,3 +230,109 @@ def load_file(path: Path, *, max_bytes: int | None = None) -> dict[str, np.ndarr
     if path.suffix == ".csv":
         return load_csv(path, max_bytes=max_bytes)
     raise DataError(LOC, f"unsupported file type {path.suffix!r}; use .npz, .csv or .txt")
+
+
+# Where the loader's float32 copy of a value would be infinite.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Tasks whose targets are class ids, one per example (or per step of a sequence).
+_CLASS_TASKS = ("classification", "language_model")
+
+
+def check_arrays(file: str, arrays: dict[str, np.ndarray], task: str, *,
+                 max_classes: int | None = None) -> None:
+    """What in a file's loaded arrays would fail the run later, and blame the optimizer or
+    torch: values that are not finite numbers (in float32, as the model sees them), and
+    labels a classifier cannot take (`task` is the spec's, or the data's own for auto). One
+    numpy pass per check over arrays already under the byte cap.
+
+    Raises:
+        DataError: at data.path, naming the file, the array and the first bad row.
+    """
+    for name in NPZ_ARRAYS:
+        if name in arrays:
+            _check_finite(file, name, arrays[name])
+    for suffix in ("", "_val", "_test"):
+        x, y = arrays.get(f"x{suffix}"), arrays.get(f"y{suffix}")
+        if x is None or y is None:
+            continue
+        if task in _CLASS_TASKS:
+            _check_class_labels(file, f"y{suffix}", x, y, task, max_classes)
+        elif task == "binary":
+            _check_binary_labels(file, f"y{suffix}", y)
+
+
+def _where(file: str, name: str, row: int) -> str:
+    if file.endswith(".csv"):
+        return f"{file}: {'the target column' if name == 'y' else 'a feature column'} of " \
+               f"data row {row + 1}"
+    return f"{file}: {name} at row {row}"
+
+
+def _first_row(bad: np.ndarray) -> tuple[int, int]:
+    """The first row holding a True of `bad` (rows along the first axis), and how many do."""
+    rows = bad.reshape(len(bad), -1).any(axis=1)
+    return int(np.argmax(rows)), int(rows.sum())
+
+
+def _check_finite(file: str, name: str, array: np.ndarray) -> None:
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return  # integers and booleans are finite
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, count = _first_row(bad)
+        what = "NaN" if np.isnan(array[row]).any() else "inf"
+        raise DataError(LOC, f"{_where(file, name, row)} holds {what} ({count:,} of "
+                             f"{len(array):,} rows hold NaN or inf); drop or fill those rows "
+                             "(e.g. numpy.nan_to_num) and save the file again")
+    if array.dtype.itemsize > 4 and max(array.max(), -array.min()) > _FLOAT32_MAX:
+        row, count = _first_row(np.abs(array) > _FLOAT32_MAX)
+        raise DataError(LOC, f"{_where(file, name, row)} holds a value beyond float32's range "
+                             f"(±{_FLOAT32_MAX:.3g}), which training reads as inf ({count:,} "
+                             "rows); rescale or standardize it")
+
+
+def _check_class_labels(file: str, name: str, x: np.ndarray, y: np.ndarray, task: str,
+                        max_classes: int | None) -> None:
+    n = len(y)
+    one_per_row = y.ndim == 1 or math.prod(y.shape[1:]) == 1
+    per_step = y.ndim >= 2 and x.ndim >= 2 and y.shape[1] == x.shape[1]
+    if not (one_per_row or per_step):
+        raise DataError(LOC, f"{file}: {name} has shape {y.shape}, but task {task} takes one "
+                             f"integer label per row, shape ({n},) (or one per step, shape "
+                             f"({n}, T), for x of T steps; x has shape {x.shape}); give "
+                             f"{name} one label per row, or set task: regression for several "
+                             "values per row")
+    if y.dtype.kind == "f":
+        fraction = y != np.round(y)
+        if fraction.any():
+            row, count = _first_row(fraction)
+            raise DataError(LOC, f"{_where(file, name, row)} holds a non-integer label "
+                                 f"({y[row].flat[0]:g}; {count:,} rows), but task {task} takes "
+                                 "class ids 0..K-1; give integer labels, or set task: "
+                                 "regression to predict the values")
+    if y.dtype.kind == "b" or y.size == 0:
+        return
+    low, high = y.min(), y.max()
+    if low < 0:
+        row, count = _first_row(y < 0)
+        raise DataError(LOC, f"{_where(file, name, row)} holds the negative label {low:g} "
+                             f"({count:,} rows), but classes are numbered 0..K-1; relabel "
+                             "them (e.g. numpy.unique(y, return_inverse=True)[1])")
+    classes = int(high) + 1
+    if max_classes is not None and classes > max_classes:
+        raise DataError(LOC, f"{file}: {name} holds labels up to {int(high)}, i.e. "
+                             f"{classes:,} classes; the cap (LAYERWISE_MAX_CLASSES) is "
+                             f"{max_classes:,}: relabel the classes 0..K-1 (e.g. "
+                             "numpy.unique(y, return_inverse=True)[1])")
+
+
+def _check_binary_labels(file: str, name: str, y: np.ndarray) -> None:
+    if y.ndim > 1 and math.prod(y.shape[1:]) != 1:
+        raise DataError(LOC, f"{file}: {name} has shape {y.shape}, but task binary takes one "
+                             f"label per row, shape ({len(y)},); give {name} one column")
+    other = (y != 0) & (y != 1)
+    if other.any():
+        row, count = _first_row(other)
+        raise DataError(LOC, f"{_where(file, name, row)} holds the label {y[row].flat[0]:g} "
+                             f"({count:,} rows), but task binary takes labels 0 and 1; "
+                             "relabel them, or use task: classification")

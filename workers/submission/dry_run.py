@@ -3,11 +3,14 @@ running it a little, in the API process, after the caps have passed.
 
 In this order, so that nothing a spec asks for is allocated before its size is known:
 1. the data, loaded as a worker loads it (`workers.prepare`), a file's size bounded before it
-   is read;
+   is read, its values and labels checked (and the classes they make capped) once read;
 2. the model built on PyTorch's meta device (shapes, no memory, no arithmetic): its parameter
    count against the parameter cap;
 3. one small batch forward (and backward) on the CPU, for models up to
    `max_dry_run_parameters`; larger ones go through the step on the meta device (shapes only).
+   What the step kept, scaled to the spec's batch, makes the job's peak memory with the
+   parameters, gradients, optimizer state and data (`caps.JobMemory`), against the memory cap
+   (and, in the pipeline, the memory of the cluster's largest node).
 
 A spec that cannot run is refused with 422 before it is queued, with the field path and the fix.
 """
@@ -25,7 +28,7 @@ from dataclasses import astuple, dataclass, replace
 import torch
 
 from models.objectives import ObjectiveError
-from services.caps import SubmissionLimits
+from services.caps import JobMemory, SubmissionLimits
 from services.contract.applicability import data_errors, model_errors
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
@@ -46,6 +49,7 @@ class DryRun:
     spec: ExperimentSpec
     param_count: int
     task: str
+    memory: JobMemory
     metrics: LoggedMetrics | None = None  # None: the step needed values it did not have
 
 
@@ -129,7 +133,7 @@ DRY_RUNS = DryRunPool(running=max(2, os.cpu_count() or 1), waiting=512)
 
 
 def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
-    bundle = _load(spec, data_roots, limits.max_data_bytes)
+    bundle = _load(spec, data_roots, limits)
     has_val = len(bundle.x_val) > 0
     errors = data_errors(spec, bundle.x_train, has_val, vocab_size=bundle.extra.get("vocab_size"))
     try:
@@ -150,7 +154,7 @@ def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimi
     if errors:
         raise SpecInvalid(_first_per_field(errors))
     return DryRun(_with_dataset_defaults(spec), step.param_count, bundle.task,
-                  step.logged(spec))
+                  step.footprint.memory(spec, bundle), step.logged(spec))
 
 
 def _first_per_field(errors: list[SpecError]) -> list[SpecError]:
@@ -170,8 +174,10 @@ def _with_dataset_defaults(spec: ExperimentSpec) -> ExperimentSpec:
     return spec.model_copy(update={"data": spec.data.model_copy(update={"params": params})})
 
 
-def _load(spec: ExperimentSpec, data_roots: list[str], max_bytes: int) -> DataBundle:
+def _load(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits
+          ) -> DataBundle:
     try:
-        return load_bundle(spec, data_roots, max_bytes)
+        return load_bundle(spec, data_roots, limits.max_data_bytes,
+                           max_classes=limits.max_classes)
     except DataError as exc:
         raise SpecInvalid([SpecError(exc.loc, exc.msg)]) from exc

@@ -5,6 +5,11 @@ one small training step, as the loop will.
   model of any size costs nothing before its parameters are counted against the cap.
   Its initializers are skipped there: on the meta device they run through PyTorch's Python
   reference kernels (~15 ms of a ~20 ms build of a small MLP) to fill values that do not exist.
+- The step measures what autograd keeps of its batch for the backward (`Footprint`), and the
+  job's peak memory is checked against its cap then: a large model's on the meta device, so
+  before anything of it is built for real; a small one's after its real step, which holds at
+  most `max_dry_run_parameters` and a few examples (measuring it on the meta device instead
+  cost ~3 ms more per model, and 1.3 s to warm up the meta kernels once per process).
 - Models up to `max_dry_run_parameters` are then built on the CPU and take one real step on
   DRY_RUN_EXAMPLES examples; larger ones take the step on the meta device (forward only: the
   backward mirrors its shapes at about three times its cost).
@@ -18,19 +23,27 @@ a regularizer, the seed) do not build and step the same model again.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.graph import saved_tensors_hooks
 from torch.overrides import TorchFunctionMode
 
 from models.base import LayerwiseModel, ModelConfigError
 from models.objectives import Objective
 from models.registry import family
 from services.byte_cache import ByteBoundedCache
-from services.caps import SubmissionLimits, check_parameter_cap
+from services.caps import (
+    JobMemory,
+    SubmissionLimits,
+    check_memory_cap,
+    check_parameter_cap,
+    optimizer_state_factor,
+)
 from services.contract.applicability import ForwardFacts
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
@@ -82,12 +95,41 @@ class LoggedMetrics:
                                    "steps", "param_count", *best]))
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What a model holds, measured by the dry run's step (on the meta device for a large
+    model): what a job's memory is made of before the spec's batch size and optimizer
+    (`memory`).
+
+    Attributes:
+        state_bytes: parameters and buffers.
+        trainable_bytes: the parameters the optimizer updates (0: not by gradients).
+        bytes_per_example: what autograd keeps of one example's forward for the backward
+            (each tensor once, parameters not counted), the input and output included; a
+            sequence cut for the dry run scaled up to its full length.
+    """
+
+    state_bytes: int
+    trainable_bytes: int
+    bytes_per_example: float
+
+    def memory(self, spec: ExperimentSpec, bundle: DataBundle) -> JobMemory:
+        """The job's peak memory for `spec`'s batch size and optimizer on this data."""
+        n = len(bundle.x_train)
+        batch = n if spec.training.batch_size == "full" else min(spec.training.batch_size, n)
+        return JobMemory(
+            parameters=self.state_bytes, gradients=self.trainable_bytes,
+            optimizer_state=self.trainable_bytes * optimizer_state_factor(spec.optimizer),
+            activations=math.ceil(self.bytes_per_example * batch), data=bundle.nbytes)
+
+
 @dataclass
 class Step:
     """A built model and what its one training step showed."""
 
     model: LayerwiseModel
     param_count: int
+    footprint: Footprint
     on_meta: bool
     has_hidden: bool
     # What the loop's `summarize` named the step's metrics and what the model measured
@@ -133,6 +175,8 @@ def stepped_model(spec: ExperimentSpec, bundle: DataBundle, objective: Objective
     if step is None:
         step = _step(spec, bundle, objective, limits)
         _steps.put(key, step)
+    else:  # the batch size and the optimizer are not in the key
+        check_memory_cap(step.footprint.memory(spec, bundle), limits)
     return step
 
 
@@ -144,9 +188,53 @@ def _step(spec: ExperimentSpec, bundle: DataBundle, objective: Objective,
     on_meta = param_count > limits.max_dry_run_parameters
     if not on_meta:
         model = _build(spec, bundle, device="cpu")
-    names = _one_step(spec, model, objective, bundle, on_meta=on_meta)
-    return Step(model, param_count, on_meta, bool(model.hidden_activations()), names,
-                _model_keys(model, on_meta=on_meta))
+    kept = _Kept(model)
+    names = _one_step(spec, model, objective, bundle, on_meta=on_meta, kept=kept)
+    footprint = kept.footprint(model, bundle)
+    check_memory_cap(footprint.memory(spec, bundle), limits)
+    return Step(model, param_count, footprint, on_meta, bool(model.hidden_activations()),
+                names, _model_keys(model, on_meta=on_meta))
+
+
+class _Kept:
+    """The tensors a training step keeps alive: its input and output, and what autograd saves
+    of the forward for the backward (`hooks()`), each once, a view as its base. Parameters are
+    left out: the footprint counts them as parameters."""
+
+    def __init__(self, model: LayerwiseModel):
+        self._params = {id(p) for p in model.parameters()}
+        self._tensors: dict[int, torch.Tensor] = {}  # held until counted: no id is reused
+        self.input_shape: tuple[int, ...] = (1,)
+
+    def add(self, tensor: torch.Tensor) -> torch.Tensor:
+        base = tensor if tensor._base is None else tensor._base
+        if id(base) not in self._params:
+            self._tensors[id(base)] = base
+        return tensor
+
+    def hooks(self) -> saved_tensors_hooks:
+        return saved_tensors_hooks(self.add, _same)
+
+    def footprint(self, model: LayerwiseModel, bundle: DataBundle) -> Footprint:
+        examples = max(self.input_shape[0], 1)
+        # A recurrent net keeps a step's tensors per step: a sequence cut for the dry run
+        # (DRY_RUN_STEPS) is scaled to its full length.
+        full = bundle.x_train.shape
+        cut = len(full) >= 2 and len(self.input_shape) >= 2 and self.input_shape[1] < full[1]
+        scale = full[1] / self.input_shape[1] if cut else 1.0
+        return Footprint(
+            state_bytes=sum(map(_nbytes, [*model.parameters(), *model.buffers()])),
+            trainable_bytes=sum(_nbytes(p) for p in model.parameters() if p.requires_grad)
+            if model.uses_gradients else 0,
+            bytes_per_example=sum(map(_nbytes, self._tensors.values())) / examples * scale)
+
+
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 # What only fills values, in place, and returns the tensor it was given, whatever its shape.
@@ -208,25 +296,28 @@ def dry_run_batch(spec: ExperimentSpec, bundle: DataBundle, on_meta: bool
 
 
 def _one_step(spec: ExperimentSpec, model: Any, objective: Objective, bundle: DataBundle, *,
-              on_meta: bool) -> tuple[str, ...] | None:
+              on_meta: bool, kept: _Kept) -> tuple[str, ...] | None:
     """One training step's forward (and backward) on a few examples, as the loop runs it.
     Returns the names of the metrics the loop logs (loss, accuracy, ...).
 
     On the meta device the metrics are computed on zeros of the output's shape (their names
     do not depend on the values); a step that needs values there (an energy model's
-    dynamics) returns None.
+    dynamics) returns None. What the step keeps alive goes into `kept` (for such a step,
+    what it kept until it failed).
     """
     x, y = dry_run_batch(spec, bundle, on_meta)
+    kept.input_shape = tuple(kept.add(x).shape)
     try:
         target = torch.empty_like(y, device="meta") if on_meta else y
         if model.uses_gradients:
-            out = model.training_step(x, target, objective)
+            with kept.hooks():
+                out = model.training_step(x, target, objective)
             if not on_meta:
                 out["loss"].backward()
         else:
             with torch.no_grad():
                 out = model.training_step(x, target, objective)
-        output = out["output"].detach()
+        output = kept.add(out["output"]).detach()
         if on_meta:
             output = torch.zeros(output.shape, dtype=output.dtype)
         sums = objective.metrics(output, y)

@@ -192,9 +192,7 @@ class Trainer:
                 total = total * weight
         self.last_loss = loss.detach()
         if self.step % self._divergence_every == 0 and not math.isfinite(self.last_loss.item()):
-            raise Diverged(f"diverged at step {self.step}: the training loss is "
-                           f"{float(self.last_loss)}; lower optimizer.lr or set "
-                           "training.grad_clip_norm")
+            raise self._diverged(float(self.last_loss))
         # optimizer.zero_grad(set_to_none=True) without its profiler wrapper, a measurable
         # share of a small MLP's step (BENCHMARKS.md).
         for param in self._optimized:
@@ -210,6 +208,21 @@ class Trainer:
         self.step += 1
         self._fire("on_step_end")
         return out["output"], None if penalty is None else penalty.detach()
+
+    def _diverged(self, loss: float) -> Diverged:
+        """The error of a loss that turned NaN or inf: the data's fault when the training split
+        holds a value that is not finite (read only here, off the step's path), the
+        optimizer's otherwise."""
+        train = self.splits["train"]
+        for name, values in (("x", train.x), ("y", train.y)):
+            if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+                row = int((~torch.isfinite(values)).reshape(len(values), -1).any(1)
+                          .nonzero()[0, 0])
+                return Diverged(f"diverged at step {self.step}: the training loss is {loss} "
+                                f"because the training data holds NaN/inf in {name} (row "
+                                f"{row} of the training split); clean the data")
+        return Diverged(f"diverged at step {self.step}: the training loss is {loss}; lower "
+                        "optimizer.lr or set training.grad_clip_norm")
 
     def _penalty(self) -> torch.Tensor | None:
         """The callbacks' penalty terms of the forward pass that just ran, summed in callback
@@ -237,9 +250,7 @@ class Trainer:
                        ) -> dict[str, float]:
         metrics = summarize("train", train_sums, task=self.objective.task)
         if not math.isfinite(metrics["train/loss"]):
-            raise Diverged(f"diverged at step {self.step}: the training loss is "
-                           f"{metrics['train/loss']}; lower optimizer.lr or set "
-                           "training.grad_clip_norm")
+            raise self._diverged(metrics["train/loss"])
         if "val" in self.splits and len(self.splits["val"]):
             metrics.update(summarize("val", self.evaluate(self.splits["val"]),
                                      task=self.objective.task))
