@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
+from services.db import file_lock
 from services.mlflow_internals import sql_engine
 
 _tuned: set[int] = set()
@@ -38,5 +44,49 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def prepare_tracking_store(tracking_uri: str) -> None:
     """Create (and migrate) a local MLflow database once, in the service, so that workers
-    starting together do not race to create its tables."""
-    tracking_client(tracking_uri).search_experiments(max_results=1)
+    starting together do not race to create its tables. Replicas and a dispatcher started
+    together on a fresh store would still race in here (MLflow's schema creation is not safe
+    across processes: "CREATE TABLE latest_metrics", "Online migration expected to match one
+    row"), so one process at a time does it (`creation_lock`)."""
+    with creation_lock(tracking_uri):
+        tracking_client(tracking_uri).search_experiments(max_results=1)
+
+
+# The PostgreSQL advisory lock key MLflow's schema creation is held under: any fixed number
+# other than the job store's (services.db), so that neither waits for the other.
+_TRACKING_LOCK_KEY = 0x1A7E_F10E
+
+
+@contextmanager
+def creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Held while the tracking store is created or migrated. SQLite: an exclusive lock on a
+    file beside the database; PostgreSQL: a session advisory lock; a tracking server (http,
+    https) or a file store: nothing, the server creates its own."""
+    if tracking_uri.startswith("sqlite"):
+        database = make_url(tracking_uri).database
+        if not database or database == ":memory:":
+            yield
+            return
+        path = Path(database)
+        with file_lock(path.with_name(path.name + ".migrate.lock")):
+            yield
+        return
+    if not tracking_uri.startswith("postgresql"):
+        yield
+        return
+    # The URI as MLflow's store opens it (SQLAlchemy's), on a connection of its own.
+    engine = create_engine(tracking_uri, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"),
+                               {"key": _TRACKING_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": _TRACKING_LOCK_KEY})
+                connection.commit()
+    finally:
+        engine.dispose()
+

@@ -98,7 +98,9 @@ class ActivationSampler(Callback):
         self.flush()
 
     def on_train_end(self, trainer: Trainer) -> None:
-        if not self._steps or self._steps[-1] != trainer.step:
+        # The last sample's step, not the unflushed ones': when the last step is one of
+        # `every_steps`, its sample was taken and flushed at the last epoch's end already.
+        if self._last_step != trainer.step:
             self._measure(trainer.step)
         self.flush()
 

@@ -29,6 +29,7 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import BasicVariantGenerator, Repeater, SearchAlgorithm, Searcher
 
+from services.contract.spec import STORED
 from services.contract.sweep_spec import (
     PBT_FIXED_PREFIXES,
     REPEAT_KEY,
@@ -67,7 +68,7 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
               parent_run_id: str | None = None) -> dict[str, Any]:
     """Run (or resume) the sweep to the end. Returns the summary the dispatcher stores:
     {trials, best, configurations, trials_total, restored, cancelled}."""
-    sweep = SweepSpec.model_validate(payload)
+    sweep = SweepSpec.model_validate(payload, context=STORED)
     os.environ.update(TUNE_ENV)
     # Without the per-result files the final result grid cannot read them back; the table
     # comes from the trials themselves, so that warning says nothing.
@@ -85,8 +86,9 @@ def run_sweep(sweep_id: str, payload: dict[str, Any], settings: WorkerSettings, 
         table = _tables.pop(sweep_id, None) or TrialTable(sweep_id, sweep)
         cancelled = sweep_id in _cancelled
         rows = table.final_rows(grid)
-        if restored:
-            _kill_abandoned_runs(parent, {row["trial_id"] for row in rows})
+        # Restored or not: a parent run continued after a crash before Tune saved any state
+        # may hold the open runs of trials the new start does not know.
+        _kill_abandoned_runs(parent, {row["trial_id"] for row in rows})
         summary = parent.finish(rows, cancelled=cancelled)
         shutil.rmtree(checkpoints.sweep_folder(settings.home, sweep_id), ignore_errors=True)
     except BaseException:
@@ -126,9 +128,9 @@ def _fit(sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, parent: Pare
 
 
 def _kill_abandoned_runs(parent: ParentRun, trial_ids: set[str]) -> None:
-    """Open runs of trials the restored experiment does not hold (created after Tune last
-    saved its state, under other ids) were cut off for good: KILLED, rather than closed as
-    finished with the others."""
+    """Open runs of trials this start's Tune experiment does not hold (created after Tune last
+    saved its state, or by a start that saved none, under other ids) were cut off for good:
+    KILLED, rather than closed as finished with the others."""
     for run in parent.children("RUNNING"):
         if run.data.tags.get(TAG_TRIAL_ID) not in trial_ids:
             parent.client.set_terminated(run.info.run_id, status="KILLED")

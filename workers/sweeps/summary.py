@@ -22,7 +22,7 @@ from workers.sweeps import sweep_plots
 from workers.sweeps.trial import TAG_TRIAL_ID
 from workers.sweeps.verdict_grid import verdict_grid
 from workers.tracking.metric_writers import ClientWriter
-from workers.tracking.run_tracker import MAX_PARAM_LENGTH, layerwise_version
+from workers.tracking.run_tracker import MAX_PARAM_LENGTH, find_run, layerwise_version
 from workers.worker_settings import WorkerSettings
 
 TAG_KIND = "layerwise.kind"
@@ -42,15 +42,23 @@ class ParentRun:
     @classmethod
     def open(cls, sweep: SweepSpec, sweep_id: str, settings: WorkerSettings, *,
              run_id: str | None = None) -> ParentRun:
-        """Create the parent run, or continue `run_id` (a sweep resumed after a restart)."""
+        """Continue `run_id` (a sweep resumed after a restart), else the sweep's parent run if
+        MLflow holds one (a driver that died before the job store learned its id), else create
+        it: one sweep, one parent run."""
         client = MlflowClient(tracking_uri=settings.tracking_uri)
+        if run_id is None:
+            experiment_id = names.ensure_experiment(client, sweep.mlflow_project,
+                                                    tracking_uri=settings.tracking_uri,
+                                                    home=settings.home)
+            run_id = find_run(client, experiment_id, {names.TAG_SWEEP_ID: sweep_id,
+                                                      TAG_KIND: "sweep"})
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")
-            return cls(client, run_id, client.get_run(run_id).info.experiment_id, sweep,
-                       sweep_id)
-        experiment_id = names.ensure_experiment(client, sweep.mlflow_project,
-                                                tracking_uri=settings.tracking_uri,
-                                                home=settings.home)
+            run = client.get_run(run_id)
+            parent = cls(client, run_id, run.info.experiment_id, sweep, sweep_id)
+            if not run.data.params:  # the driver died before it logged them
+                parent._log_settings()
+            return parent
         tags = {names.TAG_JOB_ID: sweep_id, names.TAG_SWEEP_ID: sweep_id, TAG_KIND: "sweep",
                 names.TAG_VERSION: layerwise_version(), **sweep.tags}
         run = client.create_run(experiment_id, tags=tags, run_name=sweep.display_name)
