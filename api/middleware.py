@@ -3,6 +3,7 @@ a client sees of an unexpected error, and the latency histogram.
 
 - With tokens configured, a `/v1` request without a known bearer token is refused (401) before
   one byte of its body is read: an anonymous client cannot make the API buffer anything.
+- A request with more than one Authorization header is refused (400), token or none.
 - The body limit holds for every transfer encoding: a declared Content-Length over the limit
   is refused at once, and the bytes actually received are counted as they arrive (chunked
   bodies declare no length), so at most the limit is ever held.
@@ -79,6 +80,12 @@ class EdgeGuard:
         url_problem = _url_problem(scope)
         if url_problem is not None:
             return url_problem
+        # A dict keeps the last of repeated headers; one proxy or client that reads the first
+        # Authorization and another that reads the last would each see a different caller.
+        if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+            return problem(400, "Bad Request", (
+                "the request has more than one Authorization header; send one Authorization "
+                "header"))
         headers = dict(scope["headers"])
         if self.tokens.enabled and scope["path"].startswith("/v1"):
             principal = self._principal(headers.get(b"authorization", b""))

@@ -14,7 +14,7 @@ import torch
 from models.base import LayerwiseModel
 from models.objectives import Objective
 from services.contract.expectations import evaluate_experiment
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec
 from workers.data import DataBundle
 from workers.diagnostics import Diagnostics
 from workers.prepare import prepare
@@ -108,8 +108,9 @@ class RunOptions:
     tags: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None  # continue this MLflow run instead of creating one
     # Resume training from the job's own checkpoint (<home>/checkpoints/<job id>.pt), if it
-    # exists. None: when continuing a run (`run_id`), as a job retried after a crash does. A
-    # PBT trial continues its run from Tune's checkpoint instead of this one (False).
+    # exists. None: when continuing a run (`run_id`, or the job's run an attempt that died
+    # left open), as a job retried after a crash does. A PBT trial continues its run from
+    # Tune's checkpoint instead of this one (False).
     resume: bool | None = None
     experiment_id: str | None = None  # the project's MLflow experiment, when known
     hooks: RunHooks = field(default_factory=RunHooks)
@@ -127,7 +128,8 @@ def set_up(spec_payload: dict[str, Any], settings: WorkerSettings
     """What every process of a training does first, in this order (the seeds before the model
     is built, so every rank of a data-parallel run builds the same weights): the spec, the
     job's threads and seeds, the device, then the data, objective and model."""
-    spec = ExperimentSpec.model_validate(spec_payload)
+    # STORED: a job stored before the repair link left the spec's tags still runs.
+    spec = ExperimentSpec.model_validate(spec_payload, context=STORED)
     set_threads(spec.resources.cpus)
     seed_everything(spec.training.seed)
     device = pick_device(spec.resources.gpus)
@@ -141,9 +143,10 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
     """Train the experiment and record it in MLflow. Returns the final metrics.
 
     `report` receives {"mlflow_run_id", "mlflow_experiment_id"} once the run exists, then
-    {"progress": ...} after every epoch. With `options.run_id` the MLflow run continues (logging
-    only steps it does not hold yet); with `options.resume` (by default: with a run_id, a
-    retry after a crash) training resumes from the job's last checkpoint, if any.
+    {"progress": ...} after every epoch. With `options.run_id`, or when an attempt of the job
+    that died left its run open, the MLflow run continues (logging only steps it does not hold
+    yet); with `options.resume` (by default: when the run continues, a retry after a crash)
+    training resumes from the job's last checkpoint, if any.
     """
     options = options or RunOptions()
     hooks = options.hooks
@@ -155,7 +158,7 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                                experiment_id=options.experiment_id)
     report({"mlflow_run_id": tracker.run_id, "mlflow_experiment_id": tracker.experiment_id})
     saved = checkpoints.checkpoint_path(settings.home, job_id)
-    resume = options.run_id is not None if options.resume is None else options.resume
+    resume = tracker.continued if options.resume is None else options.resume
     state = checkpoints.load(saved) if resume else None
     if options.parallel is not None:
         state = options.parallel.broadcast(state)  # replicas resume from the same state

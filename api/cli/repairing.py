@@ -17,7 +17,7 @@ def repair(job_id: Annotated[str, typer.Argument(help="the job to repair (or its
     """Submit the fix a finished job's diagnosis suggests as a new, linked experiment."""
     with _client(url, token) as client:
         record = _call(client, client.repair, job_id)
-        tried = int((record["spec"].get("tags") or {}).get("layerwise.repair_candidate", 0))
+        tried = record.get("repair_candidate") or 0
         console.print(f"submitted [bold]{record['id']}[/bold] ({record['name']}), a repair of "
                       f"{record['repair_of']} (its fix number {tried + 1})")
         if not wait:

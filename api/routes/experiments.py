@@ -78,21 +78,27 @@ def get_experiment(job: JobDep, store: StoreDep, principal: PrincipalDep,
 
 
 @router.post("/{job_id}/repair", response_model=ExperimentRecord, status_code=201,
-             responses={200: {"description": "repeat of an Idempotency-Key: the first record"}})
+             responses={200: {"description": "a repair of this job with this fix exists "
+                                             "already (or a repeated Idempotency-Key): it"}})
 async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
                             principal: PrincipalDep, dispatcher: DispatcherDep,
                             response: Response,
                             idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                             ) -> ExperimentRecord:
     """Submit the fix the diagnosis of a succeeded job (or one that diverged) suggests, as a
-    new experiment linked to it (tag `layerwise.repair_of`, MLflow parent run); checked and
-    queued as a submission is. The repair of a repair that did not help tries the next fix
-    suggested for the job it repaired (tag `layerwise.repair_candidate`). 409 when there is
-    nothing to repair (not finished, no diagnosis, healthy, no fix, every fix tried)."""
+    new experiment linked to it (`repair_of`; on its MLflow run the tag `layerwise.repair_of`
+    and the parent run); checked and queued as a submission is. The repair of a repair that
+    did not help tries the next fix suggested for the job it repaired (`repair_candidate`).
+
+    Idempotent: while you have a repair of that job with that fix (queued, running or
+    finished; not cancelled), asking again answers 200 with it rather than making another.
+    To try the next fix once a repair has finished without helping, repair that repair. 404
+    when the job, or the job it repairs, is not yours; 409 when there is nothing to repair
+    (not finished, no diagnosis, healthy, no fix, every fix tried)."""
     try:
         record, created = await run_in_threadpool(
             repair.submit_repair, job, store=store, settings=settings, owner=principal.owner,
-            cluster=dispatcher, idempotency_key=idempotency_key)
+            admin=principal.admin, cluster=dispatcher, idempotency_key=idempotency_key)
     except repair.RepairRefused as exc:
         raise HTTPException(409, str(exc)) from None
     if not created:
@@ -103,15 +109,15 @@ async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
 def _with_repair(job: JobRecord, store: JobStore, principal: Principal) -> ExperimentRecord:
     """The record with its repair link, and before/after when the caller may see the
     repaired job."""
-    record = ExperimentRecord(**job.model_dump(), repair_of=repair.repair_of(job))
+    # `repair_of` from the job's column, or from the tags of a record stored before it.
+    record = ExperimentRecord(**{**job.model_dump(), "repair_of": repair.repair_of(job)})
     if record.repair_of is None:
         return record
     try:
-        original = store.get(record.repair_of)
-    except JobNotFound:  # the spec names a job this store does not hold
+        original = repair.visible(store, record.repair_of, principal.owner, principal.admin)
+    except JobNotFound:  # not in this store, or not the caller's to see
         return record
-    if principal.admin or original.owner == principal.owner:
-        record.repair = BeforeAfter(**repair.before_after(original, job))
+    record.repair = BeforeAfter(**repair.before_after(original, job))
     return record
 
 

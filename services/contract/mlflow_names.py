@@ -20,6 +20,15 @@ RUN_NAME_TAG = "mlflow.runName"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
+def repair_link_tags(repair_of: str | None, candidate: int | None,
+                     parent_run_id: str | None) -> dict[str, str]:
+    """A repair's link as its run's tags, from the job's columns (which only the service
+    writes; a spec's tags may not use these keys)."""
+    tags = {TAG_REPAIR_OF: repair_of, TAG_REPAIR_CANDIDATE: None if candidate is None
+            else str(candidate), PARENT_RUN_TAG: parent_run_id}
+    return {key: value for key, value in tags.items() if value is not None}
+
+
 def artifact_location(tracking_uri: str, home: str) -> str | None:
     """Where a new experiment keeps artifacts: under the service's home for a local store;
     a tracking server decides for itself (it serves them)."""

@@ -70,12 +70,11 @@ def test_a_repair_is_a_linked_run_with_the_fix_and_before_and_after(server):
         assert run.data.params[path] == str(value), path
     assert run.data.params["model.hidden"] == str([32] * 6)  # and the rest is the first's
 
-    # An Idempotency-Key works as on submit; the repeat answers 200 with the first record.
-    again = http.post(f"/v1/experiments/{first['id']}/repair", headers={"Idempotency-Key": "r1"})
-    assert again.status_code == 201, again.text
-    repeat = http.post(f"/v1/experiments/{first['id']}/repair", headers={"Idempotency-Key": "r1"})
-    assert repeat.status_code == 200 and repeat.json()["id"] == again.json()["id"]
-    client.cancel(again.json()["id"])
+    assert record["repair_candidate"] == 0 and record["parent_run_id"] == first["mlflow_run_id"]
+    # That repair exists (finished): asking again, with or without a key, answers it (200).
+    for headers in ({}, {"Idempotency-Key": "r1"}):
+        again = http.post(f"/v1/experiments/{first['id']}/repair", headers=headers)
+        assert again.status_code == 200 and again.json()["id"] == record["id"], again.text
 
 
 def test_auto_repair_resubmits_on_its_own_and_stops_after_n_rounds(server):
@@ -102,14 +101,17 @@ def test_auto_repair_resubmits_on_its_own_and_stops_after_n_rounds(server):
     wait_until(lambda: chain[-1]["id"] in heard, 30, "the last run's outcome to be heard")
     auto._pool.submit(lambda: None).result(timeout=60)  # what it submitted is done
     listed = server.client().list(limit=50)["data"]
-    assert not [j for j in listed if j["spec"]["tags"].get("layerwise.repair_of") ==
-                chain[1]["id"]]  # no second round, though its diagnosis has a fix too
+    assert not [j for j in listed if j["repair_of"] == chain[1]["id"]]  # no second round,
+    # though its diagnosis has a fix too
     assert [job["spec"]["diagnostics"]["auto_repair"] for job in chain] == [1, 0]
     assert [job["spec"]["optimizer"]["lr"] for job in chain] == [0.003, 0.0015]
-    assert chain[1]["spec"]["tags"]["mlflow.parentRunId"] == chain[0]["mlflow_run_id"]
+    assert chain[1]["parent_run_id"] == chain[0]["mlflow_run_id"]
+    assert "mlflow.parentRunId" not in chain[1]["spec"]["tags"]
     run = MlflowClient(tracking_uri=server.settings.tracking_uri).get_run(
         chain[1]["mlflow_run_id"])
     assert run.data.tags["layerwise.repair_of"] == first["id"]
+    assert run.data.tags["layerwise.repair_candidate"] == "0"
+    assert run.data.tags["mlflow.parentRunId"] == chain[0]["mlflow_run_id"]
 
 
 def _chain(server: Any, first_id: str, length: int = 2) -> list[dict[str, Any]] | None:
@@ -117,8 +119,7 @@ def _chain(server: Any, first_id: str, length: int = 2) -> list[dict[str, Any]] 
     jobs = [server.client().get(first_id)]
     listed = server.client().list(limit=50)["data"]
     while len(jobs) < length:
-        after = [j for j in listed if j["spec"].get("tags", {}).get(
-            "layerwise.repair_of") == jobs[-1]["id"]]
+        after = [j for j in listed if j["repair_of"] == jobs[-1]["id"]]
         if not after:
             return None
         jobs.append(after[0])

@@ -47,3 +47,18 @@ def _read_line(sock: socket.socket) -> str:
             break
         data += piece
     return data.split(b"\r\n", 1)[0].decode()
+
+
+def send_raw(url: str, method: str, path: str, headers: list[str]) -> tuple[int, str]:
+    """One request with exactly these header lines (repeats kept, as no client library sends
+    them). Returns (status, body)."""
+    parts = urlsplit(url)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}", "Connection: close",
+             "Content-Length: 0", *headers]
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while piece := sock.recv(65536):
+            data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")

@@ -17,10 +17,14 @@ from workers.sweeps.driver import run_sweep
 
 @ray.remote(max_retries=0)
 def experiment_task(job_id: str, spec: dict[str, Any], settings: dict[str, Any],
-                    board: Any, resume_run_id: str | None = None) -> dict[str, Any]:
+                    board: Any, resume_run_id: str | None = None,
+                    service_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """`service_tags`: the run's tags from the job's columns (a repair's link)."""
     if spec.get("resources", {}).get("workers", 1) > 1:
-        return run_data_parallel(job_id, spec, WorkerSettings(**settings), board, resume_run_id)
-    return run_on_worker(job_id, spec, WorkerSettings(**settings), board, resume_run_id)
+        return run_data_parallel(job_id, spec, WorkerSettings(**settings), board, resume_run_id,
+                                 service_tags)
+    return run_on_worker(job_id, spec, WorkerSettings(**settings), board, resume_run_id,
+                         service_tags=service_tags)
 
 
 @ray.remote(num_cpus=0, max_retries=0)

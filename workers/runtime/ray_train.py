@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec
 from workers.run import WorkerSettings, set_up, to_splits
 from workers.runtime.worker_run import run_on_worker
 from workers.training.data_parallel import DataParallel
@@ -37,13 +37,14 @@ class ResultBox:
 
 
 def run_data_parallel(job_id: str, spec_payload: dict[str, Any], settings: WorkerSettings,
-                      board: Any, resume_run_id: str | None = None) -> dict[str, Any]:
+                      board: Any, resume_run_id: str | None = None,
+                      service_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Train on `resources.workers` workers; returns rank 0's result (as run_experiment)."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2.api.exceptions import WorkerGroupError
 
-    resources = ExperimentSpec.model_validate(spec_payload).resources
+    resources = ExperimentSpec.model_validate(spec_payload, context=STORED).resources
     per_worker = {"CPU": resources.cpus, **resources.custom}
     if resources.gpus:
         per_worker["GPU"] = resources.gpus
@@ -51,7 +52,8 @@ def run_data_parallel(job_id: str, spec_payload: dict[str, Any], settings: Worke
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"job_id": job_id, "spec": spec_payload, "settings": asdict(settings),
-                           "board": board, "box": box, "resume_run_id": resume_run_id},
+                           "board": board, "box": box, "resume_run_id": resume_run_id,
+                           "service_tags": service_tags},
         scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=resources.gpus > 0,
                                      resources_per_worker=per_worker),
         torch_config=TorchConfig(backend="nccl" if resources.gpus else "gloo"),
@@ -77,7 +79,7 @@ def _train_worker(config: dict[str, Any]) -> None:
         train_replica(config["spec"], settings, parallel)
         return
     result = run_on_worker(config["job_id"], config["spec"], settings, config["board"],
-                           config["resume_run_id"], parallel)
+                           config["resume_run_id"], parallel, config.get("service_tags"))
     ray.get(config["box"].put.remote(result))
 
 

@@ -23,13 +23,15 @@ class OrphanGuard(StopWhenOrphaned, RunHooks):
 
 
 def run_on_worker(job_id: str, spec: dict[str, Any], settings: WorkerSettings, board: Any,
-                  resume_run_id: str | None, parallel: DataParallel | None = None
-                  ) -> dict[str, Any]:
+                  resume_run_id: str | None, parallel: DataParallel | None = None,
+                  service_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """`run_experiment` as a Ray worker runs it (alone, or as rank 0 of a data-parallel
-    training): progress to the board, stopped if orphaned, and the node it ran on."""
+    training): progress to the board, stopped if orphaned, and the node it ran on.
+    `service_tags` go on the run besides the spec's (a repair's link, from the job's columns)."""
     report = BoardLink(board, job_id)
     result = run_experiment(job_id, spec, settings, report, RunOptions(
-        run_id=resume_run_id, parallel=parallel, hooks=OrphanGuard()))
+        tags=dict(service_tags or {}), run_id=resume_run_id, parallel=parallel,
+        hooks=OrphanGuard()))
     report.flush()
     result["node_id"] = ray.get_runtime_context().get_node_id()
     return result

@@ -31,7 +31,7 @@ from typing import Any, Protocol, overload
 from pydantic import ValidationError
 
 from services import resources as cluster_fit
-from services.caps import CapExceeded, SubmissionLimits, spec_cap_errors
+from services.caps import CapExceeded, SubmissionLimits, check_memory_cap, spec_cap_errors
 from services.contract.applicability import declared_errors
 from services.contract.expectations import CompareExpectation
 from services.contract.spec import ExperimentSpec
@@ -63,10 +63,13 @@ class SweepCheck:
 
 # -- entries -----------------------------------------------------------------------------------
 def submit_experiment(spec: ExperimentSpec, *, store: JobStore, settings: Settings, owner: str,
-                      cluster: Cluster | None, idempotency_key: str | None
-                      ) -> tuple[JobRecord, bool]:
+                      cluster: Cluster | None, idempotency_key: str | None,
+                      repair_of: str | None = None, repair_candidate: int | None = None,
+                      parent_run_id: str | None = None) -> tuple[JobRecord, bool]:
     """Check the experiment and queue it. Returns the record and whether it was created (not
-    a repeat of an Idempotency-Key)."""
+    a repeat of an Idempotency-Key). A repair's link (the job it repairs, the candidate fix
+    it tries, the MLflow run its run is a child of) goes to the job's own columns, which only
+    the service writes (`workers/submission/repair.py`)."""
     with dry_runs.DRY_RUNS.slot():  # the caller took `DRY_RUNS.admitted()` where it arrived
         dry = check_experiment(spec, settings.data_root_list, SubmissionLimits.of(settings),
                                cluster)
@@ -74,7 +77,8 @@ def submit_experiment(spec: ExperimentSpec, *, store: JobStore, settings: Settin
         spec=dry.spec.model_dump(mode="json"), spec_hash=dry.spec.spec_hash(),
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
         owner=owner, idempotency_key=idempotency_key, param_count=dry.param_count,
-        max_queued=settings.max_queued_per_owner)
+        max_queued=settings.max_queued_per_owner, repair_of=repair_of,
+        repair_candidate=repair_candidate, parent_run_id=parent_run_id)
     if created and cluster is not None:
         cluster.wake()
     return record, created
@@ -107,7 +111,10 @@ def check_experiment(spec: ExperimentSpec, data_roots: list[str],
     static_checks(spec)
     caps(spec, limits)
     resources(spec, cluster)
-    return dry_run(spec, data_roots, limits)
+    dry = dry_run(spec, data_roots, limits)
+    if cluster is not None:  # the dry run measured it; one task trains on one node
+        check_memory_cap(dry.memory, limits, cluster.largest_node().get("memory"))
+    return dry
 
 
 def check_sweep(sweep: SweepSpec, data_roots: list[str],

@@ -2,10 +2,17 @@
 new experiment linked to the first (`POST /v1/experiments/{id}/repair`, `layerwise repair`,
 and on its own with `diagnostics.auto_repair`).
 
-The link travels in the repair's spec tags: `layerwise.repair_of` (the repaired job's id) and
-`mlflow.parentRunId` (its MLflow run). The worker already puts a spec's tags on its run, so the
-MLflow link needs nothing of the worker; the store needs no new column (the record reads the
-link from the spec), and the spec logged as `spec.yaml` says what it repairs.
+The link lives in the repair's job columns, which only the service writes: `repair_of` (the
+repaired job's id), `repair_candidate` (which of its fixes it tries) and `parent_run_id` (its
+MLflow run); the worker puts them on the run as `layerwise.repair_of`,
+`layerwise.repair_candidate` and `mlflow.parentRunId`. A spec's own tags cannot carry these
+keys (services/contract/spec.py), so no one can link a job to another's; a record stored when
+the link travelled in the spec's tags is still read by them.
+
+A repair reads every job as its caller: the job repaired and the one it points to must be the
+caller's (or the caller an admin), else JobNotFound (404, as for any job one cannot see). It is
+idempotent: while the caller has a repair of that job with that candidate (queued, running or
+finished, not cancelled), asking again returns it instead of making another.
 
 Try and check (AutoTrainer's loop): a finding carries its fix and `alternatives`, ranked. A
 repair that did not help (`helped`: not healthy, and its headline metric not `CLEAR_GAIN`
@@ -18,18 +25,20 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from services.contract import mlflow_names as names
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec, user_tags
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import apply_params
 from services.lifecycle import Status
 from services.settings import Settings
-from services.store import JobRecord, JobStore
+from services.store import JobNotFound, JobRecord, JobStore
 from workers.submission.pipeline import Cluster, submit_experiment
 
 log = logging.getLogger("layerwise.repair")
@@ -119,18 +128,34 @@ def helped(before: float | None, after: float | None, better: str,
     return gain >= CLEAR_GAIN or (after_verdict == "healthy" and gain > -CLEAR_GAIN)
 
 
-def next_attempt(record: JobRecord, store: JobStore | None = None
+def visible(store: JobStore, job_id: str, owner: str, admin: bool = False) -> JobRecord:
+    """The job, read as `owner` reads it (the routes' rule: an admin sees every job).
+
+    Raises:
+        JobNotFound: no such job, or another owner's.
+    """
+    record = store.get(job_id)
+    if not admin and record.owner != owner:
+        raise JobNotFound(job_id)
+    return record
+
+
+def next_attempt(record: JobRecord, store: JobStore | None = None, *,
+                 owner: str | None = None, admin: bool = False
                  ) -> tuple[JobRecord, int, dict[str, Any]]:
     """(the job whose spec to change, which of its candidate fixes, that fix).
 
     A repair that did not help sends the next attempt back to the job it repairs, with the
-    candidate after the one it tried; any other job is changed by its own first fix.
+    candidate after the one it tried; any other job is changed by its own first fix. The job
+    it repairs is read as `owner` (by default the record's own owner).
 
     Raises:
         RepairRefused: see `candidate_fixes`, or every candidate of the repaired job tried.
+        JobNotFound: the job it repairs is not the caller's.
     """
     original_id = repair_of(record)
-    original = store.get(original_id) if store is not None and original_id else None
+    original = (visible(store, original_id, owner or record.owner, admin)
+                if store is not None and original_id else None)
     if original is not None and not repair_helped(original, record):
         diagnosis_of(record)  # the attempt itself must be finished and not healthy
         tried = _candidate_index(record)
@@ -146,28 +171,53 @@ def next_attempt(record: JobRecord, store: JobStore | None = None
 
 
 def _candidate_index(record: JobRecord) -> int:
-    raw = (record.spec.get("tags") or {}).get(TAG_CANDIDATE, "0")
+    if record.repair_candidate is not None:
+        return record.repair_candidate
+    raw = _legacy_tags(record).get(TAG_CANDIDATE, "0")  # a record from before the columns
     return int(raw) if str(raw).isdigit() else 0
 
 
+def _legacy_tags(record: JobRecord) -> dict[str, Any]:
+    return record.spec.get("tags") or {}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The next attempt: its spec and its link, which goes to the new job's columns."""
+
+    spec: ExperimentSpec
+    repair_of: str  # the job whose spec it changes
+    candidate: int  # which of that job's candidate fixes it tries
+    parent_run_id: str | None  # that job's MLflow run
+
+
+def plan(record: JobRecord, store: JobStore | None = None) -> Attempt:
+    """The next attempt (`next_attempt`, reading the jobs as the record's owner does)."""
+    base, index, fix = next_attempt(record, store)
+    return Attempt(_spec_of_attempt(record, base, fix), base.id, index, base.mlflow_run_id)
+
+
 def repaired_spec(record: JobRecord, store: JobStore | None = None) -> ExperimentSpec:
-    """The next attempt's spec (`next_attempt`): the base job's spec with the fix applied by
-    dotted path, one round of auto repair used, named `<name> (repair N)`, tagged with its
-    link to the job it repairs and the candidate it tries, without the `{diagnosis: ...}`
-    expectations (the problem it repairs) but with the metric bounds.
+    return plan(record, store).spec
+
+
+def _spec_of_attempt(record: JobRecord, base: JobRecord, fix: dict[str, Any]
+                     ) -> ExperimentSpec:
+    """The base job's spec with the fix applied by dotted path, one round of auto repair
+    used, named `<name> (repair N)`, with the base's own tags (not the service's), without
+    the `{diagnosis: ...}` expectations (the problem it repairs) but with the metric bounds.
 
     Raises:
-        RepairRefused: see `next_attempt`, or the fix is already in the spec.
+        RepairRefused: the fix is already in the spec.
         SpecInvalid: the fix makes a spec that does not parse (each field named).
     """
-    base, index, fix = next_attempt(record, store)
-    original = ExperimentSpec.model_validate(base.spec)
+    original = ExperimentSpec.model_validate(base.spec, context=STORED)
     before = original.model_dump(mode="json")
     payload = apply_params(before, fix)
     if payload == before:
         raise RepairRefused(f"the fix suggested for job {base.id} ({_describe(fix)}) is "
                             "already in its spec; change the spec by hand and submit it")
-    rounds = ExperimentSpec.model_validate(record.spec).diagnostics.auto_repair
+    rounds = ExperimentSpec.model_validate(record.spec, context=STORED).diagnostics.auto_repair
     diagnostics = payload.setdefault("diagnostics", {})
     diagnostics["auto_repair"] = max(0, rounds - 1)
     payload["name"] = repair_name(record.spec.get("name") or record.id[:8])
@@ -175,10 +225,7 @@ def repaired_spec(record: JobRecord, store: JobStore | None = None) -> Experimen
     # bounds still say what the run should reach.
     payload["expect"] = [e for e in payload.get("expect") or []
                          if not (isinstance(e, dict) and "diagnosis" in e)]
-    tags = {**original.tags, names.TAG_REPAIR_OF: base.id, TAG_CANDIDATE: str(index)}
-    if base.mlflow_run_id:
-        tags[names.PARENT_RUN_TAG] = base.mlflow_run_id
-    payload["tags"] = tags
+    payload["tags"] = user_tags(original.tags)  # an old record's link tags are not copied
     try:
         return ExperimentSpec.model_validate(payload)
     except ValidationError as exc:
@@ -196,16 +243,39 @@ def repair_name(name: str) -> str:
 
 
 def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, owner: str,
-                  cluster: Cluster | None, idempotency_key: str | None
+                  cluster: Cluster | None, idempotency_key: str | None, admin: bool = False
                   ) -> tuple[JobRecord, bool]:
-    """The repaired spec through the one submission path (caps, dry run, queue)."""
-    return submit_experiment(repaired_spec(record, store), store=store, settings=settings,
-                             owner=owner, cluster=cluster, idempotency_key=idempotency_key)
+    """The repaired spec through the one submission path (caps, dry run, queue), linked in
+    the new job's columns. Returns (record, created): the caller's existing repair of the same
+    job and candidate, if there is one, with created=False.
+
+    Raises:
+        JobNotFound: the job, or the one it repairs, is not the caller's.
+        RepairRefused, SpecInvalid: see `next_attempt` and `_spec_of_attempt`.
+    """
+    record = visible(store, record.id, owner, admin)
+    base, index, fix = next_attempt(record, store, owner=owner, admin=admin)
+    with _REPAIRING[hash((owner, base.id, index)) % len(_REPAIRING)]:
+        existing = store.find_repair(owner, base.id, index)
+        if existing is not None:
+            return existing, False
+        return submit_experiment(
+            _spec_of_attempt(record, base, fix), store=store, settings=settings, owner=owner,
+            cluster=cluster, idempotency_key=idempotency_key, repair_of=base.id,
+            repair_candidate=index, parent_run_id=base.mlflow_run_id)
+
+
+# Two requests for the same repair in this process check and create one after the other, so
+# that the second finds the first's job (striped: bounded, and unrelated repairs rarely wait).
+_REPAIRING = [threading.Lock() for _ in range(32)]
 
 
 def repair_of(record: JobRecord) -> str | None:
     """The id of the job this one repairs, if it is a repair."""
-    return (record.spec.get("tags") or {}).get(names.TAG_REPAIR_OF)
+    if record.repair_of is not None:
+        return record.repair_of
+    legacy = _legacy_tags(record).get(names.TAG_REPAIR_OF)  # a record from before the columns
+    return str(legacy) if legacy else None
 
 
 def headline_metric(*records: JobRecord) -> tuple[str, str]:
@@ -281,7 +351,7 @@ def wants_repair(record: JobRecord, store: JobStore | None = None) -> bool:
         return False
     try:
         repaired_spec(record, store)
-    except RepairRefused:
+    except (RepairRefused, JobNotFound):
         return False
     except SpecInvalid:
         return True

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ray import tune
 
 from services.contract import mlflow_names as names
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec
 from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
 from services.sweep_table import DIAGNOSIS_STOP
 from workers.diagnostics.live import LiveDiagnosis
@@ -79,11 +79,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
     if ctx.sweep_id not in _sweeps and len(_sweeps) >= SWEEPS_KEPT:
         _sweeps.clear()
     sweep = _sweeps.get(ctx.sweep_id) or _sweeps.setdefault(
-        ctx.sweep_id, SweepSpec.model_validate(ctx.sweep))
+        ctx.sweep_id, SweepSpec.model_validate(ctx.sweep, context=STORED))
     params, repeat = sweep.decode(config)
     payload = sweep.trial_payload(params, repeat, name=f"{sweep.display_name}-{trial_id}")
     try:
-        ExperimentSpec.model_validate(payload)
+        ExperimentSpec.model_validate(payload, context=STORED)
     except ValidationError as exc:
         raise TrialSpecInvalid(f"the values {params} give an invalid spec: {exc}") from None
     state = _load_state(checkpoint)

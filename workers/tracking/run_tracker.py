@@ -42,7 +42,10 @@ def layerwise_version() -> str:
 
 
 class RunTracker:
-    """The MLflow run of one job. `start` creates it (or continues `run_id`)."""
+    """The MLflow run of one job. `start` creates it (or continues `run_id`, or the job's
+    run an attempt left open: then `continued`)."""
+
+    continued = False  # continues a run an earlier attempt made
 
     def __init__(self, client: MlflowClient, run: Run, tracking_uri: str,
                  metrics_uri: str | None = None):
@@ -64,19 +67,29 @@ class RunTracker:
         """metrics_uri: the tracking server's database, when metrics may go straight to it.
         experiment_id: the project's experiment when the caller knows it (a sweep's trial)."""
         client = tracking_client(tracking_uri)
-        if run_id is not None:
-            run = client.get_run(run_id)
-            client.update_run(run_id, status="RUNNING")
-            return cls(client, run, tracking_uri, metrics_uri)
-        experiment_id = experiment_id or names.ensure_experiment(
-            client, spec.project, tracking_uri=tracking_uri, home=home)
-        tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
-                names.TAG_SPEC_HASH: spec.spec_hash(), names.TAG_VERSION: layerwise_version(),
-                names.TAG_WORKER: f"{socket.gethostname()}:{os.getpid()}",
-                **spec.tags, **(extra_tags or {})}
-        run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
+        if run_id is None:
+            experiment_id = experiment_id or names.ensure_experiment(
+                client, spec.project, tracking_uri=tracking_uri, home=home)
+            # An attempt that died before the job store learned its run id left the run open:
+            # the retry continues it rather than making a second run of the job.
+            run_id = find_run(client, experiment_id, {names.TAG_JOB_ID: job_id},
+                              status="RUNNING")
+            if run_id is None:
+                tags = {names.TAG_JOB_ID: job_id, names.TAG_MODEL_KIND: spec.model.kind,
+                        names.TAG_SPEC_HASH: spec.spec_hash(),
+                        names.TAG_VERSION: layerwise_version(),
+                        names.TAG_WORKER: f"{socket.gethostname()}:{os.getpid()}",
+                        **spec.tags, **(extra_tags or {})}
+                run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
+                tracker = cls(client, run, tracking_uri, metrics_uri)
+                tracker.sink.call_soon(lambda: tracker._log_params(spec))
+                return tracker
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
         tracker = cls(client, run, tracking_uri, metrics_uri)
-        tracker.sink.call_soon(lambda: tracker._log_params(spec))
+        tracker.continued = True
+        if not run.data.params:  # the attempt died before it logged them
+            tracker.sink.call_soon(lambda: tracker._log_params(spec))
         return tracker
 
     def _log_params(self, spec: ExperimentSpec) -> None:
@@ -131,6 +144,17 @@ class RunTracker:
             self.sink.close()
         finally:
             self.client.set_terminated(self.run_id, status=status)
+
+
+def find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str], *,
+              status: str | None = None) -> str | None:
+    """The id of the first run of the experiment with all of `tags` (and `status`), if any."""
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    if status is not None:
+        query += f" and attributes.status = '{status}'"
+    runs = client.search_runs([experiment_id], filter_string=query, max_results=1,
+                              order_by=["attributes.start_time ASC"])
+    return runs[0].info.run_id if runs else None
 
 
 def last_steps(run: Run) -> dict[str, int]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
 from services.lifecycle import Status
 from services.settings import Settings
-from services.store import JobRecord, JobStore
+from services.store import JobNotFound, JobRecord, JobStore
 from tests.utils.specs import mlp_spec
 from workers.submission import repair
 from workers.submission.repair import AutoRepair, RepairRefused
@@ -32,11 +32,21 @@ def diagnosis(verdict: str = "not_learning", fix: dict[str, Any] | None = None
 
 
 def finished(store: JobStore, spec: dict[str, Any], found: dict[str, Any] | None = None, *,
-             result: dict[str, Any] | None = None, status: Status = Status.SUCCEEDED
+             result: dict[str, Any] | None = None, status: Status = Status.SUCCEEDED,
+             link: repair.Attempt | JobRecord | None = None, owner: str = "anonymous"
              ) -> JobRecord:
-    payload = ExperimentSpec.model_validate(spec).model_dump(mode="json")
+    """A job in the store as the service leaves it (`link`: a planned repair, or a repair's
+    record, whose link it gets; a spec with the old link tags: a record stored before the
+    columns)."""
+    payload = ExperimentSpec.model_validate(spec, context=STORED).model_dump(mode="json")
+    if isinstance(link, JobRecord):
+        link = repair.Attempt(ExperimentSpec.model_validate(link.spec), link.repair_of or "",
+                              link.repair_candidate or 0, link.parent_run_id)
     record, _ = store.create(spec=payload, spec_hash="h", name=payload["name"],
-                             project=payload["project"])
+                             project=payload["project"], owner=owner,
+                             repair_of=link.repair_of if link else None,
+                             repair_candidate=link.candidate if link else None,
+                             parent_run_id=link.parent_run_id if link else None)
     store.update(record.id, mlflow_run_id="run-" + record.id[:6])
     if status == Status.QUEUED:
         return store.get(record.id)
@@ -55,22 +65,28 @@ def store(tmp_path: Path) -> JobStore:
 def test_the_fix_is_applied_by_dotted_path_and_linked_to_the_job(store):
     job = finished(store, mlp_spec(diagnostics={"auto_repair": 2}, tags={"team": "a"}),
                    diagnosis())
-    spec = repair.repaired_spec(job)
+    planned = repair.plan(job)
+    spec = planned.spec
     assert spec.optimizer.lr == 0.01 and spec.training.epochs == 3  # the primary fix only
     assert spec.optimizer.name == "adam" and spec.model.hidden == [32, 32]  # the rest kept
     assert spec.diagnostics.auto_repair == 1
     assert spec.name == "test-mlp (repair 1)"
-    assert spec.tags == {"team": "a", "layerwise.repair_of": job.id,
-                         "layerwise.repair_candidate": "0",
-                         "mlflow.parentRunId": job.mlflow_run_id}
+    assert spec.tags == {"team": "a"}  # the link is the job's, not the spec's
+    assert (planned.repair_of, planned.candidate, planned.parent_run_id) == (
+        job.id, 0, job.mlflow_run_id)
 
 
 def test_a_repair_of_a_repair_counts_its_round_and_links_to_its_own_parent(store):
+    """The job is stored as before the link moved to the columns: its spec's link tag still
+    reads, and is not copied into the repair's spec."""
     job = finished(store, mlp_spec(name="net (repair 1)",
-                                   tags={"layerwise.repair_of": "first"}), diagnosis())
-    spec = repair.repaired_spec(job)
+                                   tags={"layerwise.repair_of": "first", "team": "a"}),
+                   diagnosis())
+    assert repair.repair_of(job) == "first"
+    planned = repair.plan(job)
+    spec = planned.spec
     assert spec.name == "net (repair 2)"
-    assert spec.tags["layerwise.repair_of"] == job.id
+    assert planned.repair_of == job.id and spec.tags == {"team": "a"}
     assert spec.diagnostics.auto_repair == 0  # never below 0
     assert repair.repair_name("x" * 250).endswith("x (repair 1)")
     assert len(repair.repair_name("x" * 250)) == 250
@@ -130,7 +146,8 @@ def test_auto_repair_goes_through_the_submission_path_and_stops_after_n_rounds(
         assert auto.repair_now(job) == made  # one automatic repair per job
         lr = made.spec["optimizer"]["lr"]
         better = {"val/accuracy": 0.5 + 0.1 * len(chain)}  # each round helps, a little
-        job = finished(store, made.spec, diagnosis(fix={"optimizer.lr": lr / 2}), result=better)
+        job = finished(store, made.spec, diagnosis(fix={"optimizer.lr": lr / 2}), result=better,
+                       link=made)
         chain.append(job)
     assert [j.spec["diagnostics"]["auto_repair"] for j in chain] == [2, 1, 0]
     assert [j.name for j in chain] == ["test-mlp", "test-mlp (repair 1)", "test-mlp (repair 2)"]
@@ -153,10 +170,11 @@ def ranked(*fixes: dict[str, Any], verdict: str = "not_learning") -> dict[str, A
 def attempt(store: JobStore, record: JobRecord, *, accuracy: float | None,
             verdict: str = "not_learning", status: Status = Status.SUCCEEDED) -> JobRecord:
     """The repair of `record` submitted and finished with `accuracy` and `verdict`."""
-    spec = repair.repaired_spec(record, store).model_dump(mode="json")
+    planned = repair.plan(record, store)
     result = {"val/accuracy": accuracy} if accuracy is not None else {"val/loss": None}
-    return finished(store, spec, diagnosis(verdict, {"optimizer.lr": 0.05}), result=result,
-                    status=status)
+    return finished(store, planned.spec.model_dump(mode="json"),
+                    diagnosis(verdict, {"optimizer.lr": 0.05}), result=result, status=status,
+                    link=planned)
 
 
 def test_a_repair_that_did_not_help_is_followed_by_the_next_candidate_of_the_first(store):
@@ -168,18 +186,18 @@ def test_a_repair_that_did_not_help_is_followed_by_the_next_candidate_of_the_fir
                      result={"val/accuracy": 0.30})
     one = attempt(store, first, accuracy=0.31)  # +0.01: did not help
     assert one.spec["optimizer"]["lr"] == 0.1
-    assert one.spec["tags"]["layerwise.repair_candidate"] == "0"
+    assert (one.repair_of, one.repair_candidate) == (first.id, 0)
     two = attempt(store, one, accuracy=0.29)  # the second candidate, on the first's spec
     assert two.spec["optimizer"]["lr"] == 0.01 and two.spec["optimizer"]["name"] == "adam"
-    assert two.spec["tags"]["layerwise.repair_of"] == first.id
-    assert two.spec["tags"]["layerwise.repair_candidate"] == "1"
+    assert (two.repair_of, two.repair_candidate) == (first.id, 1)
+    assert two.parent_run_id == first.mlflow_run_id
     assert two.name == "test-mlp (repair 2)" and two.spec["diagnostics"]["auto_repair"] == 2
     three = attempt(store, two, accuracy=0.6)  # the third helps
     assert three.spec["optimizer"] == {**three.spec["optimizer"], "name": "sgd", "lr": 0.1}
     # It helped but is not healthy: its own diagnosis's fix comes next, on its own spec.
-    four = repair.repaired_spec(three, store)
-    assert four.tags["layerwise.repair_of"] == three.id and four.optimizer.lr == 0.05
-    assert four.tags["layerwise.repair_candidate"] == "0"
+    four = repair.plan(three, store)
+    assert four.repair_of == three.id and four.spec.optimizer.lr == 0.05
+    assert four.candidate == 0
 
 
 def test_when_every_candidate_was_tried_the_repair_is_refused_saying_so(store):
@@ -201,7 +219,7 @@ def test_a_run_that_diverged_is_repaired_and_a_repair_with_a_metric_helped(store
     assert repair.wants_repair(diverged, store)
     one = attempt(store, diverged, accuracy=0.2)  # it has a metric now: that helped
     assert repair.repair_helped(diverged, one)
-    assert repair.repaired_spec(one, store).tags["layerwise.repair_of"] == one.id
+    assert repair.plan(one, store).repair_of == one.id
     assert repair.helped(0.5, 0.51, "higher") is False and repair.helped(2.0, 1.9, "lower")
     assert repair.helped(0.5, 0.49, "higher", "healthy")  # healthy at the same level
     assert not repair.helped(0.9, 0.8, "higher", "healthy")  # a cure that costs accuracy
@@ -214,3 +232,55 @@ def test_a_repair_drops_the_expected_problem_and_keeps_the_metric_bounds(store):
     spec = repair.repaired_spec(job, store)
     assert [e.model_dump(mode="json", exclude_none=True) for e in spec.expect] == [
         {"metric": "val/accuracy", ">=": 0.8}]
+
+
+def test_a_repair_reads_the_job_it_repairs_as_its_caller(store, settings):
+    """bob's job linked to alice's (as an old record's tags could link it) reaches nothing of
+    hers: the repair, the plan and the dispatcher's hook all read as bob."""
+    alices = finished(store, mlp_spec(project="alice-proj", tags={"secret": "s"}),
+                      ranked({"optimizer.lr": 0.1}, {"optimizer.lr": 0.01}), owner="alice")
+    bobs = finished(store, mlp_spec(tags={"layerwise.repair_of": alices.id}),
+                    diagnosis(), result={"val/accuracy": 0.1}, owner="bob")
+    for call in (lambda: repair.plan(bobs, store),
+                 lambda: repair.submit_repair(bobs, store=store, settings=settings,
+                                              owner="bob", cluster=None, idempotency_key=None),
+                 lambda: repair.submit_repair(alices, store=store, settings=settings,
+                                              owner="bob", cluster=None, idempotency_key=None)):
+        with pytest.raises(JobNotFound):
+            call()
+    assert not repair.wants_repair(bobs.model_copy(update={"spec": {
+        **bobs.spec, "diagnostics": {"auto_repair": 1}}}), store)
+    # An admin reads every job, as the routes let one.
+    made, _ = repair.submit_repair(bobs, store=store, settings=settings, owner="root",
+                                   admin=True, cluster=None, idempotency_key=None)
+    assert made.repair_of == alices.id and made.owner == "root"
+
+
+def test_asking_again_returns_the_repair_that_exists_until_it_is_cancelled(store_url, settings):
+    store = JobStore(store_url)  # the lookup by link on both backends
+    first = finished(store, mlp_spec(), ranked({"optimizer.lr": 0.1}, {"optimizer.lr": 0.01}),
+                     result={"val/accuracy": 0.3})
+
+    def ask() -> tuple[JobRecord, bool]:
+        return repair.submit_repair(first, store=store, settings=settings, owner="anonymous",
+                                    cluster=None, idempotency_key=None)
+
+    made, created = ask()
+    assert created and (made.repair_of, made.repair_candidate) == (first.id, 0)
+    assert made.parent_run_id == first.mlflow_run_id
+    assert ask() == (made, False)
+    store.move(made.id, Status.RUNNING)
+    store.move(made.id, Status.SUCCEEDED, diagnosis=diagnosis(), result={"val/accuracy": 0.3})
+    assert ask()[0].id == made.id  # finished: still the one repair of that candidate
+    # Its repair is the next candidate, once; asking again gives the same job.
+    done = store.get(made.id)
+    following, created = repair.submit_repair(done, store=store, settings=settings,
+                                              owner="anonymous", cluster=None,
+                                              idempotency_key=None)
+    assert created and following.repair_candidate == 1 and following.repair_of == first.id
+    assert repair.submit_repair(done, store=store, settings=settings, owner="anonymous",
+                                cluster=None, idempotency_key=None)[0].id == following.id
+    store.move(following.id, Status.CANCELLED)
+    again, created = repair.submit_repair(done, store=store, settings=settings,
+                                          owner="anonymous", cluster=None, idempotency_key=None)
+    assert created and again.id != following.id  # a cancelled repair does not count

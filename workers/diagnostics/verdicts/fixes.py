@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.contract.applicability import declared_errors
-from services.contract.spec import ExperimentSpec
+from services.contract.spec import STORED, ExperimentSpec
 
 Fix = dict[str, Any]
 SATURATING = ("sigmoid", "tanh", "arctan", "step")
@@ -45,7 +45,7 @@ def apply(spec: ExperimentSpec, fix: Fix) -> ExperimentSpec:
             node = node.setdefault(part, {})
         node[name] = new
     try:
-        changed = ExperimentSpec.model_validate(payload)
+        changed = ExperimentSpec.model_validate(payload, context=STORED)  # a running job's
     except ValidationError as exc:
         raise ValueError(str(exc)) from exc
     errors = declared_errors(changed)
