@@ -44,8 +44,28 @@ class BeforeAfter(BaseModel):
                                 "the next fix suggested for the job it repairs)")
 
 
+class AttemptEntry(BaseModel):
+    """One attempt of a job that ended before the job did."""
+
+    attempt: int = Field(description="which attempt (1 is the first launch)")
+    cause: str = Field(description=(
+        "worker_lost, node_lost, ray_system, oom_killed (the kernel's OOM killer, seen where "
+        "Ray runs on the service's host), memory_monitor (Ray's), service_restart (its "
+        "dispatcher stopped or stopped vouching for it) or launch_failed (Ray refused it)"))
+    detail: str = Field(description="Ray's words, trimmed")
+    at: str = Field(description="when it was recorded (ISO 8601, UTC)")
+    counted: bool = Field(description=(
+        "whether it used up one of max_attempts; the service's own trouble and memory "
+        "kills while other processes held the node's memory do not"))
+
+
 class ExperimentRecord(JobRecord):
     """A job, and for a repair (`POST /v1/experiments/{id}/repair`) its link and outcome."""
+
+    # Typed here for the OpenAPI document; the store keeps the entries as it wrote them.
+    attempt_log: list[AttemptEntry] = Field([], description=(  # type: ignore[assignment]
+        "each attempt that ended before the job did, with its cause; `attempts` counts every "
+        "launch, those not counted included"))
 
     repair_of: str | None = Field(None, description="the id of the job this one repairs")
     repair: BeforeAfter | None = Field(None, description="before and after, for a repair "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
@@ -200,7 +200,7 @@ class JobStore:
         Raises:
             QueueFull: the owner already has `max_queued` queued jobs.
         """
-        values = {"id": uuid.uuid4().hex, "job_type": job_type, "name": name,
+        values: dict[str, Any] = {"id": uuid.uuid4().hex, "job_type": job_type, "name": name,
                   "project": project, "status": Status.QUEUED.value, "spec": spec,
                   "spec_hash": spec_hash, "priority": priority, "attempts": 0, "owner": owner,
                   "idempotency_key": idempotency_key, "param_count": param_count,
@@ -240,6 +240,17 @@ class JobStore:
             if row is None:
                 raise JobNotFound(job_id)
             return JobRecord.of(row)
+
+    def find_repair(self, owner: str, repair_of: str, candidate: int) -> JobRecord | None:
+        """The owner's repair of job `repair_of` that tries its fix `candidate`, queued,
+        running or finished (a cancelled one does not count), newest first; None if none."""
+        query = (select(JobRow).where(JobRow.repair_of == repair_of, JobRow.owner == owner,
+                                      JobRow.repair_candidate == candidate,
+                                      JobRow.status != Status.CANCELLED.value)
+                 .order_by(JobRow.seq.desc()).limit(1))
+        with self.session() as session:
+            row = session.scalar(query)
+            return JobRecord.of(row) if row else None
 
     def list(self, *, status: str | None = None, project: str | None = None,
              sweep_id: str | None = None, owner: str | None = None, job_type: str | None = None,
@@ -339,6 +350,18 @@ class JobStore:
         with self._writing() as session:
             row = self._row(session, job_id, lock=True)
             transition(row, target, **fields)
+            return JobRecord.of(row)
+
+    def end_attempt(self, job_id: str, decide: Callable[[JobRecord], tuple[
+            Status, dict[str, Any], dict[str, Any]]]) -> JobRecord:
+        """Move a job whose attempt ended early and append that attempt's entry to its
+        attempt_log, in one transaction: `decide` is given the job as it is now (its row
+        locked) and returns the status to move to, the entry and the fields set with it. The
+        choice (retry or fail) rests on the log, so it is read and written under one lock."""
+        with self._writing() as session:
+            row = self._row(session, job_id, lock=True)
+            target, entry, fields = decide(JobRecord.of(row))
+            transition(row, target, attempt_log=[*(row.attempt_log or []), entry], **fields)
             return JobRecord.of(row)
 
     def _row(self, session: Session, job_id: str, *, lock: bool = False) -> JobRow:

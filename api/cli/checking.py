@@ -11,7 +11,7 @@ import typer
 from rich.table import Column, Table
 
 from api.cli.jobs import TokenOpt, UrlOpt, _client, _is_sweep
-from api.cli.output import console, err_console, expectation_text, observed_text
+from api.cli.output import attempt_lines, console, err_console, expectation_text, observed_text
 from api.client import LayerwiseClient, LayerwiseError, load_spec_file
 
 # Exit codes: a claim that failed is the answer the command exists for; a file or a service
@@ -34,14 +34,19 @@ def check(files: Annotated[list[str], typer.Argument(help="spec files, YAML or J
     with _client(url, token) as client:
         submitted = _submit_all(client, files)
         rows: list[tuple[str, str, str, bool | None]] = []
+        retried: list[str] = []  # why attempts ended early: a pass after retries is told
         for job in submitted:
-            rows += _judged(job, _wait(client, job, timeout))
+            record = _wait(client, job, timeout)
+            rows += _judged(job, record)
+            retried += [f"{job.file}: {line}" for line in attempt_lines(record or {})]
     table = Table(Column("file", overflow="fold"), Column("expectation", overflow="fold"),
                   Column("observed", overflow="fold"), "held")
     for file, expectation, observed, held in rows:
         table.add_row(file, expectation, observed, "-" if held is None else
                       "[green]yes[/green]" if held else "[red]NO[/red]")
     console.print(table)
+    for line in retried:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     failed = sum(held is False for *_, held in rows)
     console.print(f"{len(rows) - failed} of {len(rows)} held" if failed else
                   f"all {len(rows)} held", style="red" if failed else "green")

@@ -23,6 +23,7 @@ from api.cli.output import (
     fail,
     id_column,
     live_verdict,
+    show_attempts,
     show_outcome,
     show_sweep_outcome,
     sweep_view,
@@ -132,7 +133,9 @@ def status(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
         if live_verdict(p) and record["status"] == "running":
             console.print(live_verdict(p), markup=False, highlight=False)
         if record["status"] in ("succeeded", "failed", "cancelled"):
-            show_outcome(record)
+            show_outcome(record)  # with the attempts that ended early
+        else:
+            show_attempts(record)
 
 
 def list_jobs(status: Annotated[str | None, typer.Option()] = None, limit: int = 20,

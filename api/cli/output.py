@@ -221,11 +221,30 @@ def show_sweep_outcome(record: dict[str, Any]) -> None:
 
 
 def _show_status(record: dict[str, Any]) -> None:
-    """The final status, green for success, and the error if there is one."""
+    """The final status, green for success, the error if there is one, and why earlier
+    attempts ended."""
     color = "green" if record["status"] == "succeeded" else "red"
     console.print(f"[{color}]{record['status']}[/{color}]")
     if record.get("error"):
         console.print(record["error"])
+    show_attempts(record)
+
+
+def show_attempts(record: dict[str, Any]) -> None:
+    for line in attempt_lines(record):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def attempt_lines(record: dict[str, Any]) -> list[str]:
+    """One line per attempt that ended before the job did: its cause, whether it counted
+    against max_attempts (the service's own trouble does not), and Ray's words."""
+    lines = []
+    for entry in record.get("attempt_log") or []:
+        counted = "counted" if entry.get("counted", True) else "not counted"
+        detail = f": {entry['detail']}" if entry.get("detail") else ""
+        lines.append(f"attempt {entry.get('attempt', '?')} ended early: "
+                     f"{entry.get('cause', 'unknown')} ({counted}){detail}")
+    return lines
 
 
 def _show_mlflow_run(label: str, record: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from services.lifecycle import Status
 from services.settings import Settings
 from services.store import JobStore
 from workers.runtime import sweep_jobs
+from workers.runtime.attempts import SERVICE_RESTART, Ending
 from workers.runtime.in_flight import InFlightJobs, unknown_job_ignored
 
 log = logging.getLogger("layerwise.dispatcher")
@@ -126,5 +127,9 @@ class Cancelling(InFlightJobs):
         for orphan in self.store.orphans(self.settings.orphan_after_s,
                                          exclude=set(self.in_flight)):
             log.warning("re-queueing an orphaned job", extra={"job_id": orphan.id})
-            self._retry_or_fail(orphan, "its dispatcher stopped while it ran (service restart "
-                                        "or crash)")
+            error = "its dispatcher stopped while it ran (service restart or crash)"
+            # The service's trouble, not the job's: it does not use up the job's attempts.
+            self._retry_or_fail(orphan, Ending(SERVICE_RESTART, (
+                f"no heartbeat for over {self.settings.orphan_after_s:g} s from the dispatcher "
+                "that ran it (it restarted, crashed or was too busy to vouch for it)"),
+                counted=False), error)

@@ -24,6 +24,7 @@ from services.observability import JOBS_FINISHED, JOBS_RETRIED
 from services.settings import Settings
 from services.store import AHEAD_COUNTED, JobNotFound, JobRecord, JobStore
 from workers.runtime import sweep_jobs
+from workers.runtime.attempts import Ending, kernel_oom_kills, next_step, ray_ending
 from workers.runtime.progress_board import PROGRESS_BOARD, progress_board
 from workers.runtime.sweep_jobs import requested
 from workers.worker_settings import WorkerSettings
@@ -37,10 +38,6 @@ BOARD_TIMEOUT_S = 5.0
 # control store of every node (2 ms with 32 nodes), and the dispatcher ticks on every task's end.
 # A node that joined or was lost shows within it.
 CLUSTER_VIEW_S = 1.0
-# Ray errors that say the worker, not the job's code, failed: those are retried. Ray's memory
-# monitor kills the newest task when a node runs short, not necessarily the one that used most.
-_SYSTEM_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                  ray.exceptions.RaySystemError, ray.exceptions.OutOfMemoryError)
 
 
 @dataclass
@@ -51,6 +48,7 @@ class InFlight:
     gpus: float
     launched: float = field(default_factory=time.monotonic)
     stop_requested: float | None = None  # a sweep asked to stop (monotonic time)
+    oom_kills: int | None = None  # the kernel's OOM-kill count at launch, when Ray is local
 
 
 class InFlightJobs:
@@ -200,10 +198,11 @@ class InFlightJobs:
             result = ray.get(flight.ref)
         except ray.exceptions.TaskCancelledError:
             return  # cancelled through the store; already final there
-        except _SYSTEM_ERRORS as exc:
-            self._retry_or_fail(flight.record, f"the Ray worker failed: {exc}")
-            return
-        except ray.exceptions.RayError as exc:  # the job's code, or Ray could not run it
+        except ray.exceptions.RayError as exc:  # the worker, the job's code, or Ray
+            ending = ray_ending(exc, oom_kills_rose=_oom_kills_rose(flight))
+            if ending is not None:  # the worker, not the job's code, failed: retried
+                self._retry_or_fail(flight.record, ending, f"the Ray worker failed: {exc}")
+                return
             cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and \
                 exc.cause is not None else exc
             self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
@@ -221,14 +220,21 @@ class InFlightJobs:
         self._finish(job_id, Status.SUCCEEDED, result=_result_metrics(result),
                      param_count=result.get("param_count"), diagnosis=result.get("diagnosis"))
 
-    def _retry_or_fail(self, record: JobRecord, error: str) -> None:
-        current = self.store.get(record.id)
-        if current.attempts < current.max_attempts:
+    def _retry_or_fail(self, record: JobRecord, ending: Ending, error: str) -> None:
+        """Re-queue or fail a job whose attempt ended early (`attempts.next_step`): the
+        attempt's cause is logged on the record in the transaction that moves it."""
+        try:
+            moved = self.store.end_attempt(
+                record.id, lambda current: next_step(current, ending, error))
+        except IllegalTransition as exc:  # e.g. cancelled while the task was finishing
+            log.info("%s", exc, extra={"job_id": record.id})
+            return
+        log.warning("attempt %d ended early: %s (%s); the job is %s", moved.attempts,
+                    ending.cause, "counted" if ending.counted else "not counted",
+                    moved.status, extra={"job_id": record.id})
+        if moved.status == Status.QUEUED:
             JOBS_RETRIED.labels(job_type=record.job_type).inc()
-            self._finish(record.id, Status.QUEUED, error=error)
-        else:
-            self._finish(record.id, Status.FAILED,
-                         error=f"{error} (after {current.attempts} attempts)")
+        self._moved(moved)
 
     def _finish(self, job_id: str, target: Status, **fields: Any) -> None:
         try:
@@ -236,6 +242,11 @@ class InFlightJobs:
         except IllegalTransition as exc:  # e.g. cancelled while the task was finishing
             log.info("%s", exc, extra={"job_id": job_id})
             return
+        self._moved(record)
+
+    def _moved(self, record: JobRecord) -> None:
+        """What follows a job's move: the counters, and the follow-up of an ended experiment."""
+        target = Status(record.status)
         if target in TERMINAL:
             JOBS_FINISHED.labels(job_type=record.job_type, status=target.value).inc()
         if target in (Status.SUCCEEDED, Status.FAILED) and record.job_type == "experiment" \
@@ -243,7 +254,14 @@ class InFlightJobs:
             try:
                 self.on_finished(record)
             except Exception:  # the job is recorded; its follow-up must not fail the tick
-                log.exception("after job %s ended", job_id, extra={"job_id": job_id})
+                log.exception("after job %s ended", record.id, extra={"job_id": record.id})
+
+
+def _oom_kills_rose(flight: InFlight) -> bool:
+    if flight.oom_kills is None:
+        return False
+    current = kernel_oom_kills()
+    return current is not None and current > flight.oom_kills
 
 
 def _read_capacity() -> dict[str, float]:

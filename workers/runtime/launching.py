@@ -10,11 +10,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from services.contract import mlflow_names
 from services.lifecycle import Status, now
 from services.observability import DISPATCH_LATENCY, JOBS_STARTED
 from services.queue_order import Shares, next_job
 from services.resources import beyond_node, fits, node_ask
 from services.store import JobRecord
+from workers.runtime.attempts import LAUNCH_FAILED, Ending, kernel_oom_kills
 from workers.runtime.in_flight import InFlight, InFlightJobs
 from workers.runtime.ray_tasks import experiment_task, sweep_task
 from workers.runtime.sweep_jobs import reserved
@@ -82,10 +84,11 @@ class Launching(InFlightJobs):
                     self._finish(record.id, Status.FAILED, error=f"not launched: {exc}")
                     room.give_back(chosen.owner, cpus, gpus, shares)
                 except Exception as exc:  # Ray itself failed: retried, and the tick fails
+                    error = f"could not launch it on Ray: {type(exc).__name__}: {exc}"
+                    ending = Ending(LAUNCH_FAILED, error, counted=False)  # not the job's doing
                     for other in batch[batch.index(chosen):]:  # this one and those after it
                         if other.id in claimed:
-                            self._retry_or_fail(claimed[other.id], f"could not launch it on "
-                                                f"Ray: {type(exc).__name__}: {exc}")
+                            self._retry_or_fail(claimed[other.id], ending, error)
                     raise
 
     def _choose_batch(self, capacity: dict[str, float], room: _Room,
@@ -136,8 +139,12 @@ class Launching(InFlightJobs):
         else:
             ref = self._experiment_task(record, cpus, gpus, largest).remote(
                 record.id, record.spec, self._worker_settings, self._board,
-                record.mlflow_run_id if record.attempts > 1 else None)
-        self._track(InFlight(record, ref, cpus, gpus))
+                record.mlflow_run_id if record.attempts > 1 else None,
+                mlflow_names.repair_link_tags(record.repair_of, record.repair_candidate,
+                                              record.parent_run_id))
+        # A kernel OOM kill shows only as the kernel's count rising; read where Ray is local.
+        oom_kills = None if self.settings.ray_address else kernel_oom_kills()
+        self._track(InFlight(record, ref, cpus, gpus, oom_kills=oom_kills))
         ref.future().add_done_callback(lambda _: self.wake())
         JOBS_STARTED.labels(job_type=record.job_type).inc()
         DISPATCH_LATENCY.observe(max(0.0, (now() - record.created_at).total_seconds()))
