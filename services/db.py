@@ -163,21 +163,20 @@ _MIGRATION_LOCK_KEY = 0x1A7E_5715
 
 
 @contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
+def migration_lock(engine: Engine, key: int = _MIGRATION_LOCK_KEY) -> Iterator[None]:
     """One process at a time creates or migrates the store: replicas and a dispatcher started
     together on a fresh store otherwise race to create the same table (PostgreSQL's catalog
-    refuses the second CREATE TABLE). PostgreSQL: a session advisory lock; SQLite: an exclusive
-    lock on a file beside the database (in-memory databases are one process's)."""
+    refuses the second CREATE TABLE). PostgreSQL: a session advisory lock on `key`; SQLite: an
+    exclusive lock on a file beside the database (in-memory databases are one process's);
+    other databases: none."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"),
-                               {"key": _MIGRATION_LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             connection.commit()
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                   {"key": _MIGRATION_LOCK_KEY})
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
         return
     database = engine.url.database

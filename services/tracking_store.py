@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
 from sqlalchemy.pool import NullPool
 
-from services.db import file_lock
+from services.db import migration_lock
 from services.mlflow_internals import sql_engine
 
 _tuned: set[int] = set()
@@ -59,34 +57,17 @@ _TRACKING_LOCK_KEY = 0x1A7E_F10E
 
 @contextmanager
 def creation_lock(tracking_uri: str) -> Iterator[None]:
-    """Held while the tracking store is created or migrated. SQLite: an exclusive lock on a
-    file beside the database; PostgreSQL: a session advisory lock; a tracking server (http,
-    https) or a file store: nothing, the server creates its own."""
-    if tracking_uri.startswith("sqlite"):
-        database = make_url(tracking_uri).database
-        if not database or database == ":memory:":
-            yield
-            return
-        path = Path(database)
-        with file_lock(path.with_name(path.name + ".migrate.lock")):
-            yield
-        return
-    if not tracking_uri.startswith("postgresql"):
+    """Held while the tracking store is created or migrated (`services.db.migration_lock` on
+    the store's own database, under a key of its own); a tracking server (http, https) or a
+    file store: nothing, the server creates its own."""
+    if not tracking_uri.startswith(("sqlite", "postgresql")):
         yield
         return
     # The URI as MLflow's store opens it (SQLAlchemy's), on a connection of its own.
     engine = create_engine(tracking_uri, poolclass=NullPool)
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"),
-                               {"key": _TRACKING_LOCK_KEY})
-            connection.commit()
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                   {"key": _TRACKING_LOCK_KEY})
-                connection.commit()
+        with migration_lock(engine, key=_TRACKING_LOCK_KEY):
+            yield
     finally:
         engine.dispose()
 
