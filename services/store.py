@@ -252,6 +252,16 @@ class JobStore:
             row = session.scalar(query)
             return JobRecord.of(row) if row else None
 
+    def cancelled_repairs(self, owner: str, repair_of: str, candidate: int) -> int:
+        """How many of the owner's repairs of job `repair_of` with fix `candidate` were
+        cancelled."""
+        query = (select(func.count()).select_from(JobRow)
+                 .where(JobRow.repair_of == repair_of, JobRow.owner == owner,
+                        JobRow.repair_candidate == candidate,
+                        JobRow.status == Status.CANCELLED.value))
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
     def list(self, *, status: str | None = None, project: str | None = None,
              sweep_id: str | None = None, owner: str | None = None, job_type: str | None = None,
              limit: int = 50, cursor: int | None = None) -> tuple[list[JobRecord], int | None]:

@@ -259,9 +259,14 @@ def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, own
         existing = store.find_repair(owner, base.id, index)
         if existing is not None:
             return existing, False
+        # Without a key of the caller's, the repair's own: replicas asked for the same repair
+        # at once then meet on the store's unique (owner, key) and make one job; a cancelled
+        # repair moves the key on, so asking again after a cancel makes a new one.
+        key = idempotency_key or (f"repair:{base.id}:{index}:"
+                                  f"{store.cancelled_repairs(owner, base.id, index)}")
         return submit_experiment(
             _spec_of_attempt(record, base, fix), store=store, settings=settings, owner=owner,
-            cluster=cluster, idempotency_key=idempotency_key, repair_of=base.id,
+            cluster=cluster, idempotency_key=key, repair_of=base.id,
             repair_candidate=index, parent_run_id=base.mlflow_run_id)
 
 

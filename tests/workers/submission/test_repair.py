@@ -284,3 +284,26 @@ def test_asking_again_returns_the_repair_that_exists_until_it_is_cancelled(store
     again, created = repair.submit_repair(done, store=store, settings=settings,
                                           owner="anonymous", cluster=None, idempotency_key=None)
     assert created and again.id != following.id  # a cancelled repair does not count
+
+
+def test_replicas_asked_for_one_repair_at_once_make_one_job(store_url, settings, monkeypatch):
+    """Each API replica has its own lock; across them the repair's own idempotency key, unique
+    per owner in the store, keeps it to one job. Replicas are stood for by threads that share
+    no lock."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(repair, "_REPAIRING", [contextlib.nullcontext()])
+    store = JobStore(store_url)
+    first = finished(store, mlp_spec(), ranked({"optimizer.lr": 0.1}, {"optimizer.lr": 0.01}),
+                     result={"val/accuracy": 0.3})
+    replicas = [JobStore(store_url) for _ in range(4)]
+
+    def ask(replica: JobStore) -> str:
+        return repair.submit_repair(first, store=replica, settings=settings, owner="anonymous",
+                                    cluster=None, idempotency_key=None)[0].id
+
+    with ThreadPoolExecutor(4) as pool:
+        made = set(pool.map(ask, replicas))
+    assert len(made) == 1
+    assert [r.id for r in store.list(limit=50)[0] if r.repair_of == first.id] == list(made)
