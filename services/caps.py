@@ -73,6 +73,11 @@ class JobMemory:
         return (self.parameters + self.gradients + self.optimizer_state + self.activations
                 + self.data)
 
+    def as_record(self) -> dict[str, int]:
+        """The parts and the total, in bytes, as the job's record keeps them."""
+        return {**{name: getattr(self, name) for name in self.__dataclass_fields__},
+                "total": self.total}
+
     def describe(self) -> str:
         parts = ", ".join(f"{name.replace('_', ' ')} {_size(getattr(self, name))}"
                           for name in self.__dataclass_fields__)

@@ -91,6 +91,8 @@ class JobRow(Base):
     # One entry per attempt that ended without finishing the job: its number, why it ended
     # (worker lost, node lost, OOM-killed, ...) and whether it counted against max_attempts.
     attempt_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # The dry run's estimate of the job's peak memory, in bytes by part and in total.
+    memory_estimate: Mapped[dict[str, int] | None] = mapped_column(JSON)
 
 
 # The queue in the dispatcher's order (priority first, then submission order): the claim and the

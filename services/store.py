@@ -61,6 +61,7 @@ class JobRecord(BaseModel):
     repair_candidate: int | None = None  # which of that job's candidate fixes it tries
     parent_run_id: str | None = None  # the MLflow run this job's run is a child of
     attempt_log: list[dict[str, Any]] = []  # each attempt that ended early, with its cause
+    memory_estimate: dict[str, int] | None = None  # the dry run's peak-memory estimate, bytes
     waiting: str | None = None  # for a queued job: why it has not started yet
 
     @classmethod
@@ -75,7 +76,8 @@ class JobRecord(BaseModel):
             error=row.error, result=row.result, diagnosis=row.diagnosis,
             mlflow_run_id=row.mlflow_run_id, mlflow_experiment_id=row.mlflow_experiment_id,
             repair_of=row.repair_of, repair_candidate=row.repair_candidate,
-            parent_run_id=row.parent_run_id, attempt_log=list(row.attempt_log or []))
+            parent_run_id=row.parent_run_id, attempt_log=list(row.attempt_log or []),
+            memory_estimate=row.memory_estimate)
 
 
 def _same_request(first: JobRecord, key: str, spec: dict[str, Any], job_type: str
@@ -191,8 +193,8 @@ class JobStore:
                idempotency_key: str | None = None, param_count: int | None = None,
                max_attempts: int = 3, sweep_id: str | None = None,
                max_queued: int | None = None, repair_of: str | None = None,
-               repair_candidate: int | None = None, parent_run_id: str | None = None
-               ) -> tuple[JobRecord, bool]:
+               repair_candidate: int | None = None, parent_run_id: str | None = None,
+               memory_estimate: dict[str, int] | None = None) -> tuple[JobRecord, bool]:
         """Queue a job. Returns (record, created); with an idempotency key seen before for this
         owner, the first record and created=False. One transaction: the repeat lookup, the
         owner's queue room (QueueFull at `max_queued`) and the insert.
@@ -207,7 +209,7 @@ class JobStore:
                   "max_attempts": max_attempts, "sweep_id": sweep_id, "created_at": now(),
                   "updated_at": now(), "progress": {}, "repair_of": repair_of,
                   "repair_candidate": repair_candidate, "parent_run_id": parent_run_id,
-                  "attempt_log": []}
+                  "attempt_log": [], "memory_estimate": memory_estimate}
         try:
             # Core statements built once, not the ORM's unit of work: the ORM took most of the
             # API process's CPU per submission (BENCHMARKS.md).

@@ -64,3 +64,14 @@ def test_a_job_over_the_memory_cap_is_refused_with_its_estimate(api):
     assert "this job needs an estimated peak of 263.2 MiB" in error["msg"]
     assert "LAYERWISE_MAX_JOB_MEMORY_BYTES) of 64.0 MiB" in error["msg"]
     assert "parameters 65." in error["msg"]
+
+
+def test_an_accepted_job_keeps_its_memory_estimate_in_its_record(api):
+    with api.http() as client:
+        made = client.post("/v1/experiments", json=mlp_spec())
+        assert made.status_code == 201, made.text
+        record = client.get(f"/v1/experiments/{made.json()['id']}").json()
+    estimate = record["memory_estimate"]
+    parts = ("parameters", "gradients", "optimizer_state", "activations", "data")
+    assert estimate["total"] == sum(estimate[part] for part in parts) > 0
+    assert estimate["optimizer_state"] == 2 * estimate["gradients"]  # Adam's two moments

@@ -78,7 +78,8 @@ def submit_experiment(spec: ExperimentSpec, *, store: JobStore, settings: Settin
         name=dry.spec.name, project=dry.spec.project, priority=dry.spec.priority,
         owner=owner, idempotency_key=idempotency_key, param_count=dry.param_count,
         max_queued=settings.max_queued_per_owner, repair_of=repair_of,
-        repair_candidate=repair_candidate, parent_run_id=parent_run_id)
+        repair_candidate=repair_candidate, parent_run_id=parent_run_id,
+        memory_estimate=dry.memory.as_record())
     if created and cluster is not None:
         cluster.wake()
     return record, created
