@@ -18,8 +18,9 @@ def repair(job_id: Annotated[str, typer.Argument(help="the job to repair (or its
     with _client(url, token) as client:
         record = _call(client, client.repair, job_id)
         tried = record.get("repair_candidate") or 0
-        console.print(f"submitted [bold]{record['id']}[/bold] ({record['name']}), a repair of "
-                      f"{record['repair_of']} (its fix number {tried + 1})")
+        # Asking again returns the repair that exists (its status says how far it got).
+        console.print(f"[bold]{record['id']}[/bold] ({record['name']}), a repair of "
+                      f"{record['repair_of']} (its fix number {tried + 1}): {record['status']}")
         if not wait:
             return
         _follow(client, record["id"])
