@@ -52,6 +52,8 @@ class SweepRecord(BaseModel):
     spec: dict[str, Any]
     priority: int
     attempts: int
+    # Each attempt of the sweep's driver that ended before the sweep did, with its cause.
+    attempt_log: list[dict[str, Any]] = []
     owner: str
     created_at: datetime
     started_at: datetime | None
@@ -80,7 +82,8 @@ class SweepRecord(BaseModel):
         stops = diagnosis_stops(result.get("trials", []))
         return cls(
             id=job.id, name=job.name, project=job.project, status=job.status, spec=job.spec,
-            priority=job.priority, attempts=job.attempts, owner=job.owner,
+            priority=job.priority, attempts=job.attempts, attempt_log=job.attempt_log,
+            owner=job.owner,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             error=job.error, mlflow_run_id=job.mlflow_run_id,
             mlflow_experiment_id=job.mlflow_experiment_id,

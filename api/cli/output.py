@@ -104,7 +104,7 @@ def sweep_view(record: dict[str, Any]) -> Group:
                       str(trial.get("epoch", "")), f"{metric:.4g}" if metric is not None else "",
                       trial.get("verdict") or "", (trial.get("mlflow_run_id") or "")[:12])
     stops = stops_line(record)
-    return Group(head, table, stops) if stops else Group(head, table)
+    return Group(head, table, *([stops] if stops else []), *attempt_lines(record))
 
 
 # The stop reason search.stop_on gives (services.sweep_table.DIAGNOSIS_STOP), written out: the
