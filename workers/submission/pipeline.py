@@ -113,9 +113,16 @@ def check_experiment(spec: ExperimentSpec, data_roots: list[str],
     caps(spec, limits)
     resources(spec, cluster)
     dry = dry_run(spec, data_roots, limits)
-    if cluster is not None:  # the dry run measured it; one task trains on one node
-        check_memory_cap(dry.memory, limits, cluster.largest_node().get("memory"))
+    memory_fits(dry, limits, cluster)
     return dry
+
+
+def memory_fits(dry: DryRun, limits: SubmissionLimits, cluster: cluster_fit.Cluster | None
+                ) -> None:
+    """The peak the dry run measured against the cap and, with a cluster, its largest node
+    (one task trains on one node)."""
+    check_memory_cap(dry.memory, limits,
+                     None if cluster is None else cluster.largest_node().get("memory"))
 
 
 def check_sweep(sweep: SweepSpec, data_roots: list[str],
@@ -125,7 +132,7 @@ def check_sweep(sweep: SweepSpec, data_roots: list[str],
     static_checks(sweep)
     caps(sweep, limits)
     resources(sweep, cluster)
-    return dry_run(sweep, data_roots, limits)
+    return dry_run(sweep, data_roots, limits, cluster)
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -179,18 +186,21 @@ def resources(spec: Spec, cluster: cluster_fit.Cluster | None) -> None:
 
 
 @overload
-def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
+def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits,
+            cluster: cluster_fit.Cluster | None = None) -> DryRun:
     ...
 
 
 @overload
-def dry_run(spec: SweepSpec, data_roots: list[str], limits: SubmissionLimits) -> SweepCheck:
+def dry_run(spec: SweepSpec, data_roots: list[str], limits: SubmissionLimits,
+            cluster: cluster_fit.Cluster | None = None) -> SweepCheck:
     ...
 
 
-def dry_run(spec: Spec, data_roots: list[str], limits: SubmissionLimits
-            ) -> DryRun | SweepCheck:
-    """An experiment's data and model, run a little; a sweep's base, then its space."""
+def dry_run(spec: Spec, data_roots: list[str], limits: SubmissionLimits,
+            cluster: cluster_fit.Cluster | None = None) -> DryRun | SweepCheck:
+    """An experiment's data and model, run a little; a sweep's base, then its space, each
+    trial's memory against the cluster's largest node too (`cluster`: a sweep's)."""
     if isinstance(spec, ExperimentSpec):
         dry = dry_runs.dry_run(spec, data_roots, limits)
         _raise_any(expect_errors(spec.expect, dry))
@@ -198,8 +208,10 @@ def dry_run(spec: Spec, data_roots: list[str], limits: SubmissionLimits
     with _as_base():
         dry = dry_runs.dry_run(spec.base, data_roots, limits)
         _raise_any(expect_errors(spec.base.expect, dry))
+        memory_fits(dry, limits, cluster)
     sweep = spec.model_copy(update={"base": dry.spec})
-    errors = space_errors(sweep, dry, lambda trial: check_experiment(trial, data_roots, limits))
+    errors = space_errors(sweep, dry, lambda trial: check_experiment(trial, data_roots, limits,
+                                                                     cluster))
     errors += expect_errors(spec.expect, dry, space=set(spec.space))
     if errors:
         raise SpecInvalid(errors)

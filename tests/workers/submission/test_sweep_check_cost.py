@@ -49,3 +49,27 @@ def test_a_seed_out_of_range_is_still_refused_with_its_path():
     with pytest.raises(SpecInvalid) as caught:
         check_sweep(sweep, [], LIMITS)
     assert ("space", "training.seed") in [e.loc for e in caught.value.errors]
+
+
+class _SmallNode:
+    """A cluster whose largest node has 100 MB for tasks."""
+
+    def largest_node(self) -> dict[str, float]:
+        return {"CPU": 4.0, "memory": 100e6}
+
+    def capacity(self) -> dict[str, float]:
+        return {"cpus": 4.0, "gpus": 0.0}
+
+    def wake(self) -> None:
+        """Nothing is queued by a check."""
+
+
+def test_a_trial_too_large_for_the_largest_node_is_refused_with_its_value():
+    sweep = _sweep({"model.hidden": {"type": "grid", "values": [[32], [4096, 4096]]}})
+    with pytest.raises(SpecInvalid) as caught:
+        check_sweep(sweep, [], LIMITS, _SmallNode())
+    (error,) = caught.value.errors
+    assert error.loc == ("space", "model.hidden")
+    assert "value [4096, 4096]" in error.msg and "the cluster's largest node" in error.msg
+    check_sweep(_sweep({"model.hidden": {"type": "grid", "values": [[32], [64]]}}), [], LIMITS,
+                _SmallNode())  # what fits passes
