@@ -16,7 +16,8 @@ import ray
 
 @ray.remote(max_retries=0)
 def simulated_job(job_id: str, spec: dict[str, Any], _settings: dict[str, Any], _board: Any,
-                  _resume_run_id: str | None = None) -> dict[str, Any]:
+                  _resume_run_id: str | None = None,
+                  _service_tags: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.time()
     node = ray.get_runtime_context().get_node_id()
     seconds = float(spec["tags"]["simulated_seconds"])
