@@ -4,7 +4,6 @@ earlier version created gains the columns this one declares, its rows read as be
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,15 @@ from sqlalchemy import create_engine, text
 
 from services.store import JobStore
 from tests.utils.postgres import fresh_database, sqlite_and_postgres
+from tests.utils.together import at_once
 
 PROCESSES = 4
 
 
-def _open_store(url: str, barrier: multiprocessing.synchronize.Barrier,  # type: ignore[name-defined]
-                results: multiprocessing.Queue) -> None:
-    barrier.wait()  # every process opens the fresh store at once
-    try:
-        store = JobStore(url)
-        record, _ = store.create(spec={}, spec_hash="h", name="n", project="p")
-        results.put(("ok", record.id))
-    except Exception as exc:  # reported to the test, which names it
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
+def _open_store(url: str) -> str:
+    store = JobStore(url)
+    record, _ = store.create(spec={}, spec_hash="h", name="n", project="p")
+    return record.id
 
 
 def _url(backend: str, tmp_path: Path, name: str) -> str:
@@ -36,15 +31,7 @@ def _url(backend: str, tmp_path: Path, name: str) -> str:
 @pytest.mark.parametrize("backend", sqlite_and_postgres())
 def test_processes_opening_a_fresh_store_at_once_all_come_up(backend, tmp_path):
     url = _url(backend, tmp_path, "layerwise_migrate_race")
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(PROCESSES), context.Queue()
-    workers = [context.Process(target=_open_store, args=(url, barrier, results))
-               for _ in range(PROCESSES)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
+    outcomes = at_once(_open_store, (url,), PROCESSES)
     assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
     assert len(JobStore(url).list(limit=100)[0]) == PROCESSES
 

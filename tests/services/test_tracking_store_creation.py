@@ -3,7 +3,6 @@ schema creation races across processes, so `prepare_tracking_store` takes one at
 
 from __future__ import annotations
 
-import multiprocessing
 import uuid
 from pathlib import Path
 
@@ -11,35 +10,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.utils.postgres import fresh_database, needs_postgres
+from tests.utils.together import at_once
 
 PROCESSES = 3
 
 
-def _prepare(tracking_uri: str, barrier: object, errors: object) -> None:
+def _start_together(tracking_uri: str) -> list[str]:
+    """The errors of PROCESSES processes preparing the store at once (none when all did)."""
     from services.tracking_store import prepare_tracking_store
 
-    barrier.wait()  # type: ignore[attr-defined]
-    try:
-        prepare_tracking_store(tracking_uri)
-    except Exception as exc:  # the parent asserts on what went wrong, not on an exit code
-        errors.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
-        raise
-
-
-def _start_together(tracking_uri: str) -> list[str]:
-    context = multiprocessing.get_context("spawn")
-    barrier, errors = context.Barrier(PROCESSES), context.Queue()
-    processes = [context.Process(target=_prepare, args=(tracking_uri, barrier, errors))
-                 for _ in range(PROCESSES)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert [p.exitcode for p in processes] == [0] * PROCESSES, found
-    return found
+    return [said for kind, said in at_once(prepare_tracking_store, (tracking_uri,), PROCESSES)
+            if kind == "error"]
 
 
 def _usable(tracking_uri: str) -> None:
