@@ -14,13 +14,9 @@ from api.errors import install_error_handlers
 from api.middleware import EdgeGuard
 from api.openapi_examples import add_spec_examples
 from api.routes import catalog, compare, experiments, health, sweeps
-from services.mlflow_internals import check_mlflow_version
+from api.service import build_service
 from services.observability import configure_logging
 from services.settings import Settings
-from services.store import JobStore
-from services.tracking_store import prepare_tracking_store
-from workers.runtime.dispatcher import Dispatcher
-from workers.submission.repair import AutoRepair
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: bool | None = None) -> FastAPI:
@@ -30,20 +26,13 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = JobStore(settings.job_store_url)
-        check_mlflow_version()  # an MLflow it was not tested with: says so, writes the slow way
-        prepare_tracking_store(settings.tracking_uri)
-        app.state.dispatcher = Dispatcher(app.state.store, settings) if run_dispatcher else None
-        if app.state.dispatcher is not None:
-            app.state.dispatcher.on_finished = AutoRepair(app.state.store, settings,
-                                                           app.state.dispatcher)
-            app.state.dispatcher.start()
+        service = build_service(settings, dispatcher=run_dispatcher)
+        app.state.store, app.state.dispatcher = service.store, service.dispatcher
+        service.start()
         try:
             yield
         finally:
-            if app.state.dispatcher is not None:
-                app.state.dispatcher.stop()
-            app.state.store.engine.dispose()
+            service.stop()
 
     app = FastAPI(title="Layerwise", version="1", lifespan=lifespan,
                   description=openapi_limits.description())

@@ -1,4 +1,6 @@
-"""Typed Python client for the Layerwise REST API (httpx)."""
+"""Typed Python client for the Layerwise REST API (httpx): each call returns the response
+model its route declares (`JobRecord`, `ExperimentRecord`, `SweepRecord`, `Comparison`, ...),
+validated from the same JSON the REST API sends."""
 
 from __future__ import annotations
 
@@ -7,13 +9,21 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
+from pydantic import BaseModel
+
+from api.schemas import Catalog, ExperimentRecord, ExperimentsPublic, MetricPoint
+from services.records import JobRecord
+from services.run_comparison import Comparison
+from services.sweep_table import SweepRecord, SweepsPublic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = {"succeeded", "failed", "cancelled"}
+Model = TypeVar("Model", bound=BaseModel)
+Polled = TypeVar("Polled", ExperimentRecord, SweepRecord)
 
 
 class LayerwiseError(Exception):
@@ -86,6 +96,7 @@ class LayerwiseClient:
             raise ServiceUnreachable(self.url, reason, timed_out=timed_out) from exc
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer; an error status raises LayerwiseError with its problem body."""
         response = self._request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
@@ -95,54 +106,60 @@ class LayerwiseClient:
             raise LayerwiseError(response.status_code, problem)
         return response.json()
 
+    def _answer(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        """The answer to a call as the response model its route declares."""
+        return model.model_validate(self._call(method, path, **kwargs))
+
     # -- experiments ---------------------------------------------------------------------
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None
-               ) -> dict[str, Any]:
+               ) -> JobRecord:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/v1/experiments", json=spec, headers=headers)
+        return self._answer(JobRecord, "POST", "/v1/experiments", json=spec, headers=headers)
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/experiments/{job_id}")
+    def get(self, job_id: str) -> ExperimentRecord:
+        return self._answer(ExperimentRecord, "GET", f"/v1/experiments/{job_id}")
 
-    def list(self, **filters: Any) -> dict[str, Any]:
+    def list(self, **filters: Any) -> ExperimentsPublic:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._call("GET", "/v1/experiments", params=params)
+        return self._answer(ExperimentsPublic, "GET", "/v1/experiments", params=params)
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/experiments/{job_id}/cancel")
+    def cancel(self, job_id: str) -> JobRecord:
+        return self._answer(JobRecord, "POST", f"/v1/experiments/{job_id}/cancel")
 
-    def repair(self, job_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def repair(self, job_id: str, *, idempotency_key: str | None = None) -> ExperimentRecord:
         """Submit the fix the job's diagnosis suggests as a new, linked experiment; returns
         the new job's record (`repair_of`, and `repair` with before and after)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", f"/v1/experiments/{job_id}/repair", headers=headers)
+        return self._answer(ExperimentRecord, "POST", f"/v1/experiments/{job_id}/repair",
+                            headers=headers)
 
     def metric_keys(self, job_id: str) -> builtins.list[str]:
         return self._call("GET", f"/v1/experiments/{job_id}/metrics")["keys"]
 
-    def metric_history(self, job_id: str, key: str) -> builtins.list[dict[str, Any]]:
-        return self._call("GET", f"/v1/experiments/{job_id}/metrics",
-                          params={"key": key})["points"]
+    def metric_history(self, job_id: str, key: str) -> builtins.list[MetricPoint]:
+        points = self._call("GET", f"/v1/experiments/{job_id}/metrics",
+                            params={"key": key})["points"]
+        return [MetricPoint.model_validate(point) for point in points]
 
     # -- sweeps ----------------------------------------------------------------------------
     def submit_sweep(self, sweep: dict[str, Any], *, idempotency_key: str | None = None
-                     ) -> dict[str, Any]:
+                     ) -> SweepRecord:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/v1/sweeps", json=sweep, headers=headers)
+        return self._answer(SweepRecord, "POST", "/v1/sweeps", json=sweep, headers=headers)
 
-    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/sweeps/{sweep_id}")
+    def get_sweep(self, sweep_id: str) -> SweepRecord:
+        return self._answer(SweepRecord, "GET", f"/v1/sweeps/{sweep_id}")
 
-    def list_sweeps(self, **filters: Any) -> dict[str, Any]:
+    def list_sweeps(self, **filters: Any) -> SweepsPublic:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._call("GET", "/v1/sweeps", params=params)
+        return self._answer(SweepsPublic, "GET", "/v1/sweeps", params=params)
 
-    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/sweeps/{sweep_id}/cancel")
+    def cancel_sweep(self, sweep_id: str) -> SweepRecord:
+        return self._answer(SweepRecord, "POST", f"/v1/sweeps/{sweep_id}/cancel")
 
     def wait_sweep(self, sweep_id: str, *, timeout: float = 24 * 3600.0, poll_s: float = 1.0,
-                   on_update: Callable[[dict[str, Any]], None] | None = None
-                   ) -> dict[str, Any]:
+                   on_update: Callable[[SweepRecord], None] | None = None
+                   ) -> SweepRecord:
         """Poll until the sweep is final; returns its record (trials, best).
 
         Raises:
@@ -151,10 +168,10 @@ class LayerwiseClient:
         return self._poll(self.get_sweep, sweep_id, timeout=timeout, poll_s=poll_s,
                           on_update=on_update, command="sweep-status")
 
-    def compare(self, job_ids: builtins.list[str], *, metric: str = "grad_norm") -> dict[str, Any]:
+    def compare(self, job_ids: builtins.list[str], *, metric: str = "grad_norm") -> Comparison:
         """The per-layer comparison table of several runs."""
-        return self._call("GET", "/v1/compare", params={"ids": ",".join(job_ids),
-                                                        "metric": metric})
+        return self._answer(Comparison, "GET", "/v1/compare",
+                            params={"ids": ",".join(job_ids), "metric": metric})
 
     def compare_png(self, job_ids: builtins.list[str], *, metric: str = "grad_norm") -> bytes:
         """The runs' per-layer curves side by side, as a PNG."""
@@ -189,8 +206,8 @@ class LayerwiseClient:
                 break
         return found
 
-    def catalog(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/catalog")
+    def catalog(self) -> Catalog:
+        return self._answer(Catalog, "GET", "/v1/catalog")
 
     def ready(self) -> bool:
         try:
@@ -199,7 +216,7 @@ class LayerwiseClient:
             return False
 
     def wait(self, job_id: str, *, timeout: float = 3600.0, poll_s: float = 0.5,
-             on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_update: Callable[[ExperimentRecord], None] | None = None) -> ExperimentRecord:
         """Poll until the job is final; returns its record.
 
         Raises:
@@ -208,17 +225,17 @@ class LayerwiseClient:
         return self._poll(self.get, job_id, timeout=timeout, poll_s=poll_s,
                           on_update=on_update, command="status")
 
-    def _poll(self, read: Callable[[str], dict[str, Any]], job_id: str, *, timeout: float,
-              poll_s: float, on_update: Callable[[dict[str, Any]], None] | None,
-              command: str) -> dict[str, Any]:
+    def _poll(self, read: Callable[[str], Polled], job_id: str, *, timeout: float,
+              poll_s: float, on_update: Callable[[Polled], None] | None,
+              command: str) -> Polled:
         deadline = time.monotonic() + timeout
         while True:
             record = read(job_id)
             if on_update is not None:
                 on_update(record)
-            if record["status"] in TERMINAL:
+            if record.status in TERMINAL:
                 return record
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {record['status']} after "
+                raise TimeoutError(f"job {job_id} is still {record.status} after "
                                    f"{timeout:.0f} s; `layerwise {command} {job_id}` follows it")
             time.sleep(poll_s)

@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from api.auth import ANONYMOUS, Principal, TokenTable
+from services.records import JobRecord
 from services.settings import Settings
-from services.store import JobNotFound, JobRecord, JobStore
+from services.store import JobNotFound, JobStore
 from workers.runtime.dispatcher import Dispatcher
 
 

@@ -16,6 +16,7 @@ writes. It lives in `api` because only the top layer sees everything the pages d
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import sys
@@ -30,7 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from api import openapi_limits
-from models.registry import model_families
+from models.registry import MODEL_KINDS
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import SweepSpec
 from services.settings import Settings
@@ -110,6 +111,8 @@ def _type(annotation: Any) -> str:
         return _type(args[0]) + (f" ({', '.join(bounds)})" if bounds else "")
     if origin is Literal:
         return " | ".join(json.dumps(a) for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):  # e.g. Verdict
+        return " | ".join(json.dumps(member.value) for member in annotation)
     if origin in (Union, types.UnionType):
         return " | ".join(_type(a) for a in args)
     if origin in (list, tuple, dict, set):
@@ -210,11 +213,11 @@ def spec_reference() -> str:
               "The spec's `model` is one of these, chosen by `kind` (models/registry.py). "
               "`honours` lists the spec settings beyond the model's own that the kind acts on; "
               "any other one switched on is refused at submission.", ""]
-    for family in sorted(model_families(), key=lambda f: f.kind):
+    for family in sorted(MODEL_KINDS, key=lambda f: f.kind):
         section = _sections(family.config_cls, "model", 3)
         section[0] = f"### `{family.kind}` ({family.config_cls.__name__})"
         section[2:2] = [_cell(family.description), "",
-                        f"honours: {', '.join(sorted(family.supports)) or 'none'}", ""]
+                        f"honours: {', '.join(sorted(family.honours)) or 'none'}", ""]
         lines += section
     lines += ["## Built-in datasets (`data.params`)", "",
               "`data: {source: builtin, name: NAME, params: {...}}`; the params are checked "

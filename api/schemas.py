@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from services.store import JobRecord
+from services.records import JobRecord
 
 
 class ExperimentsPublic(BaseModel):

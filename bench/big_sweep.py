@@ -108,7 +108,7 @@ class DriverMemory:
                 if driver is None:
                     continue
                 rss = driver.memory_info().rss / 2**20
-                done = int(self.client.get_sweep(self.sweep_id).get("trials_done") or 0)
+                done = int(self.client.get_sweep(self.sweep_id).trials_done or 0)
             except (psutil.Error, OSError):
                 driver = None
                 continue
@@ -130,17 +130,17 @@ def big_sweep(trials: int, *, warm: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
         client = server.client()
         if warm:  # the driver's imports and the pooled trial workers, as on a service that is up
-            first = client.wait_sweep(client.submit_sweep(_sweep(2))["id"], poll_s=0.2)
-            assert first["status"] == "succeeded", first.get("error")
+            first = client.wait_sweep(client.submit_sweep(_sweep(2)).id, poll_s=0.2)
+            assert first.status == "succeeded", first.error
         started = time.perf_counter()
-        sweep_id = client.submit_sweep(_sweep(trials))["id"]
+        sweep_id = client.submit_sweep(_sweep(trials)).id
         with DriverMemory(client, sweep_id) as memory:
             done = client.wait_sweep(sweep_id, poll_s=0.5, timeout=3600)
         seconds = time.perf_counter() - started
-        assert done["status"] == "succeeded", done.get("error")
-        parent = MlflowClient(server.settings.tracking_uri).get_run(done["mlflow_run_id"])
+        assert done.status == "succeeded", done.error
+        parent = MlflowClient(server.settings.tracking_uri).get_run(done.mlflow_run_id)
         summary_s = parent.data.metrics.get("summary_seconds", float("nan"))
-        children = len(done["trials"])
+        children = len(done.trials)
     first_mb, last_mb, growth = memory.growth(trials)
     return {"seconds": seconds, "summary_s": summary_s, "children": children,
             "driver_mb_at_10pct": first_mb, "driver_mb_at_end": last_mb,

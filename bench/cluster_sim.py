@@ -60,7 +60,8 @@ from ray.cluster_utils import Cluster
 from bench.service import _settings
 from bench.simulated_job import simulated_job
 from services.lifecycle import Status
-from services.store import JobRecord, JobStore
+from services.records import JobRecord
+from services.store import JobStore
 from workers.runtime.dispatcher import Dispatcher
 
 NODES, JOBS, TINY_NODES, TINY_JOBS = 32, 2_000, 4, 60

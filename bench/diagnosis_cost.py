@@ -25,7 +25,7 @@ from bench.workloads import mlp_digits_spec
 from tests.utils.settings import local_settings, worker_settings
 from workers.diagnostics.live import LiveDiagnosis
 from workers.run import RunHooks, RunOptions, run_experiment
-from workers.training.loop import Trainer
+from workers.training.callback_base import TrainerView
 
 TARGET = 1.02
 
@@ -38,11 +38,11 @@ class LoopTimer(RunHooks):
         self.started = self.seconds = self.cpu_started = self.cpu_seconds = 0.0
         self.live: LiveDiagnosis | None = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self.live = next((c for c in trainer.callbacks if isinstance(c, LiveDiagnosis)), None)
         self.started, self.cpu_started = time.perf_counter(), time.thread_time()
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         self.seconds = time.perf_counter() - self.started
         self.cpu_seconds = time.thread_time() - self.cpu_started
 

@@ -25,8 +25,8 @@ from services.contract.spec import ExperimentSpec
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from workers.run import prepare, seed_everything, set_threads, to_splits
 from workers.tracking.run_tracker import RunTracker
-from workers.training.callbacks import EpochMetricLogger, PerLayerNormLogger
-from workers.training.loop import Trainer
+from workers.training.build import build_trainer
+from workers.training.logging_callbacks import EpochMetricLogger, PerLayerNormLogger
 from workers.training.norms import PerLayerNorms
 
 
@@ -64,8 +64,8 @@ def layerwise_training(epochs: int, *, tracking_uri: str | None, home: str,
         if diagnostics:
             callbacks.insert(0, PerLayerNormLogger(PerLayerNorms(model.layer_groups()),
                                                     sink, every_steps=every_steps))
-    trainer = Trainer(spec, model, objective, to_splits(bundle, device), device=device,
-                      callbacks=callbacks)
+    trainer = build_trainer(spec, model, objective, to_splits(bundle, device), device=device,
+                            callbacks=callbacks)
     started = time.perf_counter()
     trainer.fit()
     sink.close()  # every metric stored

@@ -87,12 +87,12 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     plain = statistics.median(_plain_seconds() for _ in range(5))
     with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
         client = server.client()
-        client.wait(client.submit(SHORT_SPEC)["id"])  # warm the worker (imports torch)
+        client.wait(client.submit(SHORT_SPEC).id)  # warm the worker (imports torch)
         ours = []
         for _ in range(jobs):
             started = time.perf_counter()
-            done = client.wait(client.submit(SHORT_SPEC)["id"], poll_s=0.01)
-            assert done["status"] == "succeeded", done["error"]
+            done = client.wait(client.submit(SHORT_SPEC).id, poll_s=0.01)
+            assert done.status == "succeeded", done.error
             ours.append(time.perf_counter() - started)
     jobs_client = JobSubmissionClient(f"http://{ray.worker.get_dashboard_url()}")
     theirs = []

@@ -106,11 +106,11 @@ def layerwise_sweep(trials: int, epochs: int) -> float:
     starts fresh trial actors for the timed sweep."""
     with tempfile.TemporaryDirectory() as tmp, ServerThread(_settings(Path(tmp))) as server:
         client = server.client()
-        client.wait_sweep(client.submit_sweep(_sweep(2, epochs))["id"], poll_s=0.2)
+        client.wait_sweep(client.submit_sweep(_sweep(2, epochs)).id, poll_s=0.2)
         started = time.perf_counter()
-        done = client.wait_sweep(client.submit_sweep(_sweep(trials, epochs))["id"], poll_s=0.2)
+        done = client.wait_sweep(client.submit_sweep(_sweep(trials, epochs)).id, poll_s=0.2)
         seconds = time.perf_counter() - started
-        assert done["status"] == "succeeded", done.get("error")
+        assert done.status == "succeeded", done.error
         return seconds
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from services.contract.spec import DataSpec
+from services.contract.sections import DataSpec
 from workers.data import load_data
 
 

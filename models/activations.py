@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import nn
-
-ActivationName = Literal[
-    "identity", "step", "sigmoid", "tanh", "arctan", "relu", "prelu", "elu", "softplus"
-]
 
 
 class BinaryStep(nn.Module):

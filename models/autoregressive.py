@@ -13,35 +13,15 @@ Layers: `embedding` (tokens), `input` (a 1x1 convolution to the channel width), 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from models.activations import ActivationName, make_activation
+from models.activations import make_activation
 from models.base import DataShape
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
+from models.initializers import initialize
+from models.kinds.autoregressive import AutoregressiveConfig
 from models.sequence_base import SequenceData, SequenceModel, resolve_many_to_one
-
-
-class AutoregressiveConfig(ModelConfig):
-    kind: Literal["autoregressive"] = "autoregressive"
-    channels: int = Field(32, ge=1, le=65_536, description="width of every convolution")
-    layers: int = Field(4, ge=1, le=64, description="dilated causal convolutions")
-    kernel_size: int = Field(2, ge=1, le=64, description="taps of every convolution")
-    dilation_growth: int = Field(2, ge=1, le=16, description="layer l has dilation growth^l")
-    activation: ActivationName = "relu"
-    residual: bool = Field(True, description="add each layer's input to its output")
-    embed_dim: int = Field(16, ge=1, le=65_536, description="token inputs: embedding size")
-    mode: Literal["auto", "many_to_one", "many_to_many"] = Field(
-        "auto", description="one output per sequence or one per step; auto follows the data")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
 
 
 class CausalConv1d(nn.Conv1d):
@@ -104,10 +84,6 @@ class Autoregressive(SequenceModel):
         return self._hidden
 
 
-@register_model(AutoregressiveConfig, description="Autoregressive feed-forward net: causal "
-                                                  "dilated 1-D convolutions predicting the "
-                                                  "next sample from the past k; generates by "
-                                                  "sampling.")
 def build_autoregressive(config: AutoregressiveConfig, shape: DataShape, dropout: float = 0.0
                          ) -> Autoregressive:
     return Autoregressive(config, SequenceData.read(shape, "autoregressive"), dropout)

@@ -11,32 +11,16 @@ decoder's gates (`decoder.update_gate`, ...), `head`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.recurrent_cells import CellName, LSTMCell, make_cell, set_forget_bias
-from models.registry import register_model
-
-
-class CaptionerConfig(ModelConfig):
-    kind: Literal["captioner"] = "captioner"
-    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default=[8, 16], min_length=1, max_length=8,
-        description="encoder: 3x3 convolutions, each then 2x2 max-pooled while the image is "
-                    "larger than 1x1")
-    cell: CellName = "gru"
-    hidden: int = Field(64, ge=1, le=65_536, description="decoder state size")
-    embed_dim: int = Field(16, ge=1, le=65_536, description="token embedding size")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
+from models.initializers import initialize
+from models.kinds.captioner import CaptionerConfig
+from models.recurrent_cells import LSTMCell, make_cell, set_forget_bias
 
 
 class Encoder(nn.Module):
@@ -129,9 +113,6 @@ class Captioner(LayerwiseModel):
         return self._hidden
 
 
-@register_model(CaptionerConfig, description="Image captioner, one-to-many: a CNN encoder "
-                                             "and a recurrent decoder that emits a token "
-                                             "sequence.")
 def build_captioner(config: CaptionerConfig, shape: DataShape, dropout: float = 0.0
                     ) -> Captioner:
     if len(shape.input_shape) != 3:

@@ -3,50 +3,17 @@ max or average pooling, then a dense head. The lecture's z[n] = phi(sum_k w_c[k]
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from models.activations import ActivationName, make_activation
+from models.activations import make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import ModelConfig, StrictConfig
 from models.dense import DenseLayer
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
+from models.initializers import initialize
+from models.kinds.cnn import CNNConfig, ConvLayerConfig
 from models.report import ModelReport, Pictures, probe_split
 
 FEATURE_MAP_PANELS = 16
-
-
-class ConvLayerConfig(StrictConfig):
-    channels: int = Field(16, ge=1, le=4096, description="feature maps of this layer")
-    kernel_size: int = Field(3, ge=1, le=1024, description="receptive field along each axis")
-    stride: int = Field(1, ge=1, le=1024, description="step of the kernel along each axis")
-    padding: Annotated[int, Field(ge=0, le=1024)] | Literal["same"] = Field(
-        "same", description="zeros added on each side, or 'same' to keep the size")
-    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after the "
-                                                    "convolution")
-    pool_size: int = Field(2, ge=1, le=1024, description="pooling window and stride")
-
-
-class CNNConfig(ModelConfig):
-    kind: Literal["cnn"] = "cnn"
-    conv: list[ConvLayerConfig] = Field(
-        default_factory=lambda: [ConvLayerConfig.model_validate({"channels": c})
-                                 for c in (16, 32)],
-        min_length=1, max_length=100, description="convolution layers, input to output")
-    dense: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
-        default=[64], max_length=100, description="widths of the dense head's hidden layers")
-    activation: ActivationName = "relu"
-    input_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None, min_length=2, max_length=3,
-        description="read flat features as (C, L) or (C, H, W), e.g. [1, 8, 8]; null: the "
-                    "data's own shape")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
 
 
 def _spatial_after(size: list[int], layer: ConvLayerConfig, index: int) -> list[int]:
@@ -160,7 +127,5 @@ class CNN(LayerwiseModel):
         return ModelReport(pictures={"cnn_feature_maps": Pictures(images, titles)})
 
 
-@register_model(CNNConfig, description="Convolutional net: 1-D or 2-D convolutions with max or "
-                                       "average pooling, then a dense head.")
 def build_cnn(config: CNNConfig, shape: DataShape, dropout: float = 0.0) -> CNN:
     return CNN(config, shape, dropout)

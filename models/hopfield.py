@@ -9,18 +9,16 @@ Energy:  E = -sum_{i,j} w_ji v_i v_j; each asynchronous flip lowers it (by 4 |fi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
 from models.base import DataShape, LayerwiseModel
-from models.config import ModelConfig
+from models.kinds.hopfield import HopfieldConfig
+from models.kinds.names import UpdateName
 from models.rbm import require_recall
-from models.registry import register_model
 from models.report import Curve, ModelReport, Pictures, picture_shape, probe_split
 
-UpdateName = Literal["async", "sync"]
 TRACE_EXAMPLES = 64
 RECALL_PANELS = 6
 CAPACITY_POINTS = 12
@@ -71,20 +69,6 @@ def recall(weight: torch.Tensor, v: torch.Tensor, *, update: UpdateName, max_swe
         if not changed:
             break
     return v
-
-
-class HopfieldConfig(ModelConfig):
-    kind: Literal["hopfield"] = "hopfield"
-    update: UpdateName = Field("async", description="async: one unit at a time in random "
-                                                    "order; sync: all units at once")
-    max_sweeps: int = Field(20, ge=1, le=1000, description="passes over the units in recall")
-    capacity_curve: bool = Field(True, description="after training, recall accuracy of random "
-                                                   "patterns as the number stored grows")
-    capacity_max_patterns: int | None = Field(None, ge=1, le=10_000,
-                                              description="largest load of the curve; null: "
-                                                          "a quarter of the units")
-    capacity_trials: int = Field(4, ge=1, le=100, description="corrupted copies per pattern")
-    seed: int = Field(0, ge=0, description="seeds the capacity curve's patterns")
 
 
 class HopfieldNet(LayerwiseModel):
@@ -197,9 +181,6 @@ class HopfieldNet(LayerwiseModel):
         return Curve(loads, accuracy, xlabel="stored patterns P", ylabel="recall accuracy")
 
 
-@register_model(HopfieldConfig, description="Hopfield net: Hebbian storage of +-1 patterns, "
-                                            "asynchronous or synchronous sign recall, energy.",
-                supports=frozenset())
 def build_hopfield(config: HopfieldConfig, shape: DataShape, dropout: float = 0.0
                    ) -> HopfieldNet:
     require_recall("hopfield", shape)

@@ -22,15 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import nn
-
-InitName = Literal[
-    "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "orthogonal", "small_normal",
-    "zeros", "default",
-]
 
 SMALL_NORMAL_STD = 0.01
 

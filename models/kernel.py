@@ -11,34 +11,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from itertools import combinations_with_replacement
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
-
-MAX_FEATURES = 50_000
-
-
-class KernelConfig(ModelConfig):
-    kind: Literal["kernel"] = "kernel"
-    features: Literal["polynomial", "gaussian"] = Field(
-        "polynomial", description="the feature map: every monomial up to `degree`, or random "
-        "Fourier features of a Gaussian kernel")
-    degree: int = Field(2, ge=1, le=10, description="polynomial: the order n")
-    c: float = Field(1.0, ge=0.0, description="polynomial: the constant c of (x^T y + c)^n")
-    width: float = Field(1.0, gt=0.0, description="gaussian: h of exp(-||x - y||^2 / h)")
-    n_features: int = Field(256, ge=1, le=MAX_FEATURES,
-                            description="gaussian: number of random Fourier features")
-    seed: int = Field(0, ge=0, description="gaussian: seeds the random frequencies")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
+from models.initializers import initialize
+from models.kinds.kernel import MAX_FEATURES, KernelConfig
 
 
 def polynomial_terms(dim: int, degree: int, c: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,9 +93,6 @@ class KernelModel(LayerwiseModel):
         return self.linear(self.dropout(phi))  # (B, out)
 
 
-@register_model(KernelConfig, description="Explicit polynomial or Gaussian (random Fourier) "
-                                          "features, then a linear model: Cover's theorem.",
-                supports=frozenset({"dropout", "input_noise"}))
 def build_kernel(config: KernelConfig, shape: DataShape, dropout: float = 0.0) -> KernelModel:
     if config.features == "polynomial":
         count = polynomial_feature_count(shape.input_dim, config.degree)

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from typing import cast
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from models.activations import ActivationName
 from models.base import DataShape, LayerwiseModel
-from models.config import ModelConfig
 from models.dense import DenseLayer
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
-
-
-class MLPConfig(ModelConfig):
-    kind: Literal["mlp"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
-        default=[64, 64], min_length=1, max_length=1000,
-                              description="width of each hidden layer, input to output")
-    activation: ActivationName = "relu"
-    output: OutputName = "auto"
-    residual: bool = Field(False,
-                           description="add a skip around every hidden layer after the first")
-    init: InitName = "glorot_normal"
+from models.initializers import initialize
+from models.kinds.mlp import MLPConfig
 
 
 class MLP(LayerwiseModel):
@@ -56,7 +40,5 @@ class MLP(LayerwiseModel):
         return self._hidden
 
 
-@register_model(MLPConfig, description="Multi-layer perceptron of any depth and activation, "
-                                       "optionally with residual skips.")
 def build_mlp(config: MLPConfig, shape: DataShape, dropout: float = 0.0) -> MLP:
     return MLP(config, shape, dropout)

@@ -8,13 +8,9 @@ perceptron criterion for a hard-limit output, whose derivative is otherwise zero
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
-OutputName = Literal["auto", "linear", "sigmoid", "softmax", "hardlimit"]
-LossName = Literal["auto", "mse", "cross_entropy", "bce", "perceptron"]
 
 # The tasks the output function and loss are chosen for.
 _AUTO_OUTPUT = {"classification": "softmax", "binary": "sigmoid", "regression": "linear",

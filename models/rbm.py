@@ -8,16 +8,14 @@ p(v_i = 1 | h) = sigmoid(b_i + sum_j w_ij h_j). CD-k estimates the gradient of l
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import ModelConfig
-from models.registry import register_model
+from models.kinds.rbm import RBMConfig
 from models.report import ModelReport, Pictures, picture_shape
 
 RECALL_TASKS = ("recall", "reconstruction")
@@ -76,17 +74,6 @@ class BinaryRBM(nn.Module):
         self.visible_bias.add_(lr * (v0 - v).mean(0))
         self.hidden_bias.add_(lr * (ph0 - phk).mean(0))
         return stats
-
-
-class RBMConfig(ModelConfig):
-    kind: Literal["rbm"] = "rbm"
-    hidden: int = Field(64, ge=1, le=100_000, description="hidden units")
-    k: int = Field(1, ge=1, le=1000, description="Gibbs steps of contrastive divergence (CD-k)")
-    lr: float = Field(0.5, gt=0.0, le=10.0, description="CD step size (the spec's optimizer is "
-                                                        "not used: there is no gradient)")
-    init_std: float = Field(0.01, gt=0.0, le=1.0, description="std of the initial weights")
-    samples: int = Field(16, ge=1, le=256, description="Gibbs chains drawn after training")
-    sample_steps: int = Field(200, ge=1, le=100_000, description="Gibbs steps per drawn sample")
 
 
 class RBMModel(LayerwiseModel):
@@ -158,9 +145,6 @@ def require_recall(kind: str, shape: DataShape) -> None:
                                "source: random or digits)")
 
 
-@register_model(RBMConfig, description="Binary-binary restricted Boltzmann machine trained with "
-                                       "contrastive divergence (CD-k).",
-                supports=frozenset())
 def build_rbm(config: RBMConfig, shape: DataShape, dropout: float = 0.0) -> RBMModel:
     require_recall("rbm", shape)
     return RBMModel(config, shape)

@@ -28,11 +28,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-CellName = Literal["vanilla", "lstm", "gru"]
-LSTMVariant = Literal[
-    "standard", "no_input_gate", "no_forget_gate", "no_output_gate", "no_input_activation",
-    "no_output_activation", "no_peepholes", "coupled_input_forget", "full_gate_recurrence",
-]
+from models.kinds.names import CellName, LSTMVariant
+
 State = tuple[torch.Tensor, ...]
 
 

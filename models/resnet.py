@@ -10,36 +10,14 @@ with a skip from its input to its second layer (an odd last layer gets a skip of
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from models.activations import ActivationName, make_activation
+from models.activations import make_activation
 from models.base import DataShape, LayerwiseModel, ModelConfigError
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
-
-SkipName = Literal["identity", "weighted", "none"]
-
-
-class ResNetConfig(ModelConfig):
-    kind: Literal["resnet"] = "resnet"
-    layout: Literal["dense", "conv"] = Field(
-        "dense", description="dense: residual MLP; conv: residual CNN on (C, L) or (C, H, W)")
-    depth: int = Field(20, ge=1, le=1000, description="hidden layers, the stem included")
-    width: int = Field(64, ge=1, le=100_000, description="units (dense) or channels (conv)")
-    kernel_size: int = Field(3, ge=1, le=63, description="conv: odd, so 'same' padding exists")
-    skip: SkipName = Field("identity", description="identity, weighted (a learned W(l-2,l)), "
-                                                   "or none for the plain net")
-    activation: ActivationName = "relu"
-    input_shape: list[int] | None = Field(None, min_length=2, max_length=3,
-                                          description="conv: read flat features as this shape")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
+from models.initializers import initialize
+from models.kinds.names import SkipName
+from models.kinds.resnet import ResNetConfig
 
 
 class ResidualBlock(nn.Module):
@@ -127,8 +105,5 @@ def _conv_shape(config: ResNetConfig, shape: DataShape) -> tuple[int, ...]:
                            "(e.g. [1, 8, 8]), use image data, or layout: dense")
 
 
-@register_model(ResNetConfig, description="Residual MLP or residual CNN with identity or weighted "
-                                          "skips over two layers; skip: none gives the plain "
-                                          "net of the same depth.")
 def build_resnet(config: ResNetConfig, shape: DataShape, dropout: float = 0.0) -> ResNet:
     return ResNet(config, shape, dropout)

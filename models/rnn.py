@@ -11,48 +11,15 @@ then `head`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, ModelConfigError
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.recurrent_cells import (
-    CellName,
-    LSTMVariant,
-    RecurrentCell,
-    make_cell,
-    set_forget_bias,
-)
-from models.registry import register_model
+from models.initializers import initialize
+from models.kinds.rnn import RNNConfig
+from models.recurrent_cells import RecurrentCell, make_cell, set_forget_bias
 from models.sequence_base import SequenceData, SequenceModel, require_causal, resolve_many_to_one
-
-
-class RNNConfig(ModelConfig):
-    kind: Literal["rnn"] = "rnn"
-    cell: CellName = "lstm"
-    hidden: int = Field(32, ge=1, le=65_536, description="state size of each recurrent layer")
-    layers: int = Field(1, ge=1, le=64, description="stacked recurrent layers")
-    bidirectional: bool = Field(False, description="a second layer reads the sequence "
-                                                   "backwards; refused for language models")
-    mode: Literal["auto", "many_to_one", "many_to_many"] = Field(
-        "auto", description="one output per sequence or one per step; auto follows the data")
-    activation: Literal["tanh", "relu"] = Field("tanh", description="vanilla cell only")
-    variant: LSTMVariant = Field(
-        "standard", description="LSTM only: Greff et al.'s variants; standard has peepholes, "
-                                "no_peepholes is the lecture's slide and torch's nn.LSTM")
-    bptt: int | None = Field(None, ge=1, description="truncated BPTT: the error reaches back at "
-                                                     "most this many steps; null: the whole "
-                                                     "sequence")
-    embed_dim: int = Field(16, ge=1, le=65_536, description="token inputs: embedding size")
-    forget_bias: float = Field(1.0, description="LSTM: initial forget-gate bias")
-    output: OutputName = "auto"
-    init: InitName = Field("glorot_normal", description="input weights; recurrent weights "
-                                                        "start orthogonal")
 
 
 class Bidirectional(nn.Module):
@@ -155,9 +122,6 @@ def _check(config: RNNConfig, data: SequenceData) -> None:
         require_causal(data, "bidirectional", "a bidirectional net")
 
 
-@register_model(RNNConfig, description="Recurrent net: vanilla (tanh/ReLU), LSTM and its "
-                                       "variants, or GRU; stacked, bidirectional, many-to-one "
-                                       "or many-to-many, truncated BPTT.", any_length=True)
 def build_rnn(config: RNNConfig, shape: DataShape, dropout: float = 0.0) -> RNN:
     data = SequenceData.read(shape, "rnn")
     _check(config, data)

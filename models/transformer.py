@@ -14,38 +14,18 @@ Layers: `embedding` (tokens) or `input` (values), `position`, then per block `bl
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from models.base import DataShape, ModelConfigError
-from models.config import ModelConfig
-from models.initializers import InitName, initialize
-from models.objectives import OutputName
-from models.registry import register_model
+from models.initializers import initialize
+from models.kinds.transformer import TransformerConfig
 from models.sequence_base import SequenceData, SequenceModel, require_causal
 
 EMBEDDING_STD = 0.02  # nanoGPT's initial scale for token and position embeddings
 MAX_STEPS = 4096  # the (T, T) attention mask and scores grow with T squared
-
-
-class TransformerConfig(ModelConfig):
-    kind: Literal["transformer"] = "transformer"
-    width: int = Field(32, ge=1, le=65_536, description="model width M (embedding size)")
-    heads: int = Field(4, ge=1, le=1024, description="attention heads; must divide width")
-    layers: int = Field(2, ge=1, le=128, description="transformer blocks")
-    context: int | None = Field(None, ge=1, description="attention window N: a step attends to "
-                                                        "itself and the N-1 before it; null: "
-                                                        "the whole sequence")
-    causal: bool = Field(True, description="attend only to the past; a language model must")
-    positional: Literal["learned", "sinusoidal"] = Field(
-        "learned", description="position encoding: a learned embedding, or fixed sinusoids")
-    ff_mult: int = Field(4, ge=1, le=16, description="feed-forward width / model width")
-    output: OutputName = "auto"
-    init: InitName = "glorot_normal"
 
 
 class SelfAttention(nn.Module):
@@ -197,10 +177,6 @@ def _check(config: TransformerConfig, data: SequenceData) -> None:
         require_causal(data, "causal", "a non-causal transformer")
 
 
-@register_model(TransformerConfig, description="Decoder-only Transformer (nanoGPT style): "
-                                               "causal multi-head self-attention over a "
-                                               "context window, positions, feed-forward "
-                                               "blocks, residuals, layer norm.")
 def build_transformer(config: TransformerConfig, shape: DataShape, dropout: float = 0.0
                       ) -> Transformer:
     data = SequenceData.read(shape, "transformer")

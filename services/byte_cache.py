@@ -3,14 +3,19 @@
 A count alone does not bound memory when one entry can be a user's dataset: 32 entries of
 hundreds of MB each stay in the API process. Here the total of `size_of(value)` over the
 entries never exceeds `max_bytes`; a value larger than that is simply not kept.
+
+cachetools' `LRUCache` keeps the order and the byte total (its `getsizeof`); this adds the lock
+(cachetools is not thread-safe), the optional bound in entries, and `put` saying whether it kept
+the value.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from cachetools import LRUCache
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -34,18 +39,16 @@ class ByteBoundedCache(Generic[K, V]):
             raise ValueError(f"max_items must be > 0 or None, got {max_items}")
         self.max_bytes, self.max_items = max_bytes, max_items
         self._size_of = size_of
-        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
-        self._bytes = 0
+        # Each entry is (value, its size), so that the size is measured once, outside the lock.
+        self._entries: LRUCache[K, tuple[V, int]] = LRUCache(
+            maxsize=max_bytes, getsizeof=lambda entry: entry[1])
         self._lock = threading.Lock()
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """The value under `key` (now the most recently used), or `default`."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
-                return default
-            self._entries.move_to_end(key)
-            return entry[0]
+        return default if entry is None else entry[0]
 
     def put(self, key: K, value: V) -> bool:
         """Keep `value` under `key`, evicting the least recently used entries to make room.
@@ -58,29 +61,23 @@ class ByteBoundedCache(Generic[K, V]):
         if size < 0:
             raise ValueError(f"size_of gave {size} bytes for key {key!r}; it must be >= 0")
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
+            self._entries.pop(key, None)
+            if size > self.max_bytes:  # LRUCache would refuse it with ValueError
                 return False
             self._entries[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes or (
-                    self.max_items is not None and len(self._entries) > self.max_items):
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._bytes -= evicted
+            while self.max_items is not None and len(self._entries) > self.max_items:
+                self._entries.popitem()  # the least recently used
             return True
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._bytes = 0
 
     @property
     def nbytes(self) -> int:
         """The bytes the entries hold now, as `size_of` counted them."""
         with self._lock:
-            return self._bytes
+            return int(self._entries.currsize)
 
     def __len__(self) -> int:
         with self._lock:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.contract.spec import ExperimentSpec, OptimizerSpec
+from services.contract.sections import OptimizerSpec
+from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.settings import Settings
 

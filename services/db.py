@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -17,7 +17,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -28,7 +27,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
-from sqlalchemy.schema import CreateIndex
 
 from services.lifecycle import now
 
@@ -102,12 +100,6 @@ Index("ix_jobs_queue_order", JobRow.status, JobRow.priority.desc(), JobRow.seq)
 # queue order chooses among (`JobStore.queue_heads`).
 Index("ix_jobs_queue_by_owner", JobRow.status, JobRow.owner, JobRow.priority.desc(), JobRow.seq)
 
-# Indexes earlier versions created that a newer one replaced: dropped at start.
-# ix_jobs_claim (status, priority, seq) made the claim sort the queue (priority desc, seq asc);
-# the one-column ones are prefixes of the indexes above.
-_REPLACED_INDEXES = ("ix_jobs_claim", "ix_jobs_owner", "ix_jobs_project", "ix_jobs_status")
-
-
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # WAL lets the API read while the dispatcher writes; the timeout waits out a writer.
@@ -153,9 +145,7 @@ def _ping_after_idle(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     with migration_lock(engine):
-        Base.metadata.create_all(engine)
-        ensure_columns(engine)
-        ensure_indexes(engine)
+        migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -201,27 +191,26 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_columns(engine: Engine) -> None:
-    """Add the columns a newer version declared to a job table an earlier version created
-    (create_all creates missing tables, never missing columns). Every added column is nullable
-    or has a default, so rows written before read as they did."""
-    table = cast(Table, JobRow.__table__)
-    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
-    with engine.begin() as connection:
-        for column in table.columns:
-            if column.name in present:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+# Alembic's record of the job table's revision. Not Alembic's default `alembic_version`: the
+# MLflow tracking store, which keeps its own there, may live in the same database.
+VERSION_TABLE = "layerwise_alembic_version"
+MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def ensure_indexes(engine: Engine) -> None:
-    """Every index of the job table, on a store created by an earlier version too (create_all
-    creates a table's indexes only with the table), and none it replaced. Idempotent, and safe
-    when several processes start at once (IF NOT EXISTS, IF EXISTS)."""
-    table = cast(Table, JobRow.__table__)
+def migrate(engine: Engine) -> None:
+    """The job table at the newest revision (`services/migrations/versions`): a store without
+    one is created as declared here and stamped; one an earlier version made (with or without
+    a revision recorded) runs the revisions it lacks. Call it under `migration_lock`."""
+    # Imported here: the client commands import the store's records, not its migrations.
+    from alembic import command
+    from alembic.config import Config
+
     with engine.begin() as connection:
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            connection.execute(CreateIndex(index, if_not_exists=True))
-        for name in _REPLACED_INDEXES:
-            connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        if inspect(connection).has_table(JobRow.__tablename__):
+            command.upgrade(config, "head")
+        else:
+            Base.metadata.create_all(connection)
+            command.stamp(config, "head")

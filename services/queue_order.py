@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from services.store import JobRecord
+from services.records import JobRecord
 
 
 @dataclass

@@ -14,59 +14,18 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
-from pydantic import BaseModel
 from sqlalchemy import Table, and_, bindparam, func, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.db import JobRow, make_engine, make_sessionmaker
 from services.lifecycle import Status, now, transition
+from services.records import JobRecord, Progress
 
 
-class Progress(BaseModel):
-    epoch: int = 0
-    epochs: int = 0
-    step: int = 0
-    metrics: dict[str, float] = {}
-    # The live diagnosis (verdict, findings, detected_at_step) as of the last epoch's end.
-    diagnosis: dict[str, Any] | None = None
-
-
-class JobRecord(BaseModel):
-    """A job as the API shows it."""
-
-    id: str
-    job_type: str
-    name: str | None
-    project: str
-    status: str
-    spec: dict[str, Any]
-    spec_hash: str
-    priority: int
-    attempts: int
-    max_attempts: int
-    owner: str
-    sweep_id: str | None
-    param_count: int | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    progress: Progress
-    error: str | None
-    result: dict[str, Any] | None
-    diagnosis: dict[str, Any] | None
-    mlflow_run_id: str | None
-    mlflow_experiment_id: str | None
-    repair_of: str | None = None  # the job this one repairs (written by the service only)
-    repair_candidate: int | None = None  # which of that job's candidate fixes it tries
-    parent_run_id: str | None = None  # the MLflow run this job's run is a child of
-    attempt_log: list[dict[str, Any]] = []  # each attempt that ended early, with its cause
-    memory_estimate: dict[str, int] | None = None  # the dry run's peak-memory estimate, bytes
-    waiting: str | None = None  # for a queued job: why it has not started yet
-
-    @classmethod
-    def of(cls, row: JobRow) -> JobRecord:
-        return cls(
+def _record(row: JobRow) -> JobRecord:
+    """The row as the API shows it (times in UTC, progress typed)."""
+    return JobRecord(
             id=row.id, job_type=row.job_type, name=row.name, project=row.project,
             status=row.status, spec=row.spec, spec_hash=row.spec_hash, priority=row.priority,
             attempts=row.attempts, max_attempts=row.max_attempts, owner=row.owner,
@@ -228,20 +187,20 @@ class JobStore:
             return _same_request(existing, idempotency_key or "", spec, job_type), False
         if repeat is not None:
             return _same_request(self.get(repeat), idempotency_key or "", spec, job_type), False
-        return JobRecord.of(JobRow(**values)), True
+        return _record(JobRow(**values)), True
 
     def _by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
         with self.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.owner == owner,
                                                       JobRow.idempotency_key == key))
-            return JobRecord.of(row) if row else None
+            return _record(row) if row else None
 
     def get(self, job_id: str) -> JobRecord:
         with self.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.id == job_id))
             if row is None:
                 raise JobNotFound(job_id)
-            return JobRecord.of(row)
+            return _record(row)
 
     def find_repair(self, owner: str, repair_of: str, candidate: int) -> JobRecord | None:
         """The owner's repair of job `repair_of` that tries its fix `candidate`, queued,
@@ -252,7 +211,7 @@ class JobStore:
                  .order_by(JobRow.seq.desc()).limit(1))
         with self.session() as session:
             row = session.scalar(query)
-            return JobRecord.of(row) if row else None
+            return _record(row) if row else None
 
     def cancelled_repairs(self, owner: str, repair_of: str, candidate: int) -> int:
         """How many of the owner's repairs of job `repair_of` with fix `candidate` were
@@ -279,7 +238,7 @@ class JobStore:
         with self.session() as session:
             rows = list(session.scalars(query))
         next_cursor = rows[limit - 1].seq if len(rows) > limit else None
-        return [JobRecord.of(r) for r in rows[:limit]], next_cursor
+        return [_record(r) for r in rows[:limit]], next_cursor
 
     def jobs_ahead(self, job_id: str, *, up_to: int = AHEAD_COUNTED) -> int:
         """Queued jobs that the dispatcher will consider before this one, counted up to
@@ -326,7 +285,7 @@ class JobStore:
                 "queued": Status.QUEUED.value, "owner": owner,
                 "job_types": builtins.list(job_types), "per_owner": per_owner})]
         rows.sort(key=lambda row: (-row.priority, row.seq))
-        return [JobRecord.of(cast(JobRow, row)) for row in rows]  # a Row reads as a JobRow
+        return [_record(cast(JobRow, row)) for row in rows]  # a Row reads as a JobRow
 
     def claim(self, job_ids: builtins.list[str]) -> builtins.list[JobRecord]:
         """Move these queued jobs to running in one transaction and count an attempt of each;
@@ -346,7 +305,7 @@ class JobStore:
             for row in taken:  # started_at in the order given: the order of their launches
                 transition(row, Status.RUNNING, attempts=row.attempts + 1, error=None)
             session.flush()
-            return [JobRecord.of(row) for row in taken]
+            return [_record(row) for row in taken]
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set plain fields (progress, MLflow ids, result) without changing the status."""
@@ -355,14 +314,14 @@ class JobStore:
             for key, value in fields.items():
                 setattr(row, key, value)
             row.updated_at = now()
-            return JobRecord.of(row)
+            return _record(row)
 
     def move(self, job_id: str, target: Status, **fields: Any) -> JobRecord:
         """Change a job's status through `transition` (raises IllegalTransition)."""
         with self._writing() as session:
             row = self._row(session, job_id, lock=True)
             transition(row, target, **fields)
-            return JobRecord.of(row)
+            return _record(row)
 
     def end_attempt(self, job_id: str, decide: Callable[[JobRecord], tuple[
             Status, dict[str, Any], dict[str, Any]]]) -> JobRecord:
@@ -372,9 +331,9 @@ class JobStore:
         choice (retry or fail) rests on the log, so it is read and written under one lock."""
         with self._writing() as session:
             row = self._row(session, job_id, lock=True)
-            target, entry, fields = decide(JobRecord.of(row))
+            target, entry, fields = decide(_record(row))
             transition(row, target, attempt_log=[*(row.attempt_log or []), entry], **fields)
-            return JobRecord.of(row)
+            return _record(row)
 
     def _row(self, session: Session, job_id: str, *, lock: bool = False) -> JobRow:
         query = select(JobRow).where(JobRow.id == job_id)
@@ -397,7 +356,7 @@ class JobStore:
         with self.session() as session:
             rows = session.scalars(select(JobRow).where(
                 JobRow.status == Status.RUNNING.value, JobRow.updated_at < cutoff))
-            return [JobRecord.of(r) for r in rows if r.id not in exclude]
+            return [_record(r) for r in rows if r.id not in exclude]
 
     def ping(self) -> None:
         with self.session() as session:

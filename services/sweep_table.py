@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from services.store import JobRecord
+from services.records import JobRecord
 
 TrialStatus = Literal["queued", "running", "paused", "succeeded", "early_stopped", "failed",
                       "cancelled"]

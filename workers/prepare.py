@@ -14,8 +14,8 @@ import os
 
 import torch
 
-from models import build_model
 from models.base import LayerwiseModel
+from models.builders import build_model
 from models.objectives import Objective
 from services.byte_cache import ByteBoundedCache
 from services.contract.spec import ExperimentSpec

@@ -13,23 +13,26 @@ import torch
 
 from models.base import LayerwiseModel
 from models.objectives import Objective
-from services.contract.expectations import evaluate_experiment
-from services.contract.spec import STORED, ExperimentSpec
+from services.contract.spec import ExperimentSpec
+from services.contract.tags import STORED
 from workers.data import DataBundle
-from workers.diagnostics import Diagnostics
+from workers.diagnostics.expectation_checks import evaluate_experiment
+from workers.diagnostics.session import Diagnostics
 from workers.prepare import prepare
 from workers.tracking.model_report import log_model_report
 from workers.tracking.run_tracker import RunTracker
 from workers.training import checkpoints
-from workers.training.callbacks import (
-    Callback,
+from workers.training.build import build_trainer
+from workers.training.callback_base import Callback, TrainerView
+from workers.training.data_parallel import DataParallel
+from workers.training.evaluation import Split
+from workers.training.logging_callbacks import (
     EpochArtifactLogger,
     EpochMetricLogger,
     PerLayerNormLogger,
     ProgressReporter,
 )
-from workers.training.data_parallel import DataParallel
-from workers.training.loop import Diverged, Split, Trainer
+from workers.training.loop import Diverged
 from workers.training.norms import PerLayerNorms
 from workers.worker_settings import WorkerSettings
 
@@ -174,14 +177,14 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
                                   live=options.live_diagnosis)
         progress = diagnostics.reporting(report)
         last = LastEpoch()
-        trainer = Trainer(spec, model, objective, splits, device=device,
-                          callbacks=diagnostics.attach([
-                              *_callbacks(spec, model, tracker, progress),
-                              hooks, last,
-                              checkpoints.CheckpointEveryEpoch(
-                                  saved, every_s=settings.checkpoint_every_s)],
-                              splits["train"].x, splits["train"].y, objective),
-                          parallel=options.parallel)
+        trainer = build_trainer(spec, model, objective, splits, device=device,
+                                callbacks=diagnostics.attach([
+                                    *_callbacks(spec, model, tracker, progress),
+                                    hooks, last,
+                                    checkpoints.CheckpointEveryEpoch(
+                                        saved, every_s=settings.checkpoint_every_s)],
+                                    splits["train"].x, splits["train"].y, objective),
+                                parallel=options.parallel)
         trainer.step = pretrain_steps  # fine-tuning steps follow the pretraining steps
         extra: dict[str, Any] = {}
         if state:
@@ -226,7 +229,7 @@ class LastEpoch(Callback):
     def __init__(self) -> None:
         self.metrics: dict[str, float] = {}
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.metrics = dict(metrics)
 
 

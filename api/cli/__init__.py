@@ -1,8 +1,9 @@
 """The `layerwise` command (`app`, the console script of pyproject.toml): the service's own
 processes (serve, dispatcher, ui) in `serving`, the client commands (submit, status, list,
 cancel, sweep, sweeps, sweep-status, sweep-cancel, catalog, compare) in `jobs`, repair in
-`repairing`, check (submit files and judge their `expect:`) in `checking`, what they print in
-`output`."""
+`repairing`, check (submit files and judge their `expect:`) in `checking`; what the client
+commands share (options, the client, ids by their start, following a job) in `common`, what
+they print in `output`."""
 
 from __future__ import annotations
 

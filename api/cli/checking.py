@@ -5,14 +5,16 @@ for all of them, print each `expect:` with what was observed, and exit 1 when on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Column, Table
 
-from api.cli.jobs import TokenOpt, UrlOpt, _client, _is_sweep
+from api.cli.common import TokenOpt, UrlOpt, connect, is_sweep
 from api.cli.output import attempt_lines, console, err_console, expectation_text, observed_text
 from api.client import LayerwiseClient, LayerwiseError, load_spec_file
+from api.schemas import ExperimentRecord
+from services.sweep_table import SweepRecord
 
 # Exit codes: a claim that failed is the answer the command exists for; a file or a service
 # that could not be asked is a different problem, told apart for scripts and CI.
@@ -31,14 +33,15 @@ def check(files: Annotated[list[str], typer.Argument(help="spec files, YAML or J
                              ] = 3600.0,
           url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Submit specs, wait, and check their `expect:` claims; exit 1 when one does not hold."""
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         submitted = _submit_all(client, files)
         rows: list[tuple[str, str, str, bool | None]] = []
         retried: list[str] = []  # why attempts ended early: a pass after retries is told
         for job in submitted:
             record = _wait(client, job, timeout)
             rows += _judged(job, record)
-            retried += [f"{job.file}: {line}" for line in attempt_lines(record or {})]
+            retried += [f"{job.file}: {line}" for line in (attempt_lines(record) if record
+                                                           else [])]
     table = Table(Column("file", overflow="fold"), Column("expectation", overflow="fold"),
                   Column("observed", overflow="fold"), "held")
     for file, expectation, observed, held in rows:
@@ -61,7 +64,7 @@ def _submit_all(client: LayerwiseClient, files: list[str]) -> list[Submitted]:
     for file in files:
         try:
             spec = load_spec_file(file)
-            sweep = _is_sweep(spec)
+            sweep = is_sweep(spec)
             record = (client.submit_sweep if sweep else client.submit)(spec)
         except (ValueError, OSError, LayerwiseError) as exc:
             for job in submitted:
@@ -69,9 +72,9 @@ def _submit_all(client: LayerwiseClient, files: list[str]) -> list[Submitted]:
             err_console.print(f"{file}: {exc}", style="red", markup=False, highlight=False,
                               soft_wrap=True)
             raise typer.Exit(NOT_ASKED) from exc
-        console.print(f"{file}: submitted {'sweep ' if sweep else ''}{record['id']}",
+        console.print(f"{file}: submitted {'sweep ' if sweep else ''}{record.id}",
                       markup=False, highlight=False)
-        submitted.append(Submitted(file, record["id"], sweep))
+        submitted.append(Submitted(file, record.id, sweep))
     return submitted
 
 
@@ -84,7 +87,8 @@ def _cancel(client: LayerwiseClient, job: Submitted) -> None:
                           highlight=False, soft_wrap=True)
 
 
-def _wait(client: LayerwiseClient, job: Submitted, timeout: float) -> dict[str, Any] | None:
+def _wait(client: LayerwiseClient, job: Submitted, timeout: float
+          ) -> ExperimentRecord | SweepRecord | None:
     """The job's final record, or None when it did not end in time."""
     try:
         if job.sweep:
@@ -95,16 +99,15 @@ def _wait(client: LayerwiseClient, job: Submitted, timeout: float) -> dict[str, 
         return None
 
 
-def _judged(job: Submitted, record: dict[str, Any] | None
+def _judged(job: Submitted, record: ExperimentRecord | SweepRecord | None
             ) -> list[tuple[str, str, str, bool | None]]:
     """One row per expectation; a job that did not succeed fails its file's claims."""
     if record is None:
         return [(job.file, "(the job)", "did not end in time", False)]
-    if record["status"] != "succeeded":
-        return [(job.file, "(the job)", f"{record['status']}: {record.get('error') or ''}",
-                 False)]
-    expectations = (record.get("expectations") if job.sweep
-                    else (record.get("result") or {}).get("expectations")) or []
+    if record.status != "succeeded":
+        return [(job.file, "(the job)", f"{record.status}: {record.error or ''}", False)]
+    expectations = (record.expectations if isinstance(record, SweepRecord)
+                    else (record.result or {}).get("expectations")) or []
     if not expectations:
         return [(job.file, "(no expect:)", "", None)]
     return [(job.file, expectation_text(e["expect"]), observed_text(e["observed"]),

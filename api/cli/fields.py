@@ -9,16 +9,17 @@ from typing import Any
 from rich.table import Column, Table
 
 from api.cli.output import console, fail
+from api.schemas import Catalog
 
 
-def show_entry(entries: dict[str, Any], name: str) -> None:
+def show_entry(entries: Catalog, name: str) -> None:
     """The kind or dataset `name` of the catalog `entries`: its fields and how a spec names it."""
-    models = [m for m in entries["models"] if m["kind"] == name]
-    datasets = [d for d in entries["datasets"] if d["name"] == name]
+    models = [m for m in entries.models if m["kind"] == name]
+    datasets = [d for d in entries.datasets if d["name"] == name]
     if not models and not datasets:
         fail(f"no model kind or dataset {name!r}; kinds: "
-             f"{', '.join(m['kind'] for m in entries['models'])}; datasets: "
-             f"{', '.join(d['name'] for d in entries['datasets'])}")
+             f"{', '.join(m['kind'] for m in entries.models)}; datasets: "
+             f"{', '.join(d['name'] for d in entries.datasets)}")
     for model in models:
         console.print(f"model kind [bold]{model['kind']}[/bold]: {model['description']}")
         if model.get("supports"):

@@ -12,6 +12,10 @@ from rich.console import Console, Group
 from rich.table import Column, Table
 
 from api.client import ServiceUnreachable
+from api.schemas import AttemptEntry
+from services.records import JobRecord, Progress
+from services.run_comparison import Comparison
+from services.sweep_table import DIAGNOSIS_STOP, SweepRecord, TrialRow
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,10 +44,10 @@ def fail(exc: Exception | str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def live_verdict(progress: dict[str, Any]) -> str:
+def live_verdict(progress: Progress) -> str:
     """The live diagnosis of a running job in a few words: its verdict and, when it is a
     problem, the fix it suggests ("" before the first epoch's diagnosis)."""
-    diagnosis = progress.get("diagnosis") or {}
+    diagnosis = progress.diagnosis or {}
     verdict = diagnosis.get("verdict")
     if not verdict:
         return ""
@@ -53,11 +57,11 @@ def live_verdict(progress: dict[str, Any]) -> str:
     return f"diagnosis {verdict}" + (f" (try {changes})" if changes else "")
 
 
-def epochs(record: dict[str, Any]) -> int | None:
+def epochs(record: JobRecord) -> int | None:
     """The job's epochs: its progress's, or until the first epoch reports, its spec's."""
-    total = record["progress"].get("epochs")
+    total: Any = record.progress.epochs
     if not total:
-        training = (record.get("spec") or {}).get("training") or {}
+        training = record.spec.get("training") or {}
         total = training.get("epochs") if isinstance(training, dict) else None
     return total if isinstance(total, int) and total > 0 else None
 
@@ -68,84 +72,79 @@ def id_column() -> Column:
     return Column("id", no_wrap=True, overflow="fold", min_width=32)
 
 
-def created(record: dict[str, Any]) -> str:
+def created(record: JobRecord | SweepRecord) -> str:
     """MM-DD HH:MM (UTC): the year and seconds would cost the ids their room."""
-    return str(record["created_at"])[5:16].replace("T", " ")
+    return record.created_at.isoformat()[5:16].replace("T", " ")
 
 
-def show_outcome(record: dict[str, Any]) -> None:
+def show_outcome(record: JobRecord) -> None:
     _show_status(record)
     table = Table("metric", "value")
-    for key, value in sorted((record.get("result") or {}).items()):
+    for key, value in sorted((record.result or {}).items()):
         if key != "expectations":
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
-    show_expectations((record.get("result") or {}).get("expectations"))
-    if record.get("diagnosis"):
-        console.print(f"diagnosis: [bold]{record['diagnosis']['verdict']}[/bold]")
+    show_expectations((record.result or {}).get("expectations"))
+    if record.diagnosis:
+        console.print(f"diagnosis: [bold]{record.diagnosis['verdict']}[/bold]")
     _show_mlflow_run("MLflow run", record)
 
 
-def sweep_view(record: dict[str, Any]) -> Group:
+def sweep_view(record: SweepRecord) -> Group:
     """The sweep's status line and its live trial table."""
-    best = record.get("best")
-    head = (f"sweep {record['id']}  [bold]{record['status']}[/bold]  trials "
-            f"{record['trials_done']}/{record['trials_total']}")
+    best = record.best
+    head = (f"sweep {record.id}  [bold]{record.status}[/bold]  trials "
+            f"{record.trials_done}/{record.trials_total}")
     if best:
-        head += f"  best {record['metric']} {best['metric']:.4g} ({best['trial_id']})"
-    table = Table("trial", "status", "values", "epoch", record["metric"], "verdict",
+        head += f"  best {record.metric} {best.metric:.4g} ({best.trial_id})"
+    table = Table("trial", "status", "values", "epoch", record.metric, "verdict",
                   "MLflow run")
-    for trial in record.get("trials", []):
-        values = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial["params"].items())
-        if trial.get("repeat"):
-            values += f", seed+{trial['repeat']}"
-        metric = trial.get("metric")
-        table.add_row(trial["trial_id"], _trial_status(trial), values,
-                      str(trial.get("epoch", "")), f"{metric:.4g}" if metric is not None else "",
-                      trial.get("verdict") or "", (trial.get("mlflow_run_id") or "")[:12])
+    for trial in record.trials:
+        values = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial.params.items())
+        if trial.repeat:
+            values += f", seed+{trial.repeat}"
+        metric = trial.metric
+        table.add_row(trial.trial_id, _trial_status(trial), values,
+                      str(trial.epoch), f"{metric:.4g}" if metric is not None else "",
+                      trial.verdict or "", (trial.mlflow_run_id or "")[:12])
     stops = stops_line(record)
     return Group(head, table, *([stops] if stops else []), *attempt_lines(record))
 
 
-# The stop reason search.stop_on gives (services.sweep_table.DIAGNOSIS_STOP), written out: the
-# client commands stay free of the service's modules.
-DIAGNOSIS_STOP = "diagnosis: "
-
-
-def _trial_status(trial: dict[str, Any]) -> str:
+def _trial_status(trial: TrialRow) -> str:
     """A trial that search.stop_on ended reads `stopped: <verdict>`, not a plain success."""
-    reason = trial.get("stop_reason") or ""
+    reason = trial.stop_reason or ""
     if reason.startswith(DIAGNOSIS_STOP):
         return f"stopped: {reason.removeprefix(DIAGNOSIS_STOP)}"
-    return str(trial["status"])
+    return str(trial.status)
 
 
-def stops_line(record: dict[str, Any]) -> str | None:
+def stops_line(record: SweepRecord) -> str | None:
     """The trials search.stop_on stopped, per verdict, and the CPU-seconds they saved."""
-    stopped = record.get("stopped_on_diagnosis") or {}
+    stopped = record.stopped_on_diagnosis
     if not stopped:
         return None
     counts = ", ".join(f"{verdict} {n}" for verdict, n in stopped.items())
     return (f"stopped on their diagnosis: {counts}; about "
-            f"{record.get('cpu_seconds_saved') or 0.0:.0f} CPU-seconds saved")
+            f"{record.cpu_seconds_saved or 0.0:.0f} CPU-seconds saved")
 
 
-def comparison_view(table: dict[str, Any], width: int) -> Group:
+def comparison_view(table: Comparison, width: int) -> Group:
     """`layerwise compare`'s tables, readable at `width` columns: the runs, numbered, with
     their verdicts; then the median per layer with a row per layer and a column per run,
     split into several tables when the runs do not fit side by side, so no number is cut."""
-    runs = table["runs"]
+    runs = table.runs
     head = Table("#", Column("run", overflow="fold"), Column("id", no_wrap=True), "kind",
                  Column("verdict", overflow="fold"), Column("first/last", no_wrap=True))
     for number, run in enumerate(runs, 1):
-        ratio = run["first_last_ratio"]
-        head.add_row(str(number), run["name"] or "", run["id"][:8], run["model_kind"],
-                     run["verdict"] or "", f"{ratio:.2e}" if ratio is not None else "")
-    layers = list(dict.fromkeys(s["layer"] for run in runs for s in run["layers"]))
-    medians = [{s["layer"]: s["median"] for s in run["layers"]} for run in runs]
+        ratio = run.first_last_ratio
+        head.add_row(str(number), run.name or "", run.id[:8], run.model_kind,
+                     run.verdict or "", f"{ratio:.2e}" if ratio is not None else "")
+    layers = list(dict.fromkeys(s.layer for run in runs for s in run.layers))
+    medians = [{s.layer: s.median for s in run.layers} for run in runs]
     layer_width = min(max((len(layer) for layer in layers), default=5), max(12, width // 3))
     per_table = max(1, (width - layer_width - 4) // 11)  # a number is 8 wide, 3 of borders
-    parts: list[Any] = [head, f"median {table['metric']} per layer (columns: run #)"]
+    parts: list[Any] = [head, f"median {table.metric} per layer (columns: run #)"]
     for start in range(0, len(runs), per_table):
         numbers = range(start, min(start + per_table, len(runs)))
         view = Table(Column("layer", overflow="fold", max_width=layer_width),
@@ -202,13 +201,13 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def show_sweep_outcome(record: dict[str, Any]) -> None:
+def show_sweep_outcome(record: SweepRecord) -> None:
     _show_status(record)
-    best = record.get("best")
+    best = record.best
     if best:
-        console.print(f"best trial {best['trial_id']}: {record['metric']} = "
-                      f"{best['metric']:.4g} with {best['params']}")
-    for config in (record.get("configurations") or [])[:5]:
+        console.print(f"best trial {best.trial_id}: {record.metric} = "
+                      f"{best.metric:.4g} with {best.params}")
+    for config in (record.configurations or [])[:5]:
         if config.get("ci95"):
             low, high = config["ci95"]
             console.print(f"  {config['params']}: mean {config['mean']:.4g}, 95% interval "
@@ -216,30 +215,32 @@ def show_sweep_outcome(record: dict[str, Any]) -> None:
     stops = stops_line(record)
     if stops:
         console.print(stops)
-    show_expectations(record.get("expectations"))
+    show_expectations(record.expectations)
     _show_mlflow_run("MLflow parent run", record)
 
 
-def _show_status(record: dict[str, Any]) -> None:
+def _show_status(record: JobRecord | SweepRecord) -> None:
     """The final status, green for success, the error if there is one, and why earlier
     attempts ended."""
-    color = "green" if record["status"] == "succeeded" else "red"
-    console.print(f"[{color}]{record['status']}[/{color}]")
-    if record.get("error"):
-        console.print(record["error"])
+    color = "green" if record.status == "succeeded" else "red"
+    console.print(f"[{color}]{record.status}[/{color}]")
+    if record.error:
+        console.print(record.error)
     show_attempts(record)
 
 
-def show_attempts(record: dict[str, Any]) -> None:
+def show_attempts(record: JobRecord | SweepRecord) -> None:
     for line in attempt_lines(record):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def attempt_lines(record: dict[str, Any]) -> list[str]:
+def attempt_lines(record: JobRecord | SweepRecord) -> list[str]:
     """One line per attempt that ended before the job did: its cause, whether it counted
     against max_attempts (the service's own trouble does not), and Ray's words."""
     lines = []
-    for entry in record.get("attempt_log") or []:
+    for logged in record.attempt_log:
+        # An experiment's entries come typed (`ExperimentRecord`), a sweep's as stored.
+        entry = logged.model_dump() if isinstance(logged, AttemptEntry) else logged
         counted = "counted" if entry.get("counted", True) else "not counted"
         detail = f": {entry['detail']}" if entry.get("detail") else ""
         lines.append(f"attempt {entry.get('attempt', '?')} ended early: "
@@ -247,9 +248,9 @@ def attempt_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _show_mlflow_run(label: str, record: dict[str, Any]) -> None:
+def _show_mlflow_run(label: str, record: JobRecord | SweepRecord) -> None:
     """The link to the record's MLflow run in the UI, when it has one."""
-    if record.get("mlflow_run_id"):
+    if record.mlflow_run_id:
         ui = os.environ.get("LAYERWISE_MLFLOW_UI_URL", "http://127.0.0.1:5000")
-        console.print(f"{label}: {ui}/#/experiments/{record['mlflow_experiment_id']}"
-                      f"/runs/{record['mlflow_run_id']}")
+        console.print(f"{label}: {ui}/#/experiments/{record.mlflow_experiment_id}"
+                      f"/runs/{record.mlflow_run_id}")

@@ -40,26 +40,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 def run_dispatcher() -> None:
     """Run only the dispatcher (queue -> Ray), beside an API started with --no-dispatcher."""
     # Lazy: the dispatcher imports Ray, MLflow and torch, which `layerwise status` must not.
-    from services.mlflow_internals import check_mlflow_version
+    from api.service import build_service
     from services.settings import Settings
-    from services.store import JobStore
-    from services.tracking_store import prepare_tracking_store
-    from workers.runtime.dispatcher import Dispatcher
-    from workers.submission.repair import AutoRepair
 
-    settings = Settings()
-    check_mlflow_version()
-    prepare_tracking_store(settings.tracking_uri)
-    store = JobStore(settings.job_store_url)
-    dispatcher = Dispatcher(store, settings)
-    dispatcher.on_finished = AutoRepair(store, settings, dispatcher)  # auto_repair
-    dispatcher.start()
+    service = build_service(Settings())
+    service.start()
     stopping = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # set before anyone is told it runs
         signal.signal(stop_signal, lambda *_: stopping.set())
     console.print("dispatcher running; Ctrl-C or SIGTERM stops it")
     stopping.wait()
-    dispatcher.stop()
+    service.stop()
 
 
 def ui(port: int = 5000, host: str = "127.0.0.1") -> None:

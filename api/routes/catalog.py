@@ -11,10 +11,10 @@ from api.errors import problem_responses
 from api.schemas import Catalog
 from models.activations import activation_names
 from models.initializers import init_names
-from models.objectives import LossName
-from models.registry import model_families
+from models.kinds.names import LossName
+from models.registry import MODEL_KINDS
 from models.regularizers import REGULARIZERS
-from services.contract.spec import OptimizerSpec, ScheduleSpec
+from services.contract.sections import OptimizerSpec, ScheduleSpec
 from workers.data import builtin_datasets
 
 router = APIRouter(prefix="/v1", tags=["catalog"], responses=problem_responses(401))
@@ -24,8 +24,8 @@ router = APIRouter(prefix="/v1", tags=["catalog"], responses=problem_responses(4
 def catalog(_: PrincipalDep) -> Catalog:
     return Catalog(
         models=[{"kind": f.kind, "description": f.description,
-                 "schema": f.config_cls.model_json_schema(), "supports": sorted(f.supports)}
-                for f in model_families()],
+                 "schema": f.config_cls.model_json_schema(), "supports": sorted(f.honours)}
+                for f in MODEL_KINDS],
         datasets=[{"name": d.name, "description": d.description,
                    "params_schema": d.params_cls.model_json_schema()}
                   for d in builtin_datasets()],

@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 
 from api.deps import PrincipalDep, SettingsDep, StoreDep, visible_job
 from api.errors import problem_responses
-from workers.tracking.comparison import Comparison, NormName, layer_curves, run_layers, summarize
+from services.run_comparison import Comparison, NormName
+from workers.tracking.comparison import layer_curves, run_layers, summarize
 
 router = APIRouter(prefix="/v1", tags=["compare"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))

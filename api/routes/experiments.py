@@ -22,7 +22,8 @@ from api.schemas import (
 from services.contract.spec import ExperimentSpec
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
-from services.store import JobNotFound, JobRecord, JobStore
+from services.records import JobRecord
+from services.store import JobNotFound, JobStore
 from workers.submission import pipeline, repair
 from workers.submission.dry_run import DRY_RUNS, DryRunsBusy
 

@@ -10,7 +10,8 @@ from api.deps import DispatcherDep, PrincipalDep, SettingsDep, StoreDep, visible
 from api.errors import problem_responses
 from services.contract.sweep_spec import SweepSpec
 from services.lifecycle import TERMINAL, Status
-from services.store import JobNotFound, JobRecord
+from services.records import JobRecord
+from services.store import JobNotFound
 from services.sweep_table import SweepRecord, SweepsPublic
 from workers.submission import pipeline
 

@@ -1,11 +1,7 @@
-"""MLflow conventions (docs/mlflow.md): tag keys and helpers shared by worker and API."""
+"""MLflow conventions (docs/mlflow.md): the tag keys shared by worker and API. Names only: what
+creates experiments is workers/tracking/experiments.py."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-
-from mlflow.tracking import MlflowClient
 
 TAG_JOB_ID = "layerwise.job_id"
 TAG_SWEEP_ID = "layerwise.sweep_id"
@@ -27,26 +23,3 @@ def repair_link_tags(repair_of: str | None, candidate: int | None,
     tags = {TAG_REPAIR_OF: repair_of, TAG_REPAIR_CANDIDATE: None if candidate is None
             else str(candidate), PARENT_RUN_TAG: parent_run_id}
     return {key: value for key, value in tags.items() if value is not None}
-
-
-def artifact_location(tracking_uri: str, home: str) -> str | None:
-    """Where a new experiment keeps artifacts: under the service's home for a local store;
-    a tracking server decides for itself (it serves them)."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return None
-    return Path(os.path.abspath(home), "artifacts").as_uri()
-
-
-def ensure_experiment(client: MlflowClient, project: str, *, tracking_uri: str, home: str) -> str:
-    """The id of the MLflow experiment named `project`, created on first use."""
-    existing = client.get_experiment_by_name(project)
-    if existing is not None:
-        return existing.experiment_id
-    try:
-        return client.create_experiment(
-            project, artifact_location=artifact_location(tracking_uri, home))
-    except Exception:  # another worker created it between our two calls
-        existing = client.get_experiment_by_name(project)
-        if existing is None:
-            raise
-        return existing.experiment_id

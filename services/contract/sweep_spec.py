@@ -15,17 +15,19 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from models.registry import model_families
-from services.contract.expectations import SWEEP_EXPECT_DESCRIPTION, VERDICTS, SweepExpect
-from services.contract.spec import ExperimentSpec, Strict, Tags
+from models.registry import MODEL_KINDS
+from services.contract.expectations import SWEEP_EXPECT_DESCRIPTION, SweepExpect
+from services.contract.sections import Strict
+from services.contract.spec import ExperimentSpec
+from services.contract.tags import Tags
+from services.contract.verdicts import Verdict
 
 # The Tune config key of the repeat index (random and grid search); TPE's Repeater sets its own.
 REPEAT_KEY = "__repeat__"
 TRIAL_INDEX_KEY = "__trial_index__"
 MAX_TRIALS = 10_000
-# The verdicts `search.stop_on` may name: every problem the diagnosis calls (services may not
-# import workers: expectations.VERDICTS is the contract's copy of the engine's names).
-STOP_VERDICTS = tuple(v for v in VERDICTS if v != "healthy")
+# The verdicts `search.stop_on` may name: every problem the diagnosis calls.
+STOP_VERDICTS = tuple(v.value for v in Verdict if v != Verdict.HEALTHY)
 
 
 # -- domains ---------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ class SearchSpec(Strict):
                                                            "`metric` is better")
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: as "
                                                                "many as the cluster fits")
-    stop_on: list[str] = Field(default_factory=list, max_length=len(VERDICTS), description=(
+    stop_on: list[str] = Field(default_factory=list, max_length=len(Verdict), description=(
         "verdicts of the live diagnosis that stop a trial as soon as it names one (after "
         "`stop_grace_epochs`), whatever the scheduler; its run ends with `diagnosis: <verdict>` "
         "as the stop reason and its last metric is the trial's (the searcher's, the summary's "
@@ -333,9 +335,9 @@ def configuration_key(params: dict[str, Any]) -> str:
 
 def model_fields_of(kind: str) -> set[str] | None:
     """The config fields of model kind `kind`, or None for an unknown kind."""
-    for fam in model_families():
-        if fam.kind == kind:
-            return set(fam.config_cls.model_fields)
+    for model_kind in MODEL_KINDS:
+        if model_kind.kind == kind:
+            return set(model_kind.config_cls.model_fields)
     return None
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from api.client import LayerwiseClient
+from services.records import Progress
 from tests.utils.server import ServerThread, free_port
 from tests.utils.settings import local_settings
 from tests.utils.specs import mlp_spec
@@ -74,7 +75,7 @@ def paused_server(ray_cluster, tmp_path_factory) -> Iterator[ServerThread]:
 
 def test_an_id_from_list_or_its_start_works_in_status_and_cancel(paused_server):
     url = paused_server.url
-    job_id = paused_server.client().submit(mlp_spec(training={"epochs": 3}))["id"]
+    job_id = paused_server.client().submit(mlp_spec(training={"epochs": 3})).id
     listed = subprocess.run([*LAYERWISE, "list", "--url", url], capture_output=True, text=True,
                             cwd=ROOT, timeout=120, env={**os.environ, "COLUMNS": "80"})
     assert job_id in listed.stdout, listed.stdout  # whole, at 80 columns
@@ -91,7 +92,7 @@ def test_an_id_from_list_or_its_start_works_in_status_and_cancel(paused_server):
 def test_sweep_status_and_sweep_cancel_take_the_start_of_an_id(paused_server):
     sweep = {"name": "prefix-sweep", "base": mlp_spec(training={"epochs": 1}),
              "space": {"model.activation": {"type": "grid", "values": ["relu", "tanh"]}}}
-    sweep_id = paused_server.client().submit_sweep(sweep)["id"]
+    sweep_id = paused_server.client().submit_sweep(sweep).id
     shown = _cli("sweep-status", sweep_id[:8], "--url", paused_server.url)
     assert shown.returncode == 0 and f"sweep {sweep_id}" in shown.stdout, shown.stdout
     cancelled = _cli("sweep-cancel", sweep_id[:8], "--url", paused_server.url)
@@ -99,11 +100,11 @@ def test_sweep_status_and_sweep_cancel_take_the_start_of_an_id(paused_server):
 
 
 def test_submit_of_a_sweep_file_points_to_sweep_and_queues_nothing(paused_server):
-    before = paused_server.client().list(limit=500)["count"]
+    before = paused_server.client().list(limit=500).count
     refused = _cli("submit", "examples/sweep-lr-batch-asha.yaml", "--url", paused_server.url)
     assert refused.returncode == 1
     assert "layerwise sweep examples/sweep-lr-batch-asha.yaml" in refused.stdout
-    assert paused_server.client().list(limit=500)["count"] == before
+    assert paused_server.client().list(limit=500).count == before
 
 
 def test_catalog_kind_prints_its_fields_with_choices(paused_server):
@@ -136,7 +137,7 @@ def test_serve_runs_as_a_process_on_embedded_defaults(tmp_path):
 
         wait_until(ready, 120, "the service to become ready", every=0.5)
         job = client.submit(mlp_spec(data={"name": "xor"}, training={"epochs": 1}))
-        assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
+        assert client.wait(job.id, timeout=120).status == "succeeded"
         assert (tmp_path / "home" / "jobs.db").exists()
         assert (tmp_path / "home" / "mlflow.db").exists()
         # SIGTERM (docker stop, systemd, Ctrl-C's sibling) to the service alone: a graceful
@@ -189,10 +190,10 @@ def test_the_standalone_dispatcher_stops_on_sigterm_with_its_ray(tmp_path):
 def test_the_live_view_names_the_verdict_and_its_fix():
     from api.cli.output import live_verdict
 
-    progress = {"epoch": 3, "diagnosis": {"verdict": "symmetric", "findings": [
+    progress = Progress(epoch=3, diagnosis={"verdict": "symmetric", "findings": [
         {"verdict": "symmetric", "fix": {"model.init": "glorot_normal"}},
-        {"verdict": "not_learning", "fix": {"optimizer.lr": 0.01}}]}}
+        {"verdict": "not_learning", "fix": {"optimizer.lr": 0.01}}]})
     assert live_verdict(progress) == "diagnosis symmetric (try model.init: glorot_normal)"
-    assert live_verdict({"diagnosis": {"verdict": "healthy", "findings": []}}) == \
+    assert live_verdict(Progress(diagnosis={"verdict": "healthy", "findings": []})) == \
         "diagnosis healthy"
-    assert live_verdict({"epoch": 0}) == ""
+    assert live_verdict(Progress(epoch=0)) == ""

@@ -53,8 +53,8 @@ def test_check_submits_waits_and_fails_on_a_claim_that_did_not_hold(server, tmp_
     # The record keeps what was judged: `status` shows it again.
     job_id = next(line.split()[-1] for line in lines if line.startswith(f"{fails}: submitted"))
     record = server.client().get(job_id)
-    assert record["result"]["expectations"][0]["held"] is False
-    assert record["result"]["expectations"][0]["observed"] == record["result"]["val/accuracy"]
+    assert record.result["expectations"][0]["held"] is False
+    assert record.result["expectations"][0]["observed"] == record.result["val/accuracy"]
     status = subprocess.run([sys.executable, "-m", "api.cli", "status", job_id, "--url",
                              server.url], capture_output=True, text=True, cwd=ROOT, timeout=120,
                             env={**os.environ, "COLUMNS": "200"})

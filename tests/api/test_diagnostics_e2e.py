@@ -30,7 +30,7 @@ def two_runs(server, recurrent_job):
     residual = client.submit(mlp_spec(
         **deep, name="residual-6", model={"hidden": [32] * 6, "activation": "relu",
                                           "residual": True}, diagnostics={"plots": False}))
-    return [client.wait(job["id"], timeout=240) for job in (sigmoid, residual)]
+    return [client.wait(job.id, timeout=240) for job in (sigmoid, residual)]
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,12 @@ def recurrent_job(server):
 
 def test_a_recurrent_run_logs_its_gradient_through_time(server, recurrent_job, two_runs):
     client = server.client()
-    done = client.wait(recurrent_job["id"], timeout=240)
-    assert done["status"] == "succeeded", done["error"]
-    assert done["result"]["bptt/first_over_last"] > 0
-    assert 0 < done["result"]["bptt/decay_per_step"] < 2
+    done = client.wait(recurrent_job.id, timeout=240)
+    assert done.status == "succeeded", done.error
+    assert done.result["bptt/first_over_last"] > 0
+    assert 0 < done.result["bptt/decay_per_step"] < 2
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
-    run_id = done["mlflow_run_id"]
+    run_id = done.mlflow_run_id
     assert "bptt_norms.json" in {a.path for a in mlflow.list_artifacts(run_id)}
     assert "plots/bptt_norms.png" in {a.path for a in mlflow.list_artifacts(run_id, "plots")}
     path = mlflow.download_artifacts(run_id, "bptt_norms.json", str(server.settings.home_dir))
@@ -59,32 +59,32 @@ def test_a_recurrent_run_logs_its_gradient_through_time(server, recurrent_job, t
 
 def test_the_record_carries_the_verdict_and_the_analyses(server, two_runs):
     sigmoid, residual = two_runs
-    assert sigmoid["status"] == "succeeded", sigmoid["error"]
-    assert residual["status"] == "succeeded", residual["error"]
-    assert sigmoid["diagnosis"]["verdict"] == "vanishing"
-    assert sigmoid["diagnosis"]["layers"] == [f"layers.{i}" for i in range(6)] + ["output"]
-    assert residual["diagnosis"]["verdict"] == "healthy"
-    result = sigmoid["result"]
+    assert sigmoid.status == "succeeded", sigmoid.error
+    assert residual.status == "succeeded", residual.error
+    assert sigmoid.diagnosis["verdict"] == "vanishing"
+    assert sigmoid.diagnosis["layers"] == [f"layers.{i}" for i in range(6)] + ["output"]
+    assert residual.diagnosis["verdict"] == "healthy"
+    result = sigmoid.result
     assert "diagnosis" not in result
     assert {"robust/clean_accuracy", "robust/fgsm_accuracy/eps_0.05",
             "robust/fgsm_accuracy/eps_0.2", "robust/deepfool_flipped_fraction"} <= set(result)
 
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
-    run_id = sigmoid["mlflow_run_id"]
+    run_id = sigmoid.mlflow_run_id
     assert mlflow.get_run(run_id).data.tags["layerwise.diagnosis"] == "vanishing"
     artifacts = {a.path for a in mlflow.list_artifacts(run_id)}
     assert {"diagnosis.json", "sensitivity.json", "adversarial.json"} <= artifacts
     plots = {a.path for a in mlflow.list_artifacts(run_id, "plots")}
     assert {"plots/grad_norm_heatmap.png", "plots/sensitivity.png", "plots/adversarial.png",
             "plots/adversarial_examples.png"} <= plots
-    assert not mlflow.list_artifacts(residual["mlflow_run_id"], "plots")  # plots: false
+    assert not mlflow.list_artifacts(residual.mlflow_run_id, "plots")  # plots: false
     path = mlflow.download_artifacts(run_id, "sensitivity.json", str(server.settings.home_dir))
     with open(path) as handle:
         assert sorted(json.load(handle)["ranking"]) == list(range(64))
 
 
 def test_compare_puts_the_runs_side_by_side(server, two_runs):
-    ids = [run["id"] for run in two_runs]
+    ids = [run.id for run in two_runs]
     http = server.http()
     table = http.get("/v1/compare", params={"ids": ",".join(ids)})
     assert table.status_code == 200, table.text
@@ -114,7 +114,7 @@ def test_compare_puts_the_runs_side_by_side(server, two_runs):
 
 def test_layerwise_compare_prints_the_table_and_saves_the_figure(server, two_runs, tmp_path):
     out = tmp_path / "compare.png"
-    ids = [run["id"] for run in two_runs]
+    ids = [run.id for run in two_runs]
     shown = CliRunner().invoke(cli, ["compare", *ids, "--out", str(out), "--url", server.url],
                                env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output

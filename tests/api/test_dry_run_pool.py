@@ -4,7 +4,6 @@ Retry-After, not queued without bound; the dry runs themselves run a bounded num
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -38,28 +37,36 @@ def test_a_submission_beyond_the_pool_answers_503_with_retry_after(api, monkeypa
         assert http.get("/v1/experiments").json()["count"] == 1
 
 
-def test_the_pool_runs_at_most_its_slots_at_once_and_admits_a_bounded_number():
-    pool = DryRunPool(running=1, waiting=1)
-    inside, most = 0, 0
-    lock = threading.Lock()
+def _all_inside_at_once(running: int, threads: int) -> bool:
+    """Whether `threads` dry runs, started together on a pool of `running` slots, are all
+    inside a slot at the same moment: each waits inside its slot on a barrier of `threads`,
+    which is met only when they all are; one kept outside breaks it after the timeout."""
+    pool = DryRunPool(running=running, waiting=threads)
+    barrier = threading.Barrier(threads, timeout=1.0)
+    met: list[bool] = []
 
     def dry_run() -> None:
-        nonlocal inside, most
         with pool.slot():
-            with lock:
-                inside += 1
-                most = max(most, inside)
-            time.sleep(0.05)
-            with lock:
-                inside -= 1
+            try:
+                barrier.wait()
+                met.append(True)
+            except threading.BrokenBarrierError:
+                met.append(False)
 
-    threads = [threading.Thread(target=dry_run) for _ in range(4)]
-    for thread in threads:
+    started = [threading.Thread(target=dry_run) for _ in range(threads)]
+    for thread in started:
         thread.start()
-    for thread in threads:
+    for thread in started:
         thread.join()
-    assert most == 1
+    return all(met) and len(met) == threads
 
+
+def test_the_pool_runs_at_most_its_slots_at_once_and_admits_a_bounded_number():
+    assert _all_inside_at_once(running=2, threads=2)  # two slots: both run together
+    assert not _all_inside_at_once(running=1, threads=2)  # one slot: the second waits
+    assert not _all_inside_at_once(running=2, threads=3)
+
+    pool = DryRunPool(running=1, waiting=1)
     with pool.admitted(), pool.admitted():
         with pytest.raises(DryRunsBusy), pool.admitted():
             pass

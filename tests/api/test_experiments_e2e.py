@@ -15,33 +15,33 @@ def test_mlp_runs_on_ray_and_every_layer_has_a_grad_norm_curve(server):
     client = server.client()
     spec = mlp_spec(diagnostics={"every_steps": 3}, data={"test_fraction": 0.1})
     job = client.submit(spec)
-    assert job["status"] == "queued" and job["param_count"] == 64 * 32 + 32 + 32 * 32 + 32 + 330
+    assert job.status == "queued" and job.param_count == 64 * 32 + 32 + 32 * 32 + 32 + 330
 
-    done = client.wait(job["id"], timeout=180)
+    done = client.wait(job.id, timeout=180)
 
-    assert done["status"] == "succeeded", done["error"]
-    assert done["attempts"] == 1 and done["started_at"] and done["finished_at"]
-    assert done["progress"]["epoch"] == 2 and done["progress"]["epochs"] == 2
-    assert set(done["result"]) >= {"val/loss", "val/accuracy", "test/loss", "test/accuracy"}
-    steps = done["progress"]["step"]
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 1 and done.started_at and done.finished_at
+    assert done.progress.epoch == 2 and done.progress.epochs == 2
+    assert set(done.result) >= {"val/loss", "val/accuracy", "test/loss", "test/accuracy"}
+    steps = done.progress.step
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
-    run = mlflow.get_run(done["mlflow_run_id"])
+    run = mlflow.get_run(done.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["layerwise.job_id"] == job["id"]
+    assert run.data.tags["layerwise.job_id"] == job.id
     assert run.data.tags["layerwise.model_kind"] == "mlp"
     assert run.data.params["optimizer.lr"] == "0.003"
     layers = ["layers.0", "layers.1", "output"]
     logged_steps = list(range(0, steps, 3))
     for layer in layers:
         for prefix in ("grad_norm", "update_norm", "weight_norm"):
-            points = client.metric_history(job["id"], f"{prefix}/{layer}")
-            assert [p["step"] for p in points] == logged_steps, (prefix, layer)
-            assert all(p["value"] > 0 for p in points), (prefix, layer)
-    assert len(client.metric_history(job["id"], "grad_norm/total")) == len(logged_steps)
-    artifacts = {a.path for a in mlflow.list_artifacts(done["mlflow_run_id"])}
+            points = client.metric_history(job.id, f"{prefix}/{layer}")
+            assert [p.step for p in points] == logged_steps, (prefix, layer)
+            assert all(p.value > 0 for p in points), (prefix, layer)
+    assert len(client.metric_history(job.id, "grad_norm/total")) == len(logged_steps)
+    artifacts = {a.path for a in mlflow.list_artifacts(done.mlflow_run_id)}
     assert {"spec.yaml", "layers.json"} <= artifacts
-    models = mlflow.search_logged_models(experiment_ids=[done["mlflow_experiment_id"]])
-    assert any(m.source_run_id == done["mlflow_run_id"] for m in models)
+    models = mlflow.search_logged_models(experiment_ids=[done.mlflow_experiment_id])
+    assert any(m.source_run_id == done.mlflow_run_id for m in models)
 
 
 def test_refused_specs_get_a_422_naming_the_field_and_nothing_is_queued(server):
@@ -77,13 +77,13 @@ def test_a_failing_worker_marks_the_job_failed_and_the_service_keeps_running(ser
     diverging = mlp_spec(data={"name": "function", "params": {"fn": "square"}},
                          model={"hidden": [256, 256], "activation": "relu"},
                          optimizer={"name": "sgd", "lr": 10.0}, training={"epochs": 5})
-    failed = client.wait(client.submit(diverging)["id"], timeout=180)
-    assert failed["status"] == "failed"
-    assert "diverged at step" in failed["error"]
+    failed = client.wait(client.submit(diverging).id, timeout=180)
+    assert failed.status == "failed"
+    assert "diverged at step" in failed.error
     assert MlflowClient(tracking_uri=server.settings.tracking_uri).get_run(
-        failed["mlflow_run_id"]).info.status == "FAILED"
-    after = client.wait(client.submit(mlp_spec(training={"epochs": 1}))["id"], timeout=180)
-    assert after["status"] == "succeeded"
+        failed.mlflow_run_id).info.status == "FAILED"
+    after = client.wait(client.submit(mlp_spec(training={"epochs": 1})).id, timeout=180)
+    assert after.status == "succeeded"
 
 
 def test_idempotency_key_returns_the_first_record(server):
@@ -99,20 +99,20 @@ def test_cancel_a_running_job_stops_it(server):
     job = client.submit(mlp_spec(training={"epochs": 5000}))
 
     def training() -> bool:
-        record = client.get(job["id"])
-        return record["status"] == "running" and record["progress"]["epoch"] >= 1
+        record = client.get(job.id)
+        return record.status == "running" and record.progress.epoch >= 1
 
     wait_until(training, 60, "the job to train its first epoch")
-    cancelled = client.cancel(job["id"])
-    assert cancelled["status"] == "cancelled"
-    assert job["id"] not in server.dispatcher.in_flight
+    cancelled = client.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    assert job.id not in server.dispatcher.in_flight
     http = server.http()
-    again = http.post(f"/v1/experiments/{job['id']}/cancel")
+    again = http.post(f"/v1/experiments/{job.id}/cancel")
     assert again.status_code == 409
-    record = client.get(job["id"])
-    assert record["status"] == "cancelled" and record["progress"]["epoch"] < 5000
+    record = client.get(job.id)
+    assert record.status == "cancelled" and record.progress.epoch < 5000
     run = MlflowClient(tracking_uri=server.settings.tracking_uri).get_run(
-        record["mlflow_run_id"])
+        record.mlflow_run_id)
     assert run.info.status == "KILLED"
 
 
@@ -144,7 +144,7 @@ def test_resources_beyond_any_node_are_refused(server):
 
 def test_prometheus_metrics_count_jobs(server):
     client = server.client()
-    client.wait(client.submit(mlp_spec(training={"epochs": 1}))["id"], timeout=120)
+    client.wait(client.submit(mlp_spec(training={"epochs": 1})).id, timeout=120)
     text = server.http().get("/metrics").text
     assert 'layerwise_jobs{status="succeeded"}' in text
     started = [line for line in text.splitlines()

@@ -47,35 +47,35 @@ def test_every_new_kind_runs_end_to_end_and_records_itself(server):
             for kind, (overrides, _) in RUNS.items()}
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
     for kind, job in jobs.items():
-        done = client.wait(job["id"], timeout=240)
-        assert done["status"] == "succeeded", (kind, done["error"])
-        run_id = done["mlflow_run_id"]
+        done = client.wait(job.id, timeout=240)
+        assert done.status == "succeeded", (kind, done.error)
+        run_id = done.mlflow_run_id
         run = mlflow.get_run(run_id)
         assert run.data.tags["layerwise.model_kind"] == kind
-        assert "val/loss" in done["result"]
+        assert "val/loss" in done.result
         layers = mlflow.download_artifacts(run_id, "layers.json", str(server.settings.home))
         for layer in json.loads(Path(layers).read_text()):  # what each update changed
-            points = client.metric_history(job["id"], f"update_norm/{layer}")
-            assert points and any(p["value"] > 0 for p in points), (kind, layer)
+            points = client.metric_history(job.id, f"update_norm/{layer}")
+            assert points and any(p.value > 0 for p in points), (kind, layer)
         plots = {a.path for a in mlflow.list_artifacts(run_id, "plots")}
         assert set(RUNS[kind][1]) <= plots, (kind, plots)
-        models = mlflow.search_logged_models(experiment_ids=[done["mlflow_experiment_id"]])
+        models = mlflow.search_logged_models(experiment_ids=[done.mlflow_experiment_id])
         assert any(m.source_run_id == run_id for m in models), kind
 
-    hopfield = jobs["hopfield"]["id"]
-    assert client.get(hopfield)["result"]["val/accuracy"] == 1.0  # 4 patterns in 64 units
+    hopfield = jobs["hopfield"].id
+    assert client.get(hopfield).result["val/accuracy"] == 1.0  # 4 patterns in 64 units
     capacity = client.metric_history(hopfield, "hopfield/capacity")
-    assert [p["step"] for p in capacity][0] == 1 and capacity[0]["value"] == 1.0
-    energy = [p["value"] for p in client.metric_history(hopfield, "hopfield/energy")]
+    assert [p.step for p in capacity][0] == 1 and capacity[0].value == 1.0
+    energy = [p.value for p in client.metric_history(hopfield, "hopfield/energy")]
     assert len(energy) > 64 and energy[-1] <= energy[0]
-    assert client.metric_history(jobs["rbm"]["id"], "train/free_energy")
+    assert client.metric_history(jobs["rbm"].id, "train/free_energy")
 
-    autoencoder = jobs["autoencoder"]["id"]
+    autoencoder = jobs["autoencoder"].id
     stages = [client.metric_history(autoencoder, f"pretrain/layer_{i}/loss") for i in (0, 1)]
     fine_tuning = client.metric_history(autoencoder, "train/loss")
-    assert stages[0][-1]["step"] < stages[1][0]["step"] < fine_tuning[0]["step"]
+    assert stages[0][-1].step < stages[1][0].step < fine_tuning[0].step
     assert client.metric_history(autoencoder, "grad_norm/encoder.0")[0]["step"] > (
-        stages[1][-1]["step"])
+        stages[1][-1].step)
 
 
 def test_configs_that_cannot_work_are_refused_with_the_field(server):

@@ -36,10 +36,10 @@ def test_a_regularized_run_logs_train_penalty_and_early_stopping_facts(server):
     spec = mlp_spec(regularization={"l2": 1e-3, "dropout": 0.2,
                                     "early_stopping": {"patience": 1}},
                     training={"epochs": 3})
-    done = client.wait(client.submit(spec)["id"], timeout=180)
-    assert done["status"] == "succeeded", done["error"]
-    result = done["result"]
-    val_loss = [p["value"] for p in client.metric_history(done["id"], "val/loss")]
+    done = client.wait(client.submit(spec).id, timeout=180)
+    assert done.status == "succeeded", done.error
+    result = done.result
+    val_loss = [p.value for p in client.metric_history(done.id, "val/loss")]
     assert result["epochs_run"] == len(val_loss)
     best = val_loss.index(min(val_loss)) + 1  # the lowest, 1-based
     assert result["best_epoch"] == best
@@ -47,5 +47,5 @@ def test_a_regularized_run_logs_train_penalty_and_early_stopping_facts(server):
     assert result["epochs_run"] == min(3, best + 1)
     assert (result.get("stop_reason") == "early_stopping") == (best < result["epochs_run"])
     assert result["best/val/loss"] == result["val/loss"]  # the best weights were restored
-    penalty = client.metric_history(done["id"], "train/penalty")
-    assert len(penalty) == result["epochs_run"] and all(p["value"] > 0 for p in penalty)
+    penalty = client.metric_history(done.id, "train/penalty")
+    assert len(penalty) == result["epochs_run"] and all(p.value > 0 for p in penalty)

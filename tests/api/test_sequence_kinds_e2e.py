@@ -38,38 +38,38 @@ RUNS = {
 
 def test_every_sequence_kind_trains_through_rest_and_ray(server, tmp_path):
     client = server.client()
-    jobs = {kind: client.submit(spec)["id"] for kind, spec in RUNS.items()}
+    jobs = {kind: client.submit(spec).id for kind, spec in RUNS.items()}
     done = {kind: client.wait(job, timeout=240) for kind, job in jobs.items()}
     for kind, record in done.items():
-        assert record["status"] == "succeeded", (kind, record["error"])
+        assert record.status == "succeeded", (kind, record.error)
     mlflow = MlflowClient(tracking_uri=server.settings.tracking_uri)
 
     rnn = done["rnn"]
-    path = mlflow.download_artifacts(rnn["mlflow_run_id"], "layers.json", str(tmp_path))
+    path = mlflow.download_artifacts(rnn.mlflow_run_id, "layers.json", str(tmp_path))
     layers = json.loads(Path(path).read_text())
     assert layers[:4] == ["rnn.0.forget_gate", "rnn.0.input_gate", "rnn.0.output_gate",
                           "rnn.0.cell_input"] and layers[-1] == "head"
-    steps = rnn["progress"]["step"]
+    steps = rnn.progress.step
     for layer in ("rnn.0.forget_gate", "rnn.1.input_gate", "rnn.1.cell_input"):
         for prefix in ("grad_norm", "update_norm"):
             points = client.metric_history(jobs["rnn"], f"{prefix}/{layer}")
-            assert [p["step"] for p in points] == list(range(0, steps, 2)), (prefix, layer)
-            assert all(p["value"] > 0 for p in points), (prefix, layer)
-    assert "val/mse" in rnn["result"]
+            assert [p.step for p in points] == list(range(0, steps, 2)), (prefix, layer)
+            assert all(p.value > 0 for p in points), (prefix, layer)
+    assert "val/mse" in rnn.result
 
     lm = done["transformer"]
-    assert lm["result"]["val/perplexity"] > 1.0
+    assert lm.result["val/perplexity"] > 1.0
     assert len(client.metric_history(jobs["transformer"], "val/perplexity")) == 2
-    samples = {a.path for a in mlflow.list_artifacts(lm["mlflow_run_id"], "samples")}
+    samples = {a.path for a in mlflow.list_artifacts(lm.mlflow_run_id, "samples")}
     assert samples == {"samples/epoch_001.txt", "samples/epoch_002.txt"}
     assert "grad_norm/blocks.0.attention.qkv" in client.metric_keys(jobs["transformer"])
 
-    assert "val/mse" in done["autoregressive"]["result"]
-    assert {a.path for a in mlflow.list_artifacts(done["autoregressive"]["mlflow_run_id"],
+    assert "val/mse" in done["autoregressive"].result
+    assert {a.path for a in mlflow.list_artifacts(done["autoregressive"].mlflow_run_id,
                                                   "samples")} == {"samples/epoch_001.txt"}
-    assert 0.0 < done["captioner"]["result"]["val/accuracy"] <= 1.0
+    assert 0.0 < done["captioner"].result["val/accuracy"] <= 1.0
     for kind, record in done.items():
-        run = mlflow.get_run(record["mlflow_run_id"])
+        run = mlflow.get_run(record.mlflow_run_id)
         assert run.data.tags["layerwise.model_kind"] == kind
 
 

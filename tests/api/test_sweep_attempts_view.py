@@ -24,5 +24,5 @@ def test_a_sweeps_record_and_view_tell_each_attempts_cause(tmp_path: Path):
     record = SweepRecord.of(store.get(job.id))
     assert record.attempt_log == [entry]
     console = Console(record=True, width=120)
-    console.print(sweep_view(record.model_dump(mode="json")))
+    console.print(sweep_view(record))
     assert "attempt 1 ended early: node_lost (counted): the node died" in console.export_text()

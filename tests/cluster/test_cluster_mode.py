@@ -120,15 +120,15 @@ def test_an_experiment_runs_on_the_worker_node_and_logs_to_the_mlflow_server(clu
     client = cluster["client"]
     job = client.submit(mlp_spec(resources={"custom": {"worker_node": 1}},
                                  training={"epochs": 2}))
-    done = client.wait(job["id"], timeout=300)
-    assert done["status"] == "succeeded", done["error"]
-    assert done["result"]["node_id"] in _worker_nodes(cluster["address"])
+    done = client.wait(job.id, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert done.result["node_id"] in _worker_nodes(cluster["address"])
     mlflow = MlflowClient(cluster["tracking"])
-    run = mlflow.get_run(done["mlflow_run_id"])
+    run = mlflow.get_run(done.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert len(mlflow.get_metric_history(run.info.run_id, "grad_norm/layers.0")) == \
-        done["progress"]["step"]
-    models = mlflow.search_logged_models(experiment_ids=[done["mlflow_experiment_id"]])
+        done.progress.step
+    models = mlflow.search_logged_models(experiment_ids=[done.mlflow_experiment_id])
     assert any(m.source_run_id == run.info.run_id for m in models)
     artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
     assert {"spec.yaml", "layers.json"} <= artifacts
@@ -141,13 +141,13 @@ def test_a_sweep_runs_its_trials_on_the_worker_node_and_logs_to_the_mlflow_serve
     sweep = client.submit_sweep({"base": base, "space": {
         "optimizer.lr": {"type": "grid", "values": [0.01, 0.003]}},
         "search": {"algorithm": "grid", "metric": "val/accuracy", "mode": "max"}})
-    done = client.wait_sweep(sweep["id"], timeout=300, poll_s=0.5)
-    assert done["status"] == "succeeded", done["error"]
-    trials = done["trials"]
-    assert len(trials) == 2 and all(t["status"] == "succeeded" for t in trials)
-    assert {t["node_id"] for t in trials} <= _worker_nodes(cluster["address"])
+    done = client.wait_sweep(sweep.id, timeout=300, poll_s=0.5)
+    assert done.status == "succeeded", done.error
+    trials = done.trials
+    assert len(trials) == 2 and all(t.status == "succeeded" for t in trials)
+    assert {t.node_id for t in trials} <= _worker_nodes(cluster["address"])
     mlflow = MlflowClient(cluster["tracking"])
     for trial in trials:
-        run = mlflow.get_run(trial["mlflow_run_id"])
+        run = mlflow.get_run(trial.mlflow_run_id)
         assert run.info.status == "FINISHED" and "val/accuracy" in run.data.metrics
         assert "model" in {a.path for a in mlflow.list_artifacts(run.info.run_id)}

@@ -29,7 +29,7 @@ def _defined() -> list[str]:
 def test_every_mlflow_name_is_on_the_page():
     page = PAGE.read_text(encoding="utf-8")
     names = _defined()
-    assert {"TAG_JOB_ID", "PARENT_RUN_TAG", "ensure_experiment"} <= set(names)
+    assert {"TAG_JOB_ID", "PARENT_RUN_TAG", "repair_link_tags"} <= set(names)
     missing = [name for name in names if f"`{name}`" not in page]
     values = {name: getattr(mlflow_names, name) for name in names}
     missing += [f"{name} = {value!r}" for name, value in values.items()

@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from models import DataShape, build_model
 from models.activations import activation_names, make_activation
+from models.base import DataShape
+from models.builders import build_model
 from models.initializers import initialize
-from models.linear import LinearConfig
-from models.mlp import MLPConfig
+from models.kinds.linear import LinearConfig
+from models.kinds.mlp import MLPConfig
 from models.objectives import Objective, ObjectiveError
 
 SHAPE = DataShape((6,), 3, "classification")

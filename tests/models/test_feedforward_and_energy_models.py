@@ -15,16 +15,18 @@ from typing import Any
 import pytest
 import torch
 
-from models import DataShape, ModelConfigError, build_model, model_families
+from models.base import DataShape, ModelConfigError
+from models.builders import build_model
 from models.hopfield import energy, hebbian, recall
 from models.kernel import PolynomialFeatures, RandomFourierFeatures
 from models.objectives import Objective
 from models.rbm import BinaryRBM
+from models.registry import MODEL_KINDS
 from models.report import ModelReport
 from services.contract.spec import ExperimentSpec
 from workers.run import prepare, seed_everything, to_splits
-from workers.training.callbacks import Callback
-from workers.training.loop import Trainer
+from workers.training.build import build_trainer
+from workers.training.callback_base import Callback, TrainerView
 
 CPU = torch.device("cpu")
 
@@ -51,7 +53,7 @@ SEQUENCE_KINDS = {"autoregressive", "captioner", "rnn", "transformer"}
 
 
 def _try_shapes(kind: str) -> tuple[torch.nn.Module, DataShape] | None:
-    config = next(f.config_cls for f in model_families() if f.kind == kind)()
+    config = next(f.config_cls for f in MODEL_KINDS if f.kind == kind)()
     for shape in CANDIDATE_SHAPES:
         try:
             return build_model(config, shape), shape
@@ -67,7 +69,7 @@ def _fitting_shape(kind: str) -> tuple[torch.nn.Module, DataShape]:
 
 
 def test_only_the_sequence_kinds_need_data_of_their_own():
-    unfit = {f.kind for f in model_families() if _try_shapes(f.kind) is None}
+    unfit = {f.kind for f in MODEL_KINDS if _try_shapes(f.kind) is None}
     assert unfit == SEQUENCE_KINDS
 
 
@@ -79,7 +81,7 @@ def _batch(shape: DataShape) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.arange(6) % shape.output_dim
 
 
-@pytest.mark.parametrize("kind", sorted({f.kind for f in model_families()} - SEQUENCE_KINDS))
+@pytest.mark.parametrize("kind", sorted({f.kind for f in MODEL_KINDS} - SEQUENCE_KINDS))
 def test_every_kind_builds_runs_forward_and_backward_and_pickles(kind: str):
     torch.manual_seed(0)
     model, shape = _fitting_shape(kind)
@@ -116,7 +118,7 @@ class _History(Callback):
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.epochs.append(metrics)
 
 
@@ -129,7 +131,7 @@ def train(spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, float]],
     splits = to_splits(bundle, CPU)
     history = _History()
     steps = model.pretrain(splits["train"].x, splits["train"].y, objective, lambda m, s: None)
-    trainer = Trainer(parsed, model, objective, splits, device=CPU, callbacks=[history])
+    trainer = build_trainer(parsed, model, objective, splits, device=CPU, callbacks=[history])
     trainer.step = steps
     return trainer.fit(), history.epochs, model
 

@@ -15,14 +15,16 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from models import build_model, model_families
 from models.base import DataShape, ModelConfigError
-from models.recurrent_cells import GRUCell, LSTMCell, LSTMVariant, VanillaCell
+from models.builders import build_model
+from models.kinds.names import LSTMVariant
+from models.recurrent_cells import GRUCell, LSTMCell, VanillaCell
+from models.registry import MODEL_KINDS
 from services.contract.spec import ExperimentSpec
 from workers.data import DataError, load_data
 from workers.run import prepare, to_splits
 from workers.submission.pipeline import check_experiment
-from workers.training.loop import Trainer
+from workers.training.build import build_trainer
 
 SEQUENCE_KINDS = {"rnn", "transformer", "autoregressive", "captioner"}
 CPU = torch.device("cpu")
@@ -81,16 +83,16 @@ def train(spec: ExperimentSpec) -> tuple[dict[str, Any], Any, Any]:
     """The real loop on the CPU, without MLflow. Returns (result, model, bundle)."""
     torch.manual_seed(spec.training.seed)
     bundle, objective, model = prepare(spec, [], CPU)
-    trainer = Trainer(spec, model, objective, to_splits(bundle, CPU), device=CPU)
+    trainer = build_trainer(spec, model, objective, to_splits(bundle, CPU), device=CPU)
     return trainer.fit(), model, bundle
 
 
 def test_every_sequence_kind_is_registered_and_exercised():
-    kinds = {f.kind for f in model_families()}
+    kinds = {f.kind for f in MODEL_KINDS}
     assert SEQUENCE_KINDS <= kinds
     assert {model["kind"] for _, model in CASES} == SEQUENCE_KINDS
     for kind in SEQUENCE_KINDS:
-        supports = next(f.supports for f in model_families() if f.kind == kind)
+        supports = next(f.honours for f in MODEL_KINDS if f.kind == kind)
         assert supports == {"dropout", "activity_regularization", "input_noise"}
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from models import build_model
 from models.base import DataShape
+from models.builders import build_model
 from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
 from tests.utils.settings import worker_settings
@@ -17,7 +17,8 @@ from tests.utils.specs import mlp_spec
 from workers.diagnostics.analysis.analysis_plots import fit_plot
 from workers.diagnostics.analysis.fit import fit_curve
 from workers.run import prepare, run_experiment
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.evaluation import Split
 
 M = 8
 
@@ -76,7 +77,7 @@ def test_a_few_tanh_units_approximate_each_function(fn, bar):
     bundle, objective, net = prepare(spec, [], torch.device("cpu"))
     splits = {name: Split(torch.as_tensor(x), torch.as_tensor(y))
               for name, (x, y) in bundle.splits().items()}
-    result = Trainer(spec, net, objective, splits, device=torch.device("cpu")).fit()
+    result = build_trainer(spec, net, objective, splits, device=torch.device("cpu")).fit()
     assert result["val/mse"] < bar, result["val/mse"]
     fit = fit_curve(net, objective, splits["val"].x, splits["val"].y, splits["train"].x)
     assert fit.hidden is not None and fit.hidden.shape == (len(fit.grid), M)

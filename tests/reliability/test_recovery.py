@@ -21,6 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from api.client import LayerwiseClient
+from api.schemas import ExperimentRecord
 from tests.utils.postgres import empty_job_store, needs_postgres
 from tests.utils.server import ServerThread, free_port
 from tests.utils.settings import local_settings
@@ -35,11 +36,11 @@ LONG = mlp_spec(model={"hidden": [64, 64]}, training={"epochs": 40, "batch_size"
 
 
 def _wait_for_epoch(client: LayerwiseClient, job_id: str, epoch: int, timeout: float = 180
-                    ) -> dict:
-    def at_epoch() -> dict | None:
+                    ) -> ExperimentRecord:
+    def at_epoch() -> ExperimentRecord | None:
         record = client.get(job_id)
-        assert record["status"] in ("queued", "running"), record
-        reached = record["status"] == "running" and record["progress"]["epoch"] >= epoch
+        assert record.status in ("queued", "running"), record
+        reached = record.status == "running" and record.progress.epoch >= epoch
         return record if reached else None
 
     reached = wait_until(at_epoch, timeout, f"job {job_id} to reach epoch {epoch}")
@@ -60,24 +61,24 @@ def _task_workers() -> list[psutil.Process]:
     return found
 
 
-def _counted(record: dict) -> int:
+def _counted(record: ExperimentRecord) -> int:
     """The attempts that used up one of max_attempts."""
-    return record["attempts"] - sum(not e["counted"] for e in record["attempt_log"])
+    return record.attempts - sum(not e.counted for e in record.attempt_log)
 
 
-def _causes(record: dict) -> list[tuple[str, bool]]:
-    return [(e["cause"], e["counted"]) for e in record["attempt_log"]]
+def _causes(record: ExperimentRecord) -> list[tuple[str, bool]]:
+    return [(e.cause, e.counted) for e in record.attempt_log]
 
 
-def _assert_one_clean_run(tracking_uri: str, record: dict) -> None:
+def _assert_one_clean_run(tracking_uri: str, record: ExperimentRecord) -> None:
     """One MLflow run for the job, finished, each metric logged once per step."""
     mlflow = MlflowClient(tracking_uri=tracking_uri)
-    runs = mlflow.search_runs([record["mlflow_experiment_id"]],
-                              filter_string=f"tags.`layerwise.job_id` = '{record['id']}'")
-    assert [r.info.run_id for r in runs] == [record["mlflow_run_id"]]
+    runs = mlflow.search_runs([record.mlflow_experiment_id],
+                              filter_string=f"tags.`layerwise.job_id` = '{record.id}'")
+    assert [r.info.run_id for r in runs] == [record.mlflow_run_id]
     assert runs[0].info.status == "FINISHED"
     for key in ("train/loss", "val/loss"):
-        steps = [m.step for m in mlflow.get_metric_history(record["mlflow_run_id"], key)]
+        steps = [m.step for m in mlflow.get_metric_history(record.mlflow_run_id, key)]
         assert steps and len(steps) == len(set(steps)), (key, steps)
 
 
@@ -127,11 +128,11 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(retrying, tm
         told, _ = check.communicate(timeout=120)
     finally:
         check.kill()
-    assert done["status"] == "succeeded", done["error"]
+    assert done.status == "succeeded", done.error
     assert _counted(done) == 2
     assert [c for c in _causes(done) if c[1]] == [("worker_lost", True)]
-    assert done["result"]["resumed_from_epoch"] >= 3
-    assert done["mlflow_run_id"] == running["mlflow_run_id"]
+    assert done.result["resumed_from_epoch"] >= 3
+    assert done.mlflow_run_id == running.mlflow_run_id
     _assert_one_clean_run(retrying.settings.tracking_uri, done)
     assert check.returncode == 0, submitted + told
     # Under load an uncounted retry may come first: the attempt's number is not asserted.
@@ -210,24 +211,24 @@ def _recover_after_a_kill(client: LayerwiseClient, home: Path, port: int,
         _ready(client, service)
         long_job = client.submit(LONG)
         queued = [client.submit(mlp_spec(name=f"queued-{i}")) for i in range(2)]
-        running = _wait_for_epoch(client, long_job["id"], 3)
-        assert all(client.get(j["id"])["status"] == "queued" for j in queued)
+        running = _wait_for_epoch(client, long_job.id, 3)
+        assert all(client.get(j.id).status == "queued" for j in queued)
         _kill_group(service)  # SIGKILL: no shutdown code runs
 
         service = _serve(home, port, database_url)
         _ready(client, service)
-        finals = {j["id"]: client.wait(j["id"], timeout=300) for j in [long_job, *queued]}
+        finals = {j.id: client.wait(j.id, timeout=300) for j in [long_job, *queued]}
     finally:
         _kill_group(service)
-    resumed = finals[long_job["id"]]
-    assert resumed["status"] == "succeeded", resumed["error"]
-    assert resumed["result"]["resumed_from_epoch"] >= 3
-    assert resumed["mlflow_run_id"] == running["mlflow_run_id"]
+    resumed = finals[long_job.id]
+    assert resumed.status == "succeeded", resumed.error
+    assert resumed.result["resumed_from_epoch"] >= 3
+    assert resumed.mlflow_run_id == running.mlflow_run_id
     # The restart is the service's trouble: logged, not held against the job.
     assert _causes(resumed)[0] == ("service_restart", False)
-    assert _counted(resumed) == 1, resumed["attempt_log"]
+    assert _counted(resumed) == 1, resumed.attempt_log
     for job in queued:
-        assert finals[job["id"]]["status"] == "succeeded"
-        assert _counted(finals[job["id"]]) == 1, finals[job["id"]]["attempt_log"]
+        assert finals[job.id].status == "succeeded"
+        assert _counted(finals[job.id]) == 1, finals[job.id].attempt_log
     for record in finals.values():
         _assert_one_clean_run(f"sqlite:///{home / 'mlflow.db'}", record)

@@ -10,17 +10,16 @@ import yaml
 from pydantic import ValidationError
 from torch import nn
 
-from models import DataShape, LayerwiseModel, build_model
-from models.mlp import MLPConfig
-from services.contract.applicability import (
-    ForwardFacts,
-    checked_fields,
-    data_errors,
-    model_errors,
-)
-from services.contract.spec import ExperimentSpec, RegularizationSpec, TrainingSpec
+from models.base import DataShape, LayerwiseModel
+from models.builders import build_model
+from models.kinds.mlp import MLPConfig
+from services.contract.applicability import checked_fields
+from services.contract.regularization_spec import RegularizationSpec
+from services.contract.sections import TrainingSpec
+from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
 from tests.utils.specs import merge, mlp_spec
+from workers.submission.applicability_checks import ForwardFacts, data_errors, model_errors
 from workers.submission.pipeline import check_experiment
 
 

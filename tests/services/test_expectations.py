@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.contract.expectations import evaluate_experiment, evaluate_sweep
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import SweepSpec
 from tests.utils.specs import mlp_spec
+from workers.diagnostics.expectation_checks import evaluate_experiment, evaluate_sweep
 
 SPACE = {"model.activation": {"type": "grid", "values": ["sigmoid", "relu"]}}
 

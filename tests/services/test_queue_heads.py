@@ -15,7 +15,8 @@ from sqlalchemy import Table, text
 
 from services.db import JobRow
 from services.lifecycle import Status, now
-from services.store import JobRecord, JobStore
+from services.records import JobRecord
+from services.store import JobStore
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.queue_order import Shares, next_job
-from services.store import JobRecord, Progress
+from services.records import JobRecord, Progress
 
 _SEQ = itertools.count()
 _T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -7,12 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from models.registry import family
+from models.registry import model_kind
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
 from workers.run import prepare, to_splits
 from workers.submission.pipeline import check_experiment
-from workers.training.loop import Trainer
+from workers.training.build import build_trainer
 
 numbers = st.one_of(st.integers(-3, 300), st.floats(-1.0, 2.0), st.just(float("nan")), st.none(),
                     st.text(max_size=3))
@@ -59,12 +59,12 @@ def test_accepted_specs_run_a_step_and_refused_ones_name_a_field(payload):
     except SpecInvalid as exc:
         assert exc.errors and all(error.loc and error.msg for error in exc.errors), exc
         return
-    assert family(spec.model.kind).kind == spec.model.kind
+    assert model_kind(spec.model.kind).kind == spec.model.kind
     run = dry.spec.model_copy(update={"training": dry.spec.training.model_copy(
         update={"epochs": 1})})
     bundle, objective, model = prepare(run, [], torch.device("cpu"))
-    trainer = Trainer(run, model, objective, to_splits(bundle, torch.device("cpu")),
-                      device=torch.device("cpu"))
+    trainer = build_trainer(run, model, objective, to_splits(bundle, torch.device("cpu")),
+                            device=torch.device("cpu"))
     try:
         trainer.fit()
     except RuntimeError as exc:  # a diverging lr is a legal spec; it must say so

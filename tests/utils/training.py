@@ -8,8 +8,10 @@ import torch
 
 from services.contract.spec import ExperimentSpec
 from workers.run import prepare, seed_everything, to_splits
-from workers.training.callbacks import Callback
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.callback_base import Callback, TrainerView
+from workers.training.evaluation import Split
+from workers.training.loop import Trainer
 
 CPU = torch.device("cpu")
 
@@ -19,8 +21,8 @@ def trainer_for(spec: dict[str, Any], callbacks: list[Callback] | None = None) -
     parsed = ExperimentSpec.model_validate(spec)
     seed_everything(parsed.training.seed)
     bundle, objective, model = prepare(parsed, [], CPU)
-    return Trainer(parsed, model, objective, to_splits(bundle, CPU), device=CPU,
-                   callbacks=callbacks)
+    return build_trainer(parsed, model, objective, to_splits(bundle, CPU), device=CPU,
+                         callbacks=callbacks or ())
 
 
 class EpochRecorder(Callback):
@@ -31,7 +33,7 @@ class EpochRecorder(Callback):
         self.states: list[dict[str, torch.Tensor]] = []
         self.weights = weights
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.metrics.append(dict(metrics))
         if self.weights:
             self.states.append({k: v.clone() for k, v in trainer.model.state_dict().items()})

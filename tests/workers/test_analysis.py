@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model
 from models.base import DataShape
+from models.builders import build_model
 from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
@@ -18,7 +18,8 @@ from workers.diagnostics.analysis.prune import pruning_metrics, retrain_on
 from workers.diagnostics.analysis.sensitivity import sensitivity
 from workers.run import prepare
 from workers.submission.pipeline import check_experiment
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.evaluation import Split
 
 CPU = torch.device("cpu")
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _train(spec: ExperimentSpec, model, objective, splits: dict[str, Split]) -> dict:
     torch.manual_seed(spec.training.seed)
-    return Trainer(spec, model, objective, splits, device=CPU).fit()
+    return build_trainer(spec, model, objective, splits, device=CPU).fit()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
 from workers.run import prepare, seed_everything, to_splits
 from workers.training import checkpoints
+from workers.training.build import build_trainer
 from workers.training.loop import Diverged, Trainer
 
 CPU = torch.device("cpu")
@@ -19,7 +20,7 @@ CPU = torch.device("cpu")
 def _trainer(spec: ExperimentSpec) -> Trainer:
     seed_everything(spec.training.seed)
     bundle, objective, model = prepare(spec, [], CPU)
-    return Trainer(spec, model, objective, to_splits(bundle, CPU), device=CPU)
+    return build_trainer(spec, model, objective, to_splits(bundle, CPU), device=CPU)
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):

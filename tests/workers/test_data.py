@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from services.contract.spec import DataSpec
+from services.contract.sections import DataSpec
 from workers.data import DataError, builtin_datasets, load_data
 
 NAMES = ["digits", "xor", "circles", "moons", "spirals", "blobs", "function"]

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from services.caps import CapExceeded, SubmissionLimits
-from services.contract.spec import DataSpec, ExperimentSpec
+from services.contract.sections import DataSpec
+from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
 from tests.utils.training import trainer_for
 from workers.data import DataError, load_data

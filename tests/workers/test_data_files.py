@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from services.contract.spec import DataSpec
+from services.contract.sections import DataSpec
 from services.settings import Settings
 from workers.data import files, load_data
 from workers.data.bundle import DataError

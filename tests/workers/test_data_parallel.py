@@ -56,12 +56,12 @@ def test_two_workers_match_one_and_log_once(ray_cluster, settings):
 def test_a_two_worker_job_runs_through_the_service(server):
     client = server.client()
     job = client.submit({**SPEC, "name": "two-workers", "resources": {"workers": 2}})
-    done = client.wait(job["id"], timeout=300)
-    assert done["status"] == "succeeded", done["error"]
-    assert done["progress"]["epoch"] == 2 and done["result"]["steps"] == 2 * 29
-    points = client.metric_history(job["id"], "grad_norm/layers.0")
-    assert [p["step"] for p in points] == list(range(2 * 29))  # one per step: rank 0 only
-    assert done["result"]["val/accuracy"] > 0.8
+    done = client.wait(job.id, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert done.progress.epoch == 2 and done.result["steps"] == 2 * 29
+    points = client.metric_history(job.id, "grad_norm/layers.0")
+    assert [p.step for p in points] == list(range(2 * 29))  # one per step: rank 0 only
+    assert done.result["val/accuracy"] > 0.8
 
 
 @pytest.mark.e2e

@@ -10,17 +10,18 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from models import build_model
 from models.base import DataShape
-from services.contract.spec import DiagnosisThresholds, ExperimentSpec
+from models.builders import build_model
+from services.contract.diagnostics_spec import DiagnosisThresholds
+from services.contract.spec import ExperimentSpec
 from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
-from workers.diagnostics import diagnose
 from workers.diagnostics.activations import ActivationSampler
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.session import Diagnostics
+from workers.diagnostics.verdicts import diagnose
 from workers.run import _callbacks, run_experiment
-from workers.training.callbacks import PerLayerNormLogger
+from workers.training.logging_callbacks import PerLayerNormLogger
 
 DIAGNOSTIC_CALLBACKS = (PerLayerNormLogger, ActivationSampler, EpochHistory)
 
@@ -55,29 +56,31 @@ def _grads(first: float, steps: int = 40) -> np.ndarray:
 
 def test_the_verdict_follows_the_evidence_and_its_configurable_thresholds():
     t = DiagnosisThresholds()
-    healthy = diagnose(_history(_grads(0.5)), LAYERS, {}, t)
+    healthy = diagnose(_history(_grads(0.5)).curves(), LAYERS, {}, t)
     assert healthy.verdict == "healthy" and healthy.findings == []
     assert 0.3 < healthy.evidence["first_last_grad_ratio"] < 0.7
 
-    vanishing = diagnose(_history(_grads(1e-5)), LAYERS, {}, t)
+    vanishing = diagnose(_history(_grads(1e-5)).curves(), LAYERS, {}, t)
     assert vanishing.verdict == "vanishing"
     assert vanishing.evidence["first_last_grad_ratio"] < 1e-4
-    lenient = diagnose(_history(_grads(1e-5)), LAYERS, {},
+    lenient = diagnose(_history(_grads(1e-5)).curves(), LAYERS, {},
                        DiagnosisThresholds(vanishing_ratio=1e-6))
     assert lenient.verdict == "healthy"
 
-    assert diagnose(_history(_grads(1e4)), LAYERS, {}, t).verdict == "exploding"
+    assert diagnose(_history(_grads(1e4)).curves(), LAYERS, {}, t).verdict == "exploding"
     growing = _grads(0.5)
     growing[-5:] *= 1e5
-    exploded = diagnose(_history(growing), LAYERS, {}, t)
+    exploded = diagnose(_history(growing).curves(), LAYERS, {}, t)
     assert exploded.verdict == "exploding" and exploded.evidence["grad_norm_total_growth"] > 1e3
     nan = _grads(0.5)
     nan[10, 1] = np.nan
-    assert diagnose(_history(nan), LAYERS, {}, t).evidence["grad_norm_nonfinite_steps"] == 1
+    nonfinite = diagnose(_history(nan).curves(), LAYERS, {}, t)
+    assert nonfinite.evidence["grad_norm_nonfinite_steps"] == 1
 
-    dead = diagnose(_history(_grads(1e-5)), LAYERS, {"activation/dead_fraction": 0.8}, t)
+    dead = diagnose(_history(_grads(1e-5)).curves(), LAYERS, {"activation/dead_fraction": 0.8},
+                    t)
     assert dead.verdict == "dead_units" and dead.verdicts == ["dead_units", "vanishing"]
-    saturated = diagnose(_history(_grads(0.5)), LAYERS,
+    saturated = diagnose(_history(_grads(0.5)).curves(), LAYERS,
                          {"activation/saturated_fraction": 0.9}, t)
     assert saturated.verdict == "saturated"
     json.dumps(saturated.as_dict())  # JSON-safe for diagnosis.json and the job record
@@ -158,9 +161,10 @@ def test_the_norm_history_records_each_flush_of_the_norm_logger_as_logged():
         logger.on_step_end(trainer)
     logger.flush()
     keys, rows, steps = tracker.sink.rows[0]
-    assert diagnostics.history is not None and diagnostics.history.keys == keys
-    assert diagnostics.history.steps.tolist() == steps == [0, 1, 2]
-    np.testing.assert_array_equal(diagnostics.history.values(), np.asarray(rows))
+    history = diagnostics.recorders.history
+    assert history is not None and history.keys == keys
+    assert history.steps.tolist() == steps == [0, 1, 2]
+    np.testing.assert_array_equal(history.values(), np.asarray(rows))
 
 
 def _run(settings, spec):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from services.contract.spec import DataSpec
+from services.contract.sections import DataSpec
 from tests.utils.settings import worker_settings
 from tests.utils.specs import mlp_spec
 from workers.data import DataError, load_data

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from services.contract.spec import DiagnosticsSpec
+from services.contract.diagnostics_spec import DiagnosticsSpec
 from tests.utils.settings import local_settings, worker_settings
 from tests.utils.specs import mlp_spec
 from workers.diagnostics.live import LiveDiagnosis
@@ -187,7 +187,10 @@ def test_a_diverging_run_fails_diagnosed_diverged_with_a_fix(settings):
     with open(client.download_artifacts(run_id, "diagnosis.json",
                                         str(settings.home_dir))) as handle:
         diagnosis = json.load(handle)
-    assert diagnosis["findings"][0]["fix"]["optimizer.lr"] == 1.0
+    # From the remedies table like every verdict: SGD at 10 goes to its usual rate, clipped,
+    # with the table's alternatives to try next.
+    assert diagnosis["findings"][0]["fix"]["optimizer.lr"] == 0.1
+    assert diagnosis["findings"][0]["alternatives"]
     # detected at the step whose loss was not finite, which the live diagnosis reports too
     step = diagnosis["findings"][0]["evidence"]["step"]
     assert diagnosis["detected_at_step"] == step

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from models import DataShape, build_model
-from models.mlp import MLPConfig
+from models.base import DataShape
+from models.builders import build_model
+from models.kinds.mlp import MLPConfig
 from workers.training.norms import PerLayerNorms
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from models.base import DataShape
-from models.hopfield import HopfieldConfig, HopfieldNet
+from models.hopfield import HopfieldNet
+from models.kinds.hopfield import HopfieldConfig
 from workers.diagnostics import training_plots
 from workers.sweeps import sweep_plots
 

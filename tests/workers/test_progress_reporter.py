@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workers.training.callbacks import ProgressReporter
+from workers.training.logging_callbacks import ProgressReporter
 
 
 def _train(every_s: float, epochs: int, pause_s: float = 0.0) -> list[dict[str, Any]]:

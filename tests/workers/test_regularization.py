@@ -8,16 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from models import DataShape, build_model
+from models.base import DataShape
+from models.builders import build_model
+from models.kinds.mlp import MLPConfig
 from models.mc_dropout import mc_output, sampling_masks
-from models.mlp import MLPConfig
 from models.objectives import Objective
 from models.regularizers import constrained_weights, penalized_weights
 from services.contract.spec import ExperimentSpec
 from tests.utils.specs import merge, mlp_spec
 from tests.utils.training import CPU, EpochRecorder, trainer_for
-from workers.training.callbacks import Callback
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.callback_base import Callback, TrainerView
+from workers.training.evaluation import Split
+from workers.training.loop import Trainer
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -145,7 +148,7 @@ class AfterEveryStep(Callback):
     def __init__(self, check):
         self.check, self.steps = check, 0
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         self.check(constrained_weights(trainer.model))
         self.steps += 1
 
@@ -188,7 +191,7 @@ def test_unit_norm_and_non_neg_hold_after_every_step():
 class InputSpy(Callback):
     """Records what the model's forward receives, in training and in evaluation."""
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self.seen: dict[bool, list[torch.Tensor]] = {True: [], False: []}
         trainer.model.register_forward_pre_hook(
             lambda module, args: self.seen[module.training].append(args[0].detach().clone()))
@@ -200,9 +203,9 @@ def zeros_trainer(reg: dict, spy: InputSpy) -> Trainer:
                                                   training={"epochs": 1, "batch_size": 250}))
     x, y = torch.zeros(1000, 16), torch.randint(0, 3, (1000,))
     model = build_model(spec.model, DataShape((16,), 3, "classification"))
-    return Trainer(spec, model, Objective.resolve("classification"),
-                   {"train": Split(x, y), "val": Split(x[:50], y[:50])}, device=CPU,
-                   callbacks=[spy])
+    return build_trainer(spec, model, Objective.resolve("classification"),
+                         {"train": Split(x, y), "val": Split(x[:50], y[:50])}, device=CPU,
+                         callbacks=[spy])
 
 
 def test_gaussian_input_noise_has_the_configured_std_in_training_only():

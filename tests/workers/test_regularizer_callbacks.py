@@ -11,16 +11,27 @@ from typing import Any, get_args
 import pytest
 import torch
 
-from models import DataShape, build_model
-from models.mlp import MLPConfig
-from services.contract.applicability import checked_fields
-from services.contract.spec import ExperimentSpec, RegularizationSpec
+from models.base import DataShape
+from models.builders import build_model
+from models.kinds.mlp import MLPConfig
+from services.contract.regularization_spec import RegularizationSpec
+from services.contract.regularizer_kinds import (
+    REGULARIZER_KINDS,
+    Loc,
+    RegularizerKind,
+    default_at,
+    value_at,
+)
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import merge, mlp_spec
-from tests.utils.training import EpochRecorder, trainer_for
+from tests.utils.training import CPU, EpochRecorder, trainer_for
+from workers.prepare import prepare
+from workers.run import seed_everything, to_splits
 from workers.training import checkpoints, loop
-from workers.training.callbacks import EVENTS, Callback
+from workers.training.build import build_trainer
+from workers.training.callback_base import EVENTS, Callback
 from workers.training.regularizers import registry
-from workers.training.regularizers.base import Loc, Regularizer, default_at, value_at
+from workers.training.regularizers.base import Regularizer
 from workers.training.regularizers.early_stopping import EarlyStopping
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,7 +74,7 @@ def test_each_regularizer_is_built_exactly_when_one_of_its_switches_is_on():
     model, x = _model_and_binary_inputs()
     assert registry.build_regularizers(_spec_with(("training", "epochs"), 2), model, x) == []
     for regularizer in registry.REGULARIZERS:
-        for loc in regularizer.switches:
+        for loc in regularizer.kind.switches:
             spec = _switched_on(loc)
             assert [r.name for r in registry.REGULARIZERS if r.is_on(spec)] == [
                 regularizer.name], loc
@@ -74,18 +85,15 @@ def test_each_regularizer_is_built_exactly_when_one_of_its_switches_is_on():
 
 def test_every_regularization_field_has_a_regularizer_or_a_stated_home():
     spec = _spec_with(("training", "epochs"), 2)
-    read = {loc for r in registry.REGULARIZERS for loc in (*r.switches, *r.settings)}
+    read = {loc for r in registry.REGULARIZERS for loc in (*r.kind.switches, *r.kind.settings)}
     for loc in read:  # each names a real field, with a default to tell "on" from
         value_at(spec, loc)
         default_at(spec, loc)
     fields = {("regularization", name) for name in RegularizationSpec.model_fields}
     assert fields - {loc[:2] for loc in read} - set(ELSEWHERE) == set()
     assert not set(ELSEWHERE) & {loc[:2] for loc in read}
-    names = [r.name for r in registry.REGULARIZERS]
-    assert len(names) == len(set(names))
-    # Each has its applicability entry: submission refuses it where it has nothing to act on.
-    checked = {loc[:2] for loc in checked_fields()}
-    assert {loc[:2] for r in registry.REGULARIZERS for loc in r.switches} <= checked
+    # The engine builds exactly the declared kinds, in the declared order (the numerics').
+    assert [r.kind for r in registry.REGULARIZERS] == list(REGULARIZER_KINDS)
 
 
 def test_bit_flips_of_inputs_that_are_not_binary_are_refused_when_the_trainer_is_built():
@@ -122,15 +130,18 @@ class InputSpy(Callback):
             lambda module, args: self.seen.append(args[0]) if module.training else None)
 
 
-def test_a_regularizer_added_to_the_registry_is_applied_by_the_loop_unchanged(monkeypatch):
+def test_a_regularizer_in_the_registry_handed_to_the_build_is_applied_by_the_loop_unchanged():
     negate = Negate()
-    added = Regularizer("negate", switches=(("regularization", "input_noise_std"),),
-                        build=lambda spec, model, train_x: negate)
-    monkeypatch.setattr(registry, "REGULARIZERS", [added])
+    kind = RegularizerKind("negate", switches=(("regularization", "input_noise_std"),))
+    added = Regularizer(kind, build=lambda spec, model, train_x: negate)
     spy, recorder = InputSpy(), EpochRecorder()
-    trainer = trainer_for(mlp_spec(regularization={"input_noise_std": 0.1},
-                                   training={"epochs": 1, "batch_size": "full"}),
-                          [spy, recorder])
+    spec = ExperimentSpec.model_validate(mlp_spec(regularization={"input_noise_std": 0.1},
+                                                  training={"epochs": 1, "batch_size": "full"}))
+    seed_everything(spec.training.seed)
+    bundle, objective, model = prepare(spec, [], CPU)
+    trainer = build_trainer(spec, model, objective, to_splits(bundle, CPU), device=CPU,
+                            callbacks=[spy, recorder], regularizers=[added])
+    assert trainer.callbacks == [negate, spy, recorder]  # the registry's, then the caller's
     trainer.fit()
     seen, train = spy.seen[0], trainer.splits["train"].x  # the batch: train, reshuffled
     assert seen.shape == train.shape and (seen <= 0).all() and seen.min() < 0
@@ -142,6 +153,13 @@ def test_a_regularizer_added_to_the_registry_is_applied_by_the_loop_unchanged(mo
 def test_the_loop_reads_no_regularization_setting():
     """Regularizers reach the loop only as callbacks: adding one changes no line of it."""
     assert "regularization" not in inspect.getsource(loop)
+    assert not any(name.startswith("workers.training.regularizers") for name in _imported(loop))
+
+
+def _imported(module: Any) -> set[str]:
+    import ast
+    tree = ast.parse(inspect.getsource(module))
+    return {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import build_model
 from models.base import DataShape
+from models.builders import build_model
 from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
 from workers.diagnostics import training_plots
@@ -121,8 +121,9 @@ def test_the_session_writes_the_report_with_the_plots_it_drew():
     shape = DataShape((4,), 3, "classification")
     tracker = _Tracker()
     session = Diagnostics(spec, build_model(spec.model, shape), tracker, shape)
-    session.log_plot(lambda: training_plots.loss_accuracy({"train/loss": ([0, 1], [2.0, 1.0])}),
-                     "loss_accuracy")
+    session.sink.log_plot(
+        lambda: training_plots.loss_accuracy({"train/loss": ([0, 1], [2.0, 1.0])}),
+        "loss_accuracy")
     split = (torch.zeros(8, 4), torch.zeros(8, dtype=torch.long))
     session.after_training({"train": split, "val": split}, None, {"val/loss": 0.5}, step=1,
                            device=torch.device("cpu"))

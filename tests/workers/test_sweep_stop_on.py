@@ -141,7 +141,7 @@ def test_the_stops_are_counted_per_verdict_with_the_cpu_seconds_they_saved():
 def test_the_sweep_record_carries_each_trials_verdict_and_the_stops():
     from datetime import UTC, datetime
 
-    from services.store import JobRecord, Progress
+    from services.records import JobRecord, Progress
     from services.sweep_table import SweepRecord
 
     job = JobRecord(
@@ -192,11 +192,15 @@ def test_the_cli_table_shows_the_stopped_trials_and_what_they_saved():
     from rich.console import Console
 
     from api.cli.output import sweep_view
+    from services.sweep_table import SweepRecord
 
-    record = {"id": "s1", "status": "running", "trials_done": 6, "trials_total": 6,
-              "metric": "val/accuracy", "best": None, "trials": ROWS,
-              "stopped_on_diagnosis": {"symmetric": 1, "vanishing": 2},
-              "cpu_seconds_saved": 6.5}
+    record = SweepRecord.model_validate({
+        "id": "s1", "name": None, "project": "p", "status": "running", "spec": {},
+        "priority": 0, "attempts": 1, "owner": "o", "created_at": "2026-01-01T00:00:00Z",
+        "started_at": None, "finished_at": None, "error": None, "mlflow_run_id": None,
+        "mlflow_experiment_id": None, "metric": "val/accuracy", "mode": "max",
+        "trials_done": 6, "trials_total": 6, "best": None, "trials": ROWS,
+        "stopped_on_diagnosis": {"symmetric": 1, "vanishing": 2}, "cpu_seconds_saved": 6.5})
     console = Console(width=200, record=True)
     console.print(sweep_view(record))
     shown = console.export_text()

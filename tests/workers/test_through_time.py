@@ -14,7 +14,8 @@ from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
 from workers.diagnostics.analysis.bptt import gradient_through_time
 from workers.run import prepare
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.evaluation import Split
 
 CPU = torch.device("cpu")
 ADDING = {"name": "adding", "params": {"n": 400, "length": 30}}
@@ -34,7 +35,7 @@ def _built(data: dict[str, Any], model: dict[str, Any], epochs: int = 0):
     splits = {name: Split(torch.as_tensor(x), torch.as_tensor(y))
               for name, (x, y) in bundle.splits().items()}
     if epochs:
-        Trainer(spec, net, objective, splits, device=CPU).fit()
+        build_trainer(spec, net, objective, splits, device=CPU).fit()
     return net, objective, splits["val"].x[:64], splits["val"].y[:64]
 
 

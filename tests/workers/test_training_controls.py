@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from services.contract.spec import EarlyStoppingSpec
+from services.contract.regularization_spec import EarlyStoppingSpec
 from tests.utils.specs import merge, mlp_spec
 from tests.utils.training import EpochRecorder, trainer_for
-from workers.training.callbacks import Callback
-from workers.training.loop import Trainer
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.early_stopping import EarlyStopping
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -111,13 +110,13 @@ class GradSpy(Callback):
         self.before: list[torch.Tensor] = []
         self.after: list[torch.Tensor] = []
 
-    def _grads(self, trainer: Trainer) -> torch.Tensor:
+    def _grads(self, trainer: TrainerView) -> torch.Tensor:
         return torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
 
-    def on_after_backward(self, trainer: Trainer) -> None:
+    def on_after_backward(self, trainer: TrainerView) -> None:
         self.before.append(self._grads(trainer).clone())
 
-    def on_before_update(self, trainer: Trainer) -> None:
+    def on_before_update(self, trainer: TrainerView) -> None:
         self.after.append(self._grads(trainer).clone())
 
 
@@ -167,7 +166,7 @@ def test_schedule_lr_curve(schedule, expected):
 
 # -- full-batch and mini-batch descent ---------------------------------------------------------
 class BatchSpy(Callback):
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self.batches: list[torch.Tensor] = []
         trainer.model.register_forward_pre_hook(
             lambda module, args: self.batches.append(args[0]) if module.training else None)
@@ -229,13 +228,13 @@ class EventLog(Callback):
     def __init__(self):
         self.events: list[str] = []
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self.events.append("train_start")
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         self.events.append(f"step {trainer.step}")
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         self.events.append("train_end")
 
 
@@ -245,7 +244,7 @@ class DuckLog:
     def __init__(self):
         self.epochs: list[int] = []
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.epochs.append(trainer.epoch)
 
 

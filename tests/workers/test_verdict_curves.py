@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.contract.spec import DiagnosisThresholds
-from workers.diagnostics.history import NormHistory
-from workers.diagnostics.verdicts import Baseline, RunRecord, diagnose_record
+from services.contract.diagnostics_spec import DiagnosisThresholds
+from workers.diagnostics.verdicts import Baseline, NormCurves, RunRecord, diagnose_record
 
 LAYERS = ["layers.0", "output"]
 PRIOR = Baseline("class_prior", 2.3, 0.1)  # ten balanced classes
 
 
-def _history(update_ratio: np.ndarray) -> NormHistory:
+def _norms(update_ratio: np.ndarray) -> NormCurves:
     """Gradient, update and weight norms per step, the update/weight ratio as given."""
     steps = len(update_ratio)
     weights = np.full((steps, len(LAYERS)), 10.0)
@@ -22,9 +21,7 @@ def _history(update_ratio: np.ndarray) -> NormHistory:
     keys = [f"{kind}/{layer}" for kind in ("grad_norm", "update_norm", "weight_norm")
             for layer in LAYERS] + ["grad_norm/total"]
     rows = np.column_stack([grads, updates, weights, np.sqrt((grads ** 2).sum(axis=1))])
-    history = NormHistory()
-    history.record(keys, rows, list(range(steps)))
-    return history
+    return NormCurves(keys, np.arange(steps), rows)
 
 
 def _record(train, val=None, acc=None, *, update_ratio=None) -> RunRecord:
@@ -37,7 +34,7 @@ def _record(train, val=None, acc=None, *, update_ratio=None) -> RunRecord:
             row["val/accuracy"] = float(acc[i])
         epochs.append(row)
     ratio = update_ratio if update_ratio is not None else np.full(100, 1e-3)
-    return RunRecord(LAYERS, DiagnosisThresholds(), history=_history(ratio), epochs=epochs,
+    return RunRecord(LAYERS, DiagnosisThresholds(), norms=_norms(ratio), epochs=epochs,
                      baseline=PRIOR)
 
 

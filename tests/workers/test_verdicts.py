@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.contract.spec import DiagnosisThresholds, ExperimentSpec
+from services.contract.diagnostics_spec import DiagnosisThresholds
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
-from workers.diagnostics.history import NormHistory
 from workers.diagnostics.verdicts import (
     Baseline,
+    Divergence,
+    NormCurves,
     RunRecord,
     diagnose_record,
     fixes,
@@ -22,7 +24,12 @@ from workers.diagnostics.verdicts import (
 
 LAYERS = ["layers.0", "layers.1", "layers.2", "output"]
 PRIOR = Baseline("class_prior", 2.3, 0.1)
-RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """Each test's own noise, seeded: its data does not depend on which tests ran before."""
+    return np.random.default_rng(0)
 
 
 def _spec(**overrides: Any) -> ExperimentSpec:
@@ -32,24 +39,24 @@ def _spec(**overrides: Any) -> ExperimentSpec:
     return ExperimentSpec.model_validate(payload)
 
 
-def _grads(first: float | np.ndarray, steps: int = 200) -> np.ndarray:
+def _grads(rng: np.random.Generator, first: float | np.ndarray, steps: int = 200
+           ) -> np.ndarray:
     first = np.broadcast_to(np.asarray(first, dtype=float), (steps,))
     base = np.column_stack([first, np.full(steps, 0.1), np.full(steps, 0.3), np.ones(steps)])
-    return base * RNG.uniform(0.8, 1.2, size=base.shape)
+    return base * rng.uniform(0.8, 1.2, size=base.shape)
 
 
-def _history(grads: np.ndarray, total: np.ndarray | None = None) -> NormHistory:
-    history = NormHistory()
+def _norms(grads: np.ndarray, total: np.ndarray | None = None) -> NormCurves:
     total = np.sqrt((grads ** 2).sum(axis=1)) if total is None else total
     keys = [f"grad_norm/{layer}" for layer in LAYERS] + ["grad_norm/total"]
-    history.record(keys, np.column_stack([grads, total]), list(range(len(grads))))
-    return history
+    return NormCurves(keys, np.arange(len(grads)), np.column_stack([grads, total]))
 
 
-def _learning(epochs: int = 10, end: float = 0.9) -> list[dict[str, float]]:
+def _learning(rng: np.random.Generator, epochs: int = 10, end: float = 0.9
+              ) -> list[dict[str, float]]:
     """A classifier learning well: accuracy up from chance, losses down, with noise."""
     t = np.linspace(0, 1, epochs)
-    acc = 0.1 + (end - 0.1) * (1 - np.exp(-5 * t)) + RNG.normal(0, 0.005, epochs)
+    acc = 0.1 + (end - 0.1) * (1 - np.exp(-5 * t)) + rng.normal(0, 0.005, epochs)
     loss = 2.3 * np.exp(-3 * t) + 0.1
     return [{"train/loss": float(l_ * 0.95), "val/loss": float(l_), "val/accuracy": float(a)}
             for l_, a in zip(loss, acc, strict=True)]
@@ -68,19 +75,20 @@ def _curve(train: np.ndarray, val: np.ndarray | None = None,
     return out
 
 
-def _record(*, grads: np.ndarray | None = None, epochs: list[dict[str, float]] | None = None,
+def _record(rng: np.random.Generator, *, grads: np.ndarray | None = None,
+            epochs: list[dict[str, float]] | None = None,
             activations: dict[str, float] | None = None, weights: dict | None = None,
             spec: ExperimentSpec | None = None, baseline: Baseline | None = PRIOR,
             uses_gradients: bool = True, total: np.ndarray | None = None) -> RunRecord:
     return RunRecord(LAYERS, DiagnosisThresholds(),
-                     history=_history(grads if grads is not None else _grads(0.3), total),
-                     epochs=epochs if epochs is not None else _learning(),
-                     activations=activations or {}, weights=weights or _random_rows(),
+                     norms=_norms(grads if grads is not None else _grads(rng, 0.3), total),
+                     epochs=epochs if epochs is not None else _learning(rng),
+                     activations=activations or {}, weights=weights or _random_rows(rng),
                      baseline=baseline, spec=spec or _spec(), uses_gradients=uses_gradients)
 
 
-def _random_rows() -> dict[str, np.ndarray]:
-    return {layer: RNG.normal(size=(32, 16)) for layer in LAYERS[:-1]}
+def _random_rows(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {layer: rng.normal(size=(32, 16)) for layer in LAYERS[:-1]}
 
 
 def _assert_fixes_validate(diagnosis, spec: ExperimentSpec) -> None:
@@ -99,81 +107,84 @@ PLAIN_RESNET = {"model": {"kind": "resnet", "depth": 6, "width": 16, "skip": "no
 
 # (label, record factory, expected verdict, verdicts that must be among the findings)
 CASES = [
-    ("healthy: learns, gradients even", lambda: _record(), "healthy", []),
-    ("healthy: first layer 5e-3 early but learns", lambda: _record(
-        grads=_grads(np.r_[np.full(20, 5e-3), np.full(180, 0.3)])), "healthy", []),
-    ("healthy: noisy but falling loss", lambda: _record(epochs=_curve(
-        2.3 * np.exp(-np.arange(12) / 3) * RNG.uniform(0.97, 1.03, 12) + 0.05,
+    ("healthy: learns, gradients even", lambda rng: _record(rng, ), "healthy", []),
+    ("healthy: first layer 5e-3 early but learns", lambda rng: _record(rng,
+        grads=_grads(rng, np.r_[np.full(20, 5e-3), np.full(180, 0.3)])), "healthy", []),
+    ("healthy: noisy but falling loss", lambda rng: _record(rng, epochs=_curve(
+        2.3 * np.exp(-np.arange(12) / 3) * rng.uniform(0.97, 1.03, 12) + 0.05,
         acc=np.linspace(0.1, 0.95, 12))), "healthy", []),
-    ("healthy: a converged loss wobbling near zero", lambda: _record(epochs=_curve(
+    ("healthy: a converged loss wobbling near zero", lambda rng: _record(rng, epochs=_curve(
         np.r_[np.geomspace(2.3, 0.01, 6), np.tile([0.008, 0.012], 4)],
         acc=np.r_[np.linspace(0.1, 0.99, 6), np.full(8, 0.99)])), "healthy", []),
-    ("healthy: a hard task levelling off at 40%", lambda: _record(epochs=_curve(
+    ("healthy: a hard task levelling off at 40%", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 1.6, 12), acc=np.r_[np.linspace(0.1, 0.38, 6),
                                              np.linspace(0.385, 0.4, 6)])), "healthy", []),
-    ("healthy: regression well fitted", lambda: _record(
+    ("healthy: regression well fitted", lambda rng: _record(rng,
         baseline=Baseline("mean_predictor", 1.0, None),
         epochs=_curve(np.linspace(1.0, 0.1, 8), val=np.linspace(1.0, 0.12, 8))), "healthy", []),
-    ("vanishing over the run (sigmoid)", lambda: _record(grads=_grads(1e-5),
+    ("vanishing over the run (sigmoid)", lambda rng: _record(rng, grads=_grads(rng, 1e-5),
                                                          spec=_spec(**SIGMOID)),
      "vanishing", ["vanishing"]),
-    ("vanishing early, stuck at chance (plain resnet)", lambda: _record(
-        grads=_grads(np.r_[np.full(20, 1.3e-3), np.full(180, 0.05)]), spec=_spec(**PLAIN_RESNET),
+    ("vanishing early, stuck at chance (plain resnet)", lambda rng: _record(rng,
+        grads=_grads(rng, np.r_[np.full(20, 1.3e-3), np.full(180, 0.05)]),
+        spec=_spec(**PLAIN_RESNET),
         epochs=_curve(np.full(10, 2.29), val=np.full(10, 2.29), acc=np.full(10, 0.15))),
      "vanishing", ["vanishing", "not_learning"]),
-    ("vanishing with saturation: the cause first", lambda: _record(
-        grads=_grads(1e-5), spec=_spec(**SIGMOID),
+    ("vanishing with saturation: the cause first", lambda rng: _record(rng,
+        grads=_grads(rng, 1e-5), spec=_spec(**SIGMOID),
         activations={"activation/saturated_fraction": 0.9,
                      "activation/saturated_fraction/layers.1.activation": 0.9}),
      "saturated", ["saturated", "vanishing"]),
-    ("exploding: ratio", lambda: _record(grads=_grads(1e4)), "exploding", ["exploding"]),
-    ("exploding: growth", lambda: _record(total=np.geomspace(1, 1e5, 200)), "exploding",
+    ("exploding: ratio", lambda rng: _record(rng, grads=_grads(rng, 1e4)), "exploding",
      ["exploding"]),
-    ("exploding: non-finite", lambda: _record(grads=np.where(
-        np.arange(200)[:, None] == 150, np.inf, _grads(0.3))), "exploding", ["exploding"]),
-    ("dead units", lambda: _record(activations={
+    ("exploding: growth", lambda rng: _record(rng, total=np.geomspace(1, 1e5, 200)), "exploding",
+     ["exploding"]),
+    ("exploding: non-finite", lambda rng: _record(rng, grads=np.where(
+        np.arange(200)[:, None] == 150, np.inf, _grads(rng, 0.3))), "exploding", ["exploding"]),
+    ("dead units", lambda rng: _record(rng, activations={
         "activation/dead_fraction": 0.8, "activation/dead_fraction/layers.0.activation": 0.9}),
      "dead_units", ["dead_units"]),
-    ("symmetric: identical rows", lambda: _record(
-        spec=_spec(**ZEROS), weights={"layers.0": np.tile(RNG.normal(size=16), (32, 1)),
-                                      "layers.1": RNG.normal(size=(32, 32))},
+    ("symmetric: identical rows", lambda rng: _record(rng,
+        spec=_spec(**ZEROS), weights={"layers.0": np.tile(rng.normal(size=16), (32, 1)),
+                                      "layers.1": rng.normal(size=(32, 32))},
         epochs=_curve(np.full(6, 1.9), acc=np.full(6, 0.3))), "symmetric", ["symmetric"]),
-    ("symmetric: all-zero rows", lambda: _record(
+    ("symmetric: all-zero rows", lambda rng: _record(rng,
         spec=_spec(**ZEROS), weights={"layers.1": np.zeros((32, 32))}), "symmetric",
      ["symmetric"]),
-    ("not learning: classifier at chance", lambda: _record(epochs=_curve(
-        np.full(10, 2.30), val=np.full(10, 2.30), acc=RNG.uniform(0.09, 0.12, 10))),
+    ("not learning: classifier at chance", lambda rng: _record(rng, epochs=_curve(
+        np.full(10, 2.30), val=np.full(10, 2.30), acc=rng.uniform(0.09, 0.12, 10))),
      "not_learning", ["not_learning"]),
-    ("not learning: regression at the variance", lambda: _record(
+    ("not learning: regression at the variance", lambda rng: _record(rng,
         baseline=Baseline("mean_predictor", 1.0, None),
         epochs=_curve(np.full(8, 1.0), val=np.full(8, 0.98))), "not_learning", ["not_learning"]),
-    ("unstable: oscillating", lambda: _record(epochs=_curve(
+    ("unstable: oscillating", lambda rng: _record(rng, epochs=_curve(
         np.tile([1.0, 1.6], 5), acc=np.linspace(0.4, 0.8, 10))), "unstable", ["unstable"]),
-    ("unstable: spike", lambda: _record(epochs=_curve(
+    ("unstable: spike", lambda rng: _record(rng, epochs=_curve(
         np.r_[np.linspace(2.0, 0.3, 6), 5.0, 0.3, 0.25, 0.2], acc=np.linspace(0.2, 0.9, 10))),
      "unstable", ["unstable"]),
-    ("slow: creeping forward", lambda: _record(epochs=_curve(
+    ("slow: creeping forward", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
         acc=np.linspace(0.1, 0.18, 10))), "not_learning", ["not_learning", "slow"]),
-    ("slow: past chance at a steady crawl", lambda: _record(epochs=_curve(
+    ("slow: past chance at a steady crawl", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
         acc=np.linspace(0.1, 0.21, 10))), "slow", ["slow"]),
-    ("slow: regression creeping down", lambda: _record(
+    ("slow: regression creeping down", lambda rng: _record(rng,
         baseline=Baseline("mean_predictor", 1.0, None),
         epochs=_curve(np.linspace(1.0, 0.88, 10), val=np.linspace(1.0, 0.88, 10))),
      "slow", ["slow"]),
-    ("overfitting: val rises as train falls", lambda: _record(epochs=_curve(
+    ("overfitting: val rises as train falls", lambda rng: _record(rng, epochs=_curve(
         np.linspace(1.0, 0.05, 12), val=np.r_[np.linspace(1.0, 0.5, 6), np.linspace(0.55, 0.9, 6)],
         acc=np.full(12, 0.85))), "overfitting", ["overfitting"]),
-    ("diverged: loss not finite", lambda: _record(epochs=_curve(
+    ("diverged: loss not finite", lambda rng: _record(rng, epochs=_curve(
         np.array([2.0, 1.0, np.nan]))), "diverged", ["diverged"]),
 ]
 
 
 @pytest.mark.parametrize(("label", "make", "verdict", "expected"), CASES,
                          ids=[c[0] for c in CASES])
-def test_each_labelled_run_gets_its_verdict_and_valid_fixes(label, make, verdict, expected):
-    record = make()
+def test_each_labelled_run_gets_its_verdict_and_valid_fixes(label, make, verdict, expected,
+                                                             rng):
+    record = make(rng)
     diagnosis = diagnose_record(record)
     assert diagnosis.verdict == verdict, (label, diagnosis.verdicts, diagnosis.evidence)
     assert set(expected) <= set(diagnosis.verdicts), (label, diagnosis.verdicts)
@@ -190,15 +201,34 @@ def test_each_labelled_run_gets_its_verdict_and_valid_fixes(label, make, verdict
     assert diagnosis.as_dict()["verdict"] == verdict  # JSON-safe
 
 
-def test_fixes_name_the_cause_in_the_spec_at_hand():
-    sigmoid = diagnose_record(_record(grads=_grads(1e-5), spec=_spec(**SIGMOID)))
+def test_a_run_the_loop_stopped_as_diverged_gets_its_fixes_from_the_same_table(rng):
+    spec = _spec(optimizer={"name": "sgd", "lr": 10.0})
+    record = _record(rng, spec=spec)
+    diagnosis = diagnose_record(record, diverged=Divergence("loss is nan at step 7", 7, 3))
+    assert diagnosis.verdict == "diverged" and diagnosis.detected_at_step == 7
+    finding = diagnosis.findings[0]
+    assert finding.evidence == {"error": "loss is nan at step 7", "step": 7,
+                                "steps_per_epoch": 3}
+    # The table's: down to SGD's usual rate (not a tenth of 10) with a clip, then the others.
+    assert finding.fix == {"optimizer.lr": 0.1, "training.grad_clip_norm": 1.0}
+    assert finding.alternatives
+    # The same candidates as a run whose logged loss went NaN (the curve check's diverged).
+    nan = diagnose_record(_record(rng, spec=spec, epochs=_curve(np.array([2.0, np.nan]))))
+    assert [nan.findings[0].fix, *nan.findings[0].alternatives] == \
+        [finding.fix, *finding.alternatives]
+    _assert_fixes_validate(diagnosis, spec)
+
+
+def test_fixes_name_the_cause_in_the_spec_at_hand(rng):
+    sigmoid = diagnose_record(_record(rng, grads=_grads(rng, 1e-5), spec=_spec(**SIGMOID)))
     assert sigmoid.findings[0].fix["model.activation"] == "relu"
-    plain = diagnose_record(_record(grads=_grads(1e-5), spec=_spec(**PLAIN_RESNET)))
+    plain = diagnose_record(_record(rng, grads=_grads(rng, 1e-5), spec=_spec(**PLAIN_RESNET)))
     assert plain.findings[0].fix == {"model.skip": "identity"}
-    zeros = diagnose_record(_record(spec=_spec(**ZEROS),
+    zeros = diagnose_record(_record(rng, spec=_spec(**ZEROS),
                                     weights={"layers.0": np.ones((8, 4))}))
     assert zeros.findings[0].fix == {"model.init": "glorot_normal"}
-    exploding = diagnose_record(_record(grads=_grads(1e4), spec=_spec(optimizer={"lr": 0.5})))
+    exploding = diagnose_record(_record(rng, grads=_grads(rng, 1e4),
+                                        spec=_spec(optimizer={"lr": 0.5})))
     # Adam at 0.5 is far above Adam's usual rate: down to it, not a tenth of it.
     assert exploding.findings[0].fix == {"training.grad_clip_norm": 1.0, "optimizer.lr": 0.001}
     assert exploding.findings[0].alternatives  # tried in turn when the first does not help
@@ -208,28 +238,28 @@ def test_fixes_name_the_cause_in_the_spec_at_hand():
     assert fixes.activation(_spec(model={"kind": "linear"}), "relu") == {}
 
 
-def test_the_thresholds_move_the_verdict():
+def test_the_thresholds_move_the_verdict(rng):
     lenient = DiagnosisThresholds(vanishing_ratio=1e-6)
-    record = _record(grads=_grads(1e-5))
+    record = _record(rng, grads=_grads(rng, 1e-5))
     record.thresholds = lenient
     assert diagnose_record(record).verdict == "healthy"
-    record = _record(epochs=_curve(np.full(10, 2.0), val=np.full(10, 2.0),
+    record = _record(rng, epochs=_curve(np.full(10, 2.0), val=np.full(10, 2.0),
                                    acc=np.full(10, 0.25)))
     assert diagnose_record(record).verdict == "healthy"  # 17% of the gap closed
     record.thresholds = DiagnosisThresholds(chance_fraction=0.2)
     assert diagnose_record(record).verdict == "not_learning"
 
 
-def test_early_stopping_that_restores_the_best_weights_is_not_overfitting():
+def test_early_stopping_that_restores_the_best_weights_is_not_overfitting(rng):
     curve = _curve(np.linspace(1.0, 0.05, 12),
                    val=np.r_[np.linspace(1.0, 0.5, 6), np.linspace(0.55, 0.9, 6)],
                    acc=np.full(12, 0.85))
     spec = _spec(regularization={"early_stopping": {"patience": 3}})
-    assert diagnose_record(_record(epochs=curve, spec=spec)).verdict == "healthy"
+    assert diagnose_record(_record(rng, epochs=curve, spec=spec)).verdict == "healthy"
 
 
-def test_kinds_without_gradients_get_their_own_checks():
-    hopfield = _record(uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
+def test_kinds_without_gradients_get_their_own_checks(rng):
+    hopfield = _record(rng, uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
                        epochs=[{"train/energy": -90.0, "train/load": 0.05, "val/loss": 0.0,
                                 "val/accuracy": 1.0}], weights={})
     diagnosis = diagnose_record(hopfield)
@@ -237,7 +267,7 @@ def test_kinds_without_gradients_get_their_own_checks():
     assert diagnosis.findings[0].evidence["recall_accuracy"] == 1.0
     assert "grad_norm_median" not in diagnosis.evidence  # no gradient checks
 
-    overloaded = _record(uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
+    overloaded = _record(rng, uses_gradients=False, baseline=Baseline("corrupted_input", 0.4, 0.0),
                          epochs=[{"train/energy": -50.0, "train/load": 0.5, "val/loss": 0.9,
                                   "val/accuracy": 0.0}], weights={})
     diagnosis = diagnose_record(overloaded)
@@ -246,7 +276,7 @@ def test_kinds_without_gradients_get_their_own_checks():
     assert diagnosis.findings[1].evidence["over_capacity"] is True
 
     spec = _spec(data={"name": "patterns"}, model={"kind": "rbm", "hidden": 16})
-    rbm = _record(uses_gradients=False, spec=spec, baseline=None, weights={},
+    rbm = _record(rng, uses_gradients=False, spec=spec, baseline=None, weights={},
                   epochs=[{"train/reconstruction_error": 0.25, "train/free_energy": -3.0}] * 5)
     diagnosis = diagnose_record(rbm)
     assert diagnosis.verdict == "not_learning"
@@ -286,8 +316,8 @@ STUCK = _curve(np.full(10, 2.3), val=np.full(10, 2.3), acc=np.full(10, 0.1))
      _spec(optimizer={"name": "sgd", "lr": 0.1}),
      {"optimizer.name": "adam", "optimizer.lr": 0.001}),
 ])
-def test_not_learning_remedies_start_from_the_likeliest_cause(label, spec, first):
-    diagnosis = diagnose_record(_record(epochs=STUCK, spec=spec))
+def test_not_learning_remedies_start_from_the_likeliest_cause(label, spec, first, rng):
+    diagnosis = diagnose_record(_record(rng, epochs=STUCK, spec=spec))
     finding = diagnosis.findings[0]
     assert finding.verdict == "not_learning", label
     assert finding.fix == first, (label, finding.fix)
@@ -295,11 +325,11 @@ def test_not_learning_remedies_start_from_the_likeliest_cause(label, spec, first
     _assert_fixes_validate(diagnosis, spec)
 
 
-def test_exploding_vanilla_relu_rnn_is_first_given_tanh():
+def test_exploding_vanilla_relu_rnn_is_first_given_tanh(rng):
     spec = _spec(model={"kind": "rnn", "cell": "vanilla", "activation": "relu", "hidden": 16},
                  data={"name": "adding", "params": {"n": 64, "length": 10}},
                  optimizer={"name": "sgd", "lr": 0.5})
-    diagnosis = diagnose_record(_record(grads=_grads(1e4), spec=spec))
+    diagnosis = diagnose_record(_record(rng, grads=_grads(rng, 1e4), spec=spec))
     finding = diagnosis.findings[0]
     assert finding.verdict == "exploding"
     assert finding.fix["model.activation"] == "tanh"
@@ -308,12 +338,12 @@ def test_exploding_vanilla_relu_rnn_is_first_given_tanh():
     _assert_fixes_validate(diagnosis, spec)
 
 
-def test_exploding_under_a_rate_far_above_the_usual_one_first_lowers_the_rate():
+def test_exploding_under_a_rate_far_above_the_usual_one_first_lowers_the_rate(rng):
     # Adam at 20x its usual 1e-3: the rate is the cause, tanh comes second.
     spec = _spec(model={"kind": "rnn", "cell": "vanilla", "activation": "relu", "hidden": 16},
                  data={"name": "adding", "params": {"n": 64, "length": 10}},
                  optimizer={"name": "adam", "lr": 0.02}, training={"grad_clip_norm": 1.0})
-    finding = diagnose_record(_record(grads=_grads(1e4), spec=spec)).findings[0]
+    finding = diagnose_record(_record(rng, grads=_grads(rng, 1e4), spec=spec)).findings[0]
     assert finding.verdict == "exploding"
     assert finding.fix == {"optimizer.lr": 0.001}
     assert finding.alternatives[0] == {"model.activation": "tanh"}
@@ -323,9 +353,9 @@ def test_exploding_under_a_rate_far_above_the_usual_one_first_lowers_the_rate():
     ({"name": "constant"}, {"schedule.name": "cosine", "optimizer.lr": 1.0}),
     # a rate that already decays is not annealed again: half of it, then the usual rate
     ({"name": "step", "step_epochs": 5}, {"optimizer.lr": 1.0})])
-def test_an_oscillating_run_is_first_annealed_then_slowed(schedule, first):
+def test_an_oscillating_run_is_first_annealed_then_slowed(schedule, first, rng):
     spec = _spec(optimizer={"name": "sgd", "lr": 2.0}, schedule=schedule)
-    diagnosis = diagnose_record(_record(spec=spec, epochs=_curve(
+    diagnosis = diagnose_record(_record(rng, spec=spec, epochs=_curve(
         np.tile([1.0, 1.6], 5), acc=np.linspace(0.4, 0.8, 10))))
     finding = diagnosis.findings[0]
     assert finding.verdict == "unstable"

@@ -20,17 +20,14 @@ Definitions, per activation module:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.activations import ArcTan, BinaryStep
-from workers.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
+from workers.training.callback_base import Callback, TrainerView
 
 # Activation modules by what can go wrong with them.
 _DEAD = (nn.ReLU,)
@@ -87,17 +84,17 @@ class ActivationSampler(Callback):
         return keys
 
     # -- events --------------------------------------------------------------------------
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self._measure(trainer.step)
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         if trainer.step % self.every_steps == 0:
             self._measure(trainer.step)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.flush()
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         # The last sample's step, not the unflushed ones': when the last step is one of
         # `every_steps`, its sample was taken and flushed at the last epoch's end already.
         if self._last_step != trainer.step:

@@ -8,14 +8,12 @@ sink, so recording adds no device work and no host synchronization to a step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from workers.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
+from workers.diagnostics.verdicts.norms import NormCurves
+from workers.training.callback_base import Callback, TrainerView
 
 
 class NormHistory:
@@ -60,16 +58,10 @@ class NormHistory:
         """(S, K): one row per logged step, columns in the order of `keys` (read-only)."""
         return self._join()[0]
 
-    def series(self, prefix: str, layers: list[str]) -> np.ndarray | None:
-        """(S, L): `prefix/<layer>` for each layer, or None when that norm was not logged."""
-        index = {key: i for i, key in enumerate(self.keys)}
-        wanted = [f"{prefix}/{layer}" for layer in layers]
-        if not layers or any(key not in index for key in wanted):
-            return None
-        return self.values()[:, [index[key] for key in wanted]]
-
-    def column(self, key: str) -> np.ndarray | None:
-        return self.values()[:, self.keys.index(key)] if key in self.keys else None
+    def curves(self) -> NormCurves:
+        """The history so far as the engine reads it (no copy: the joined, read-only arrays)."""
+        values, steps = self._join()
+        return NormCurves(list(self.keys), steps, values)
 
 
 class EpochHistory(Callback):
@@ -79,7 +71,7 @@ class EpochHistory(Callback):
         self.steps: list[int] = []
         self.metrics: list[dict[str, float]] = []
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.steps.append(max(0, trainer.step - 1))
         self.metrics.append(dict(metrics))
 

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from services.contract.spec import DiagnosticsSpec
+from services.contract.diagnostics_spec import DiagnosticsSpec
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts import Diagnosis, Finding
-from workers.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
+from workers.training.callback_base import Callback, TrainerView
 
 CURVE_VERDICTS = ("not_learning", "slow", "overfitting")
 FIRST_EPOCHS = 5  # judged at every epoch end, whatever it costs
@@ -63,18 +61,18 @@ class LiveDiagnosis(Callback):
         self.verdict = "healthy"  # the called verdict
         self.detected_at_step: int | None = None
         self.seen: list[tuple[int, str]] = []  # (step, candidate verdict) per judged epoch
-        self._judged: tuple[Diagnosis, set[str], str] | None = None  # the last judgement
+        self._judged: tuple[Diagnosis, set[Verdict], str] | None = None  # the last judgement
         self._payload: dict[str, Any] | None = None  # built from it when a report asks
         self.spent = 0.0  # seconds spent judging (sampling for it, building the payload)
         self._started: float | None = None
         # The last epoch end: (epochs done, trainer.step), for a report after a failure.
         self.last_epoch_end: tuple[int, int] | None = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         self._started = time.perf_counter()
         self.last_epoch_end = (trainer.start_epoch, trainer.step)
 
-    def due(self, trainer: Trainer) -> bool:
+    def due(self, trainer: TrainerView) -> bool:
         """Whether to judge at this epoch end: always in the first `first_epochs` epochs and
         at the last, otherwise while the time spent judging stays within `budget` of the
         training's time so far (`CONFIRM_BUDGET` while a problem awaits its confirmation)."""
@@ -87,7 +85,7 @@ class LiveDiagnosis(Callback):
         share = max(self.budget, CONFIRM_BUDGET) if pending else self.budget
         return self.spent <= share * (time.perf_counter() - self._started)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.last_epoch_end = (trainer.epoch + 1, trainer.step)
         if not self.due(trainer):
             return

@@ -5,7 +5,8 @@ change of the spec; the baseline beside the run's result; the spec's key setting
 metrics and the run's plots. The page is self-contained: plots are inlined as PNG data URIs,
 the CSS is inline, and its Content-Security-Policy forbids every request, so it reads the same
 from MLflow's artifact view, a downloaded copy or an air-gapped machine. Every string that
-comes from the spec or the run is escaped.
+comes from the spec or the run is escaped: the page is the Jinja2 template
+`templates/report.html.j2`, rendered with autoescape from plain text this module prepares.
 
 Written against the diagnosis of docs/mlflow.md (`findings` as objects with `verdict`,
 `evidence`, `layers` and `fix`); older diagnoses, whose findings are verdict names with one
@@ -15,22 +16,17 @@ Written against the diagnosis of docs/mlflow.md (`findings` as objects with `ver
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
-import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
-from html import escape
-from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from workers.diagnostics.report_words import BASELINES, EVIDENCE, MEANINGS
-from workers.tracking.run_tracker import RunTracker
 
 REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em 2em;
@@ -51,44 +47,23 @@ KEY_SECTIONS = ("data", "model", "optimizer", "training")
 SKIPPED = {"data.params", "data.path"}
 
 
+_PAGES = Environment(loader=PackageLoader("workers.diagnostics", "templates"),
+                     autoescape=select_autoescape(default=True, default_for_string=True),
+                     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+Row = list[tuple[str, bool]]  # a table row: (text, right-aligned as a number)
+
+
 def render_report(spec_summary: Mapping[str, Any], metrics: Mapping[str, Any],
                   diagnosis: Mapping[str, Any] | None, plots: Mapping[str, bytes]) -> str:
     """The page. `spec_summary` is the spec as JSON-like data (nested or dotted keys),
     `metrics` the run's final metrics, `plots` {name: PNG bytes} in the order to show."""
     settings = _flat(spec_summary)
-    name = str(settings.get("name") or "run")
-    kind = str(settings.get("model.kind") or "")
-    parts = [f"<h1>{escape(name)}</h1>",
-             f'<p class="muted">{escape(kind)} &middot; layerwise run report</p>']
-    parts += _diagnosis(diagnosis or {}, settings)
-    parts += _baseline((diagnosis or {}).get("baseline"), metrics)
-    parts += _settings(settings)
-    parts += _metrics(metrics)
-    parts += _plots(plots)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            f"<title>{escape(name)}: report</title><style>{CSS}</style></head>\n<body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
-
-
-def log_report(tracker: RunTracker, spec_summary: Mapping[str, Any],
-               metrics: Mapping[str, Any], diagnosis: Mapping[str, Any] | None,
-               plots: Mapping[str, bytes]) -> None:
-    """`report.html` at the run's artifact root."""
-    tracker.log_text(render_report(spec_summary, metrics, diagnosis, plots), REPORT_FILE)
-
-
-def log_png(tracker: RunTracker, figure: Figure, artifact_file: str) -> bytes:
-    """Log `figure` as the PNG `artifact_file` and return its bytes, drawn once for both the
-    artifact and the report."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    png = buffer.getvalue()
-    folder, name = posixpath.split(artifact_file)
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, name).write_bytes(png)
-        tracker.artifacts.log_artifact(str(Path(tmp, name)), folder or None)
-    return png
+    return _PAGES.get_template(TEMPLATE).render(
+        csp=CSP, css=CSS, name=str(settings.get("name") or "run"),
+        kind=str(settings.get("model.kind") or ""),
+        diagnosis=_diagnosis(diagnosis, settings) if diagnosis else None,
+        baseline=_baseline((diagnosis or {}).get("baseline"), metrics),
+        settings=_settings(settings), metrics=_metrics(metrics), plots=_plots(plots))
 
 
 # -- the diagnosis -------------------------------------------------------------------------
@@ -105,67 +80,40 @@ def findings(diagnosis: Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _diagnosis(diagnosis: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
-    if not diagnosis:
-        return ["<h2>Diagnosis</h2>", "<p>This run measured nothing to judge by (diagnostics "
-                "were off or the model has no layers to watch).</p>"]
+def _diagnosis(diagnosis: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     verdict = str(diagnosis.get("verdict") or "unknown")
-    out = ["<h2>Diagnosis</h2>",
-           f'<p>Verdict: <span class="verdict {escape(verdict)}" id="verdict">'
-           f"{escape(verdict)}</span></p>",
-           f"<p>{escape(MEANINGS.get(verdict, 'No explanation is known for this verdict.'))}"
-           "</p>"]
     step = diagnosis.get("detected_at_step")
-    if isinstance(step, int):
-        out.append(f"<p>First detected at step {step}.</p>")
-    for finding in findings(diagnosis):
-        if finding.get("verdict") != "healthy":
-            out.append(_finding(finding, settings, said=verdict))
-    notes = [str(n) for n in diagnosis.get("notes") or []]
-    if notes:
-        out.append(_items("<h3>Notes</h3>", notes))
     thresholds = diagnosis.get("thresholds") or {}
-    if isinstance(thresholds, Mapping) and thresholds:
-        out.append("<details><summary>Thresholds used</summary>"
-                   + _table(("threshold", "value"),
-                            [(_words(k), _value(v)) for k, v in thresholds.items()])
-                   + "</details>")
-    return out
+    return {
+        "verdict": verdict,
+        "meaning": MEANINGS.get(verdict, "No explanation is known for this verdict."),
+        "step": step if isinstance(step, int) else None,
+        "findings": [_finding(f, settings, said=verdict) for f in findings(diagnosis)
+                     if f.get("verdict") != "healthy"],
+        "notes": [str(n) for n in diagnosis.get("notes") or []],
+        "thresholds": _rows([(_words(k), _value(v)) for k, v in thresholds.items()])
+        if isinstance(thresholds, Mapping) else []}
 
 
-def _finding(finding: Mapping[str, Any], settings: Mapping[str, Any], said: str) -> str:
+def _finding(finding: Mapping[str, Any], settings: Mapping[str, Any], said: str
+             ) -> dict[str, Any]:
     """One finding; its meaning unless the verdict above just said it."""
     verdict = str(finding.get("verdict") or "unknown")
-    parts = [f'<div class="finding"><h3>{escape(verdict)}</h3>']
-    if verdict != said:
-        parts.append(f"<p>{escape(MEANINGS.get(verdict, ''))}</p>")
     evidence = finding.get("evidence") or {}
-    if isinstance(evidence, Mapping) and evidence:
-        parts.append(_items("<p>Evidence:</p>", [_evidence(k, v) for k, v in evidence.items()]))
-    layers = [str(layer) for layer in finding.get("layers") or []]
-    if layers:
-        parts.append("<p>Layers: " + ", ".join(f"<code>{escape(x)}</code>" for x in layers)
-                     + "</p>")
     fix = finding.get("fix") or {}
-    if isinstance(fix, Mapping) and fix:
-        parts.append(_items("<p>Fix: change the spec</p>",
-                            [change(path, settings, value) for path, value in fix.items()],
-                            code=True))
-        alternatives = [alt for alt in finding.get("alternatives") or []
-                        if isinstance(alt, Mapping) and alt]
-        if alternatives:  # what `layerwise repair` tries next when the fix does not help
-            parts.append(_items("<p>If that does not help, in turn:</p>",
-                                ["; ".join(change(path, settings, value)
-                                           for path, value in alt.items())
-                                 for alt in alternatives], code=True))
-    return "".join(parts) + "</div>"
-
-
-def _items(head: str, items: list[str], *, code: bool = False) -> str:
-    """`head` (markup) over a bulleted list of `items` (text, escaped here)."""
-    wrap = ("<code>", "</code>") if code else ("", "")
-    return head + "<ul>" + "".join(f"<li>{wrap[0]}{escape(item)}{wrap[1]}</li>"
-                                   for item in items) + "</ul>"
+    fix = fix if isinstance(fix, Mapping) else {}
+    # What `layerwise repair` tries next when the fix does not help.
+    alternatives = [alt for alt in finding.get("alternatives") or []
+                    if isinstance(alt, Mapping) and alt] if fix else []
+    return {
+        "verdict": verdict,
+        "meaning": MEANINGS.get(verdict, "") if verdict != said else None,
+        "evidence": [_evidence(k, v) for k, v in evidence.items()]
+        if isinstance(evidence, Mapping) else [],
+        "layers": [str(layer) for layer in finding.get("layers") or []],
+        "fix": [change(path, settings, value) for path, value in fix.items()],
+        "alternatives": ["; ".join(change(path, settings, value) for path, value in alt.items())
+                         for alt in alternatives]}
 
 
 def change(path: str, settings: Mapping[str, Any], value: Any) -> str:
@@ -175,9 +123,9 @@ def change(path: str, settings: Mapping[str, Any], value: Any) -> str:
     return f"{path}: -> {_value(value)}"
 
 
-def _baseline(baseline: Any, metrics: Mapping[str, Any]) -> list[str]:
+def _baseline(baseline: Any, metrics: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(baseline, Mapping) or not baseline:
-        return []
+        return None
     kind = str(baseline.get("kind") or "")
     rows = []
     for name in ("loss", "accuracy"):
@@ -187,42 +135,30 @@ def _baseline(baseline: Any, metrics: Mapping[str, Any]) -> list[str]:
         if theirs is not None or ours is not None:
             rows.append((name, _value(theirs) if theirs is not None else "",
                          _value(ours) if ours is not None else ""))
-    said = BASELINES.get(kind, kind)
-    return ["<h2>Against the baseline</h2>",
-            f"<p>The baseline predicts without looking at the inputs ({escape(said)}). A run "
-            "that does not beat it has learned nothing from the inputs.</p>",
-            _table(("metric", "baseline", "this run"), rows)]
+    return {"said": BASELINES.get(kind, kind), "rows": _rows(rows)}
 
 
 # -- the run ---------------------------------------------------------------------------------
-def _settings(settings: Mapping[str, Any]) -> list[str]:
-    rows = [(k, _value(v)) for k, v in settings.items()
-            if k.split(".", 1)[0] in KEY_SECTIONS and not k.startswith(tuple(SKIPPED))]
-    return ["<h2>Spec</h2>", _table(("setting", "value"), rows)] if rows else []
+def _settings(settings: Mapping[str, Any]) -> list[Row]:
+    return _rows([(k, _value(v)) for k, v in settings.items()
+                  if k.split(".", 1)[0] in KEY_SECTIONS and not k.startswith(tuple(SKIPPED))])
 
 
-def _metrics(metrics: Mapping[str, Any]) -> list[str]:
-    rows = [(str(k), _value(v)) for k, v in sorted(metrics.items(), key=lambda kv: str(kv[0]))
-            if isinstance(v, int | float | str) and not isinstance(v, bool)]
-    return ["<h2>Final metrics</h2>", _table(("metric", "value"), rows)] if rows else []
+def _metrics(metrics: Mapping[str, Any]) -> list[Row]:
+    return _rows([(str(k), _value(v))
+                  for k, v in sorted(metrics.items(), key=lambda kv: str(kv[0]))
+                  if isinstance(v, int | float | str) and not isinstance(v, bool)])
 
 
-def _plots(plots: Mapping[str, bytes]) -> list[str]:
-    out = ["<h2>Plots</h2>"] if plots else []
-    for name, png in plots.items():
-        data = base64.b64encode(png).decode("ascii")
-        out.append(f'<figure><img alt="{escape(name)}" src="data:image/png;base64,{data}">'
-                   f"<figcaption>{escape(_words(name))}</figcaption></figure>")
-    return out
+def _plots(plots: Mapping[str, bytes]) -> list[dict[str, str]]:
+    return [{"name": name, "data": base64.b64encode(png).decode("ascii"),
+             "caption": _words(name)} for name, png in plots.items()]
 
 
 # -- formatting --------------------------------------------------------------------------------
-def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(
-        f'<td class="num">{escape(c)}</td>' if i and _is_number(c) else f"<td>{escape(c)}</td>"
-        for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{cells}</tr>{body}</table>"
+def _rows(rows: Sequence[tuple[str, ...]]) -> list[Row]:
+    """Each cell with whether it is shown as a number (right-aligned; never the first)."""
+    return [[(cell, bool(i) and _is_number(cell)) for i, cell in enumerate(row)] for row in rows]
 
 
 def _is_number(text: str) -> bool:

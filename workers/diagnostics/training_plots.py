@@ -97,17 +97,16 @@ def grad_norm_heatmap(steps: np.ndarray, layers: list[str], grads: np.ndarray,
 
 
 def update_norms(steps: np.ndarray, layers: list[str], updates: np.ndarray,
-                 weights: np.ndarray | None) -> Figure:
-    """Per layer: ||W_after - W_before|| and, with weight norms, ||dW|| / ||W||."""
-    figure, axes = run_figure(2 if weights is not None else 1)
+                 ratios: np.ndarray | None) -> Figure:
+    """Per layer: ||W_after - W_before|| and, with the weight norms' `ratios`
+    (`verdicts.norms.update_weight_ratios`), ||dW|| / ||W||."""
+    figure, axes = run_figure(2 if ratios is not None else 1)
     colors = layer_colors(len(layers))
     steps_u, updates_b = binned(steps, updates)
     for i, layer in enumerate(layers):
         axes[0].plot(steps_u, log10(updates_b[:, i]), color=colors[i], label=layer, lw=1)
     axes[0].set(xlabel="step", ylabel="log10 ||dW||", title="update norm per layer")
-    if weights is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = updates / weights
+    if ratios is not None:
         steps_r, ratios_b = binned(steps, ratios)
         for i in range(len(layers)):
             axes[1].plot(steps_r, log10(ratios_b[:, i]), color=colors[i], lw=1)

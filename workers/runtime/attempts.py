@@ -29,7 +29,7 @@ from typing import Any
 import ray
 
 from services.lifecycle import Status, now
-from services.store import JobRecord
+from services.records import JobRecord
 
 WORKER_LOST, NODE_LOST, RAY_SYSTEM = "worker_lost", "node_lost", "ray_system"
 OOM_KILLED, MEMORY_MONITOR = "oom_killed", "memory_monitor"

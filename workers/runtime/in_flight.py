@@ -21,8 +21,9 @@ import ray
 
 from services.lifecycle import TERMINAL, IllegalTransition, Status
 from services.observability import JOBS_FINISHED, JOBS_RETRIED
+from services.records import JobRecord
 from services.settings import Settings
-from services.store import AHEAD_COUNTED, JobNotFound, JobRecord, JobStore
+from services.store import AHEAD_COUNTED, JobNotFound, JobStore
 from workers.runtime import sweep_jobs
 from workers.runtime.attempts import Ending, kernel_oom_kills, next_step, ray_ending
 from workers.runtime.progress_board import PROGRESS_BOARD, progress_board

@@ -14,8 +14,8 @@ from services.contract import mlflow_names
 from services.lifecycle import Status, now
 from services.observability import DISPATCH_LATENCY, JOBS_STARTED
 from services.queue_order import Shares, next_job
+from services.records import JobRecord
 from services.resources import beyond_node, fits, node_ask
-from services.store import JobRecord
 from workers.runtime.attempts import LAUNCH_FAILED, Ending, kernel_oom_kills
 from workers.runtime.in_flight import InFlight, InFlightJobs
 from workers.runtime.ray_tasks import experiment_task, sweep_task

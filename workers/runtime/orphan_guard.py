@@ -10,13 +10,9 @@ worker's environment, so one `getppid()` per step (a system call, negligible bes
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from workers.run import RunAbandoned
-from workers.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
+from workers.training.callback_base import Callback, TrainerView
 
 
 class Orphaned(RunAbandoned):
@@ -42,11 +38,11 @@ class StopWhenOrphaned(Callback):
             raise Orphaned(f"the raylet (pid {self.raylet_pid}) that started this worker is "
                            "gone; the job is re-run by the service that re-queued it")
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         self.check()
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.check()
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         self.check()

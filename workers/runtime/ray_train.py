@@ -15,11 +15,12 @@ from typing import Any
 
 import ray
 
-from services.contract.spec import STORED, ExperimentSpec
+from services.contract.spec import ExperimentSpec
+from services.contract.tags import STORED
 from workers.run import WorkerSettings, set_up, to_splits
 from workers.runtime.worker_run import run_on_worker
+from workers.training.build import build_trainer
 from workers.training.data_parallel import DataParallel
-from workers.training.loop import Trainer
 
 
 @ray.remote(num_cpus=0)
@@ -92,7 +93,7 @@ def train_replica(spec_payload: dict[str, Any], settings: WorkerSettings,
     splits = to_splits(bundle, device)
     pretrain_steps = 0 if state else model.pretrain(
         splits["train"].x, splits["train"].y, objective, lambda *args, **kwargs: None)
-    trainer = Trainer(spec, model, objective, splits, device=device, parallel=parallel)
+    trainer = build_trainer(spec, model, objective, splits, device=device, parallel=parallel)
     trainer.step = pretrain_steps
     if state:
         trainer.load_state_dict(state)

@@ -11,8 +11,9 @@ from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names
 from services.lifecycle import Status
+from services.records import JobRecord
 from services.resources import run_ask, times_fit
-from services.store import JobRecord, JobStore
+from services.store import JobStore
 from services.sweep_table import best_trial, cancel_live_trials, merge_trials
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from models import build_model
 from models.base import DataShape, ModelConfigError
+from models.builders import build_model
 from services.contract.spec import ExperimentSpec
 from workers.diagnostics.analysis.bptt import default_steps
 from workers.diagnostics.analysis.prune import pruned_shape

@@ -20,27 +20,27 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, replace
 
 import torch
+from cachetools import LRUCache
 
 from models.objectives import ObjectiveError
 from services.caps import JobMemory, SubmissionLimits
-from services.contract.applicability import data_errors, model_errors
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from workers.data import DataBundle, DataError
 from workers.data.registry import builtin_dataset
 from workers.prepare import data_key, data_mtime, load_bundle, objective_of
 from workers.submission.analysis_checks import analysis_problems
+from workers.submission.applicability_checks import data_errors, model_errors
 from workers.submission.model_step import LoggedMetrics, dry_run_batch, stepped_model
 
 _PASSED_CACHE_SIZE = 1024
-_passed_cache: OrderedDict[str, DryRun] = OrderedDict()
-_passed_lock = threading.Lock()
+_passed_cache: LRUCache[str, DryRun] = LRUCache(maxsize=_PASSED_CACHE_SIZE)
+_passed_lock = threading.Lock()  # cachetools is not thread-safe
 DEFAULT_LIMITS = SubmissionLimits()
 
 
@@ -63,16 +63,12 @@ def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimit
     key = json.dumps([spec.spec_hash(), data_roots, data_mtime(spec, data_roots),
                       astuple(limits)])
     with _passed_lock:  # the API checks submissions on a thread pool
-        passed = _passed_cache.get(key)
-        if passed is not None:
-            _passed_cache.move_to_end(key)
+        passed = _passed_cache.get(key)  # now the most recently used
     if passed is not None:
         return replace(passed, spec=spec.model_copy(update={"data": passed.spec.data}))
     dry = _dry_run(spec, data_roots, limits)
     with _passed_lock:
-        _passed_cache[key] = dry
-        if len(_passed_cache) > _PASSED_CACHE_SIZE:
-            _passed_cache.popitem(last=False)
+        _passed_cache[key] = dry  # the least recently used goes past _PASSED_CACHE_SIZE
     return dry
 
 

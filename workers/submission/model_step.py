@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 
 from models.base import LayerwiseModel, ModelConfigError
 from models.objectives import Objective
-from models.registry import family
+from models.registry import model_kind
 from services.byte_cache import ByteBoundedCache
 from services.caps import (
     JobMemory,
@@ -44,12 +44,12 @@ from services.caps import (
     check_parameter_cap,
     optimizer_state_factor,
 )
-from services.contract.applicability import ForwardFacts
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from workers.data import DataBundle
 from workers.prepare import model_of
-from workers.training.loop import summarize
+from workers.submission.applicability_checks import ForwardFacts
+from workers.training.metrics import PENALTY, metric_keys
 
 DRY_RUN_EXAMPLES = 8
 DRY_RUN_STEPS = 16
@@ -63,22 +63,25 @@ class LoggedMetrics:
     submission checks learn a metric's key from (an early-stopping monitor, a sweep's metric).
 
     Attributes:
-        names: what each evaluated split logs, named by the loop's `summarize` (loss,
-            accuracy or mse, perplexity, ...).
-        penalty: the loop adds train/penalty (a weight or activity penalty is on).
+        sums: the metric sums of the step's objective (loss, correct or sq_error, ...), which
+            the loop's `metric_keys` names per split.
+        task: the objective's task (a language model's loss also gives its perplexity).
+        penalty: the loop adds its penalty sum to the training split's (a weight or activity
+            penalty is on).
         model_keys: the keys the model logs itself each epoch (`epoch_metrics`).
     """
 
-    names: tuple[str, ...]
+    sums: tuple[str, ...]
+    task: str
     penalty: bool
     model_keys: tuple[str, ...]
 
     def keys(self, splits: Iterable[str]) -> list[str]:
-        """Each split's keys (train/loss, ...), in the order the loop logs them."""
+        """Each split's keys (train/loss, ...), as the loop's `metric_keys` names them."""
         out = []
         for split in splits:
-            out += [f"{split}/{name}" for name in self.names]
-            out += ["train/penalty"] if split == "train" and self.penalty else []
+            penalty = (PENALTY,) if split == "train" and self.penalty else ()
+            out += metric_keys(split, (*self.sums, *penalty), task=self.task)
             out += [key for key in self.model_keys if key.startswith(f"{split}/")]
         return out
 
@@ -132,21 +135,22 @@ class Step:
     footprint: Footprint
     on_meta: bool
     has_hidden: bool
-    # What the loop's `summarize` named the step's metrics and what the model measured
-    # itself; None: the step needs values (a large model checked on the meta device).
-    metric_names: tuple[str, ...] | None
+    # The step's metric sums (their keys, and the objective's task that names them) and what
+    # the model measured itself; None: the step needs values (a large model on the meta device).
+    metric_sums: tuple[str, ...] | None
+    task: str
     model_keys: tuple[str, ...] | None
 
     def logged(self, spec: ExperimentSpec) -> LoggedMetrics | None:
         """The metrics the loop will log for this spec, or None when the step could not tell."""
-        if self.metric_names is None or self.model_keys is None:
+        if self.metric_sums is None or self.model_keys is None:
             return None
         reg = spec.regularization
         # The loop's penalty is the weight penalty plus the activity penalty of a model that
         # learns by gradient descent (a kind with nothing to penalize is refused).
         penalty = self.model.uses_gradients and bool(
             reg.l1 or reg.l2 or reg.activity_l1 or reg.activity_l2)
-        return LoggedMetrics(self.metric_names, penalty, self.model_keys)
+        return LoggedMetrics(self.metric_sums, self.task, penalty, self.model_keys)
 
     def facts(self, spec: ExperimentSpec, *, has_val: bool) -> ForwardFacts:
         """The step's facts for this spec: the metric keys the loop will log every epoch."""
@@ -189,11 +193,11 @@ def _step(spec: ExperimentSpec, bundle: DataBundle, objective: Objective,
     if not on_meta:
         model = _build(spec, bundle, device="cpu")
     kept = _Kept(model)
-    names = _one_step(spec, model, objective, bundle, on_meta=on_meta, kept=kept)
+    sums = _one_step(spec, model, objective, bundle, on_meta=on_meta, kept=kept)
     footprint = kept.footprint(model, bundle)
     check_memory_cap(footprint.memory(spec, bundle), limits)
     return Step(model, param_count, footprint, on_meta, bool(model.hidden_activations()),
-                names, _model_keys(model, on_meta=on_meta))
+                sums, objective.task, _model_keys(model, on_meta=on_meta))
 
 
 class _Kept:
@@ -288,7 +292,7 @@ def dry_run_batch(spec: ExperimentSpec, bundle: DataBundle, on_meta: bool
     run through 10,000 steps took the API minutes)."""
     x = torch.as_tensor(bundle.x_train[:DRY_RUN_EXAMPLES])
     y = torch.as_tensor(bundle.y_train[:DRY_RUN_EXAMPLES])
-    if family(spec.model.kind).any_length and x.ndim >= 2 and x.shape[1] > DRY_RUN_STEPS:
+    if model_kind(spec.model.kind).any_length and x.ndim >= 2 and x.shape[1] > DRY_RUN_STEPS:
         if y.ndim >= 2 and y.shape[1] == x.shape[1]:  # many-to-many: a target per step
             y = y[:, :DRY_RUN_STEPS]
         x = x[:, :DRY_RUN_STEPS]
@@ -298,9 +302,10 @@ def dry_run_batch(spec: ExperimentSpec, bundle: DataBundle, on_meta: bool
 def _one_step(spec: ExperimentSpec, model: Any, objective: Objective, bundle: DataBundle, *,
               on_meta: bool, kept: _Kept) -> tuple[str, ...] | None:
     """One training step's forward (and backward) on a few examples, as the loop runs it.
-    Returns the names of the metrics the loop logs (loss, accuracy, ...).
+    Returns the keys of the step's metric sums (loss, correct, count, ...), which the loop's
+    `metric_keys` names.
 
-    On the meta device the metrics are computed on zeros of the output's shape (their names
+    On the meta device the metrics are computed on zeros of the output's shape (their keys
     do not depend on the values); a step that needs values there (an energy model's
     dynamics) returns None. What the step keeps alive goes into `kept` (for such a step,
     what it kept until it failed).
@@ -329,7 +334,7 @@ def _one_step(spec: ExperimentSpec, model: Any, objective: Objective, bundle: Da
         raise SpecInvalid([SpecError(("model",), f"the model cannot run on this data "
                                                  f"(input shape {tuple(x.shape[1:])}): "
                                                  f"{str(exc)[:300]}")]) from exc
-    return tuple(key.split("/", 1)[1] for key in summarize("train", sums, task=objective.task))
+    return tuple(sums)
 
 
 def _model_keys(model: LayerwiseModel, *, on_meta: bool) -> tuple[str, ...] | None:

@@ -21,8 +21,6 @@ the field path and the fix.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,9 +34,11 @@ from services.contract.applicability import declared_errors
 from services.contract.expectations import CompareExpectation
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
+from services.contract.spec_hash import payload_hash
 from services.contract.sweep_spec import SweepSpec
+from services.records import JobRecord
 from services.settings import Settings
-from services.store import JobRecord, JobStore
+from services.store import JobStore
 from workers.data.registry import builtin_dataset, generated_size_error
 from workers.submission import dry_run as dry_runs
 from workers.submission.dry_run import DEFAULT_LIMITS, DryRun
@@ -94,7 +94,7 @@ def submit_sweep(sweep: SweepSpec, *, store: JobStore, settings: Settings, owner
                               cluster)
     payload = checked.sweep.model_dump(mode="json")
     record, created = store.create(
-        spec=payload, spec_hash=_hash(payload), name=checked.sweep.display_name,
+        spec=payload, spec_hash=payload_hash(payload), name=checked.sweep.display_name,
         project=checked.sweep.mlflow_project, priority=checked.sweep.priority,
         owner=owner, job_type="sweep", idempotency_key=idempotency_key, sweep_id=None)
     if created:
@@ -274,6 +274,3 @@ def _as_base() -> Iterator[None]:
     except SpecInvalid as exc:
         raise type(exc)(_under_base(exc.errors)) from exc
 
-
-def _hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -33,12 +33,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.contract import mlflow_names as names
-from services.contract.spec import STORED, ExperimentSpec, user_tags
+from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import apply_params
+from services.contract.tags import STORED, user_tags
 from services.lifecycle import Status
+from services.records import JobRecord
 from services.settings import Settings
-from services.store import JobNotFound, JobRecord, JobStore
+from services.store import JobNotFound, JobStore
 from workers.submission.pipeline import Cluster, submit_experiment
 
 log = logging.getLogger("layerwise.repair")

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from models.registry import family
+from models.registry import model_kind
 from services.caps import CapExceeded, SubmissionLimits
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
@@ -80,7 +80,7 @@ def work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
 
 # -- paths -----------------------------------------------------------------------------------
 def _candidate_kinds(sweep: SweepSpec) -> list[str]:
-    kinds = [sweep.base.model.kind]
+    kinds: list[str] = [sweep.base.model.kind]
     domain = sweep.space.get("model.kind")
     if isinstance(domain, ChoiceDomain | GridDomain):
         kinds += [v for v in domain.values if isinstance(v, str) and v not in kinds]
@@ -121,7 +121,7 @@ def _walk_model(rest: list[str], kinds: list[str]) -> str | None:
         return "sweep a field below model, e.g. model.kind or model.activation"
     problems = []
     for kind in kinds:
-        problem = _walk(family(kind).config_cls, rest, kinds, ["model"])
+        problem = _walk(model_kind(kind).config_cls, rest, kinds, ["model"])
         if problem is None:
             return None
         problems.append(f"kind {kind!r}: {problem}")

@@ -29,7 +29,6 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import BasicVariantGenerator, Repeater, SearchAlgorithm, Searcher
 
-from services.contract.spec import STORED
 from services.contract.sweep_spec import (
     PBT_FIXED_PREFIXES,
     REPEAT_KEY,
@@ -41,6 +40,7 @@ from services.contract.sweep_spec import (
     SweepSpec,
     UniformDomain,
 )
+from services.contract.tags import STORED
 from workers.sweeps.context import TrialContext
 from workers.sweeps.summary import ParentRun
 from workers.sweeps.trial import (

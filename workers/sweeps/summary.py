@@ -15,12 +15,13 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names as names
-from services.contract.expectations import evaluate_sweep
 from services.contract.sweep_spec import SweepSpec, configuration_key
 from services.sweep_table import best_trial, diagnosis_stops
+from workers.diagnostics.expectation_checks import evaluate_sweep
 from workers.sweeps import sweep_plots
 from workers.sweeps.trial import TAG_TRIAL_ID
 from workers.sweeps.verdict_grid import verdict_grid
+from workers.tracking.experiments import ensure_experiment
 from workers.tracking.metric_writers import ClientWriter
 from workers.tracking.run_tracker import MAX_PARAM_LENGTH, find_run, layerwise_version
 from workers.worker_settings import WorkerSettings
@@ -47,7 +48,7 @@ class ParentRun:
         it: one sweep, one parent run."""
         client = MlflowClient(tracking_uri=settings.tracking_uri)
         if run_id is None:
-            experiment_id = names.ensure_experiment(client, sweep.mlflow_project,
+            experiment_id = ensure_experiment(client, sweep.mlflow_project,
                                                     tracking_uri=settings.tracking_uri,
                                                     home=settings.home)
             run_id = find_run(client, experiment_id, {names.TAG_SWEEP_ID: sweep_id,

@@ -26,14 +26,15 @@ from pydantic import ValidationError
 from ray import tune
 
 from services.contract import mlflow_names as names
-from services.contract.spec import STORED, ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
+from services.contract.tags import STORED
 from services.sweep_table import DIAGNOSIS_STOP
 from workers.diagnostics.live import LiveDiagnosis
 from workers.run import RunHooks, RunOptions, run_experiment
 from workers.sweeps.context import TrialContext
 from workers.tracking.run_tracker import RunTracker
-from workers.training.loop import Trainer
+from workers.training.callback_base import TrainerView
 
 FINAL_KEY = "layerwise_final"
 RUN_ID_KEY = "mlflow_run_id"
@@ -83,7 +84,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
     params, repeat = sweep.decode(config)
     payload = sweep.trial_payload(params, repeat, name=f"{sweep.display_name}-{trial_id}")
     try:
-        ExperimentSpec.model_validate(payload, context=STORED)
+        spec = ExperimentSpec.model_validate(payload, context=STORED)
     except ValidationError as exc:
         raise TrialSpecInvalid(f"the values {params} give an invalid spec: {exc}") from None
     state = _load_state(checkpoint)
@@ -91,7 +92,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
         epochs = payload["training"]["epochs"]
         payload["training"]["epochs"] = max(1, epochs - state["epoch"])
     epochs_planned = int(payload["training"]["epochs"]) + (state["epoch"] if state else 0)
-    reporter = TuneReporter(sweep, params, state)
+    reporter = TuneReporter(sweep, spec, params, state)
 
     def report(update: dict[str, Any]) -> None:
         if "mlflow_run_id" in update:
@@ -145,11 +146,12 @@ class TuneReporter(RunHooks):
     """Reports each epoch's metrics to Tune (when the scheduler needs them) and, for PBT,
     saves the weights every perturbation interval and starts from Tune's checkpoint."""
 
-    def __init__(self, sweep: SweepSpec, params: dict[str, Any], state: dict[str, Any] | None):
+    def __init__(self, sweep: SweepSpec, spec: ExperimentSpec, params: dict[str, Any],
+                 state: dict[str, Any] | None):
         self.per_epoch = sweep.reports_every_epoch
         self.pbt = sweep.scheduler.name == "pbt"
         self.checkpoint_every = getattr(sweep.scheduler, "perturbation_interval", None)
-        self.params, self.state = params, state
+        self.spec, self.params, self.state = spec, params, state
         self.offset = state["epoch"] if state else 0
         self.run_id: str | None = None
         self.tracker: RunTracker | None = None
@@ -159,7 +161,7 @@ class TuneReporter(RunHooks):
         self.stop_on = set(sweep.search.stop_on) if not self.pbt else set()
         self.grace = sweep.search.stop_grace_epochs
         self.live: LiveDiagnosis | None = None
-        self.cpus = sweep.base.resources.cpus
+        self.cpus = spec.resources.cpus
         self.started: float | None = None  # when this segment's training started
         self.epochs_timed = 0
         self.seconds = 0.0
@@ -167,11 +169,10 @@ class TuneReporter(RunHooks):
     def on_run_start(self, tracker: RunTracker) -> None:
         self.tracker = tracker
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         """Start from Tune's checkpoint, if any. PBT changes values between segments of one
         run: they are logged as metrics, since an MLflow param cannot change."""
         self.live = next((c for c in trainer.callbacks if isinstance(c, LiveDiagnosis)), None)
-        self.cpus = trainer.spec.resources.cpus
         self.started = time.perf_counter()
         if self.state is not None:
             self.restore(trainer)
@@ -186,7 +187,7 @@ class TuneReporter(RunHooks):
         """The live diagnosis's verdict (called once it held `live_patience` epochs)."""
         return self.live.verdict if self.live is not None else None
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         self.last_metrics = metrics
         self.epochs_timed += 1
         if self.started is not None:
@@ -208,7 +209,7 @@ class TuneReporter(RunHooks):
         else:
             tune.report(result)
 
-    def _stop_on_diagnosis(self, trainer: Trainer, epoch: int) -> None:
+    def _stop_on_diagnosis(self, trainer: TrainerView, epoch: int) -> None:
         """End training after this epoch when the live verdict is one of `search.stop_on`
         and the grace epochs have run: the trial then ends like a finished one (its metric
         reaches the searcher) and frees its resources."""
@@ -244,7 +245,7 @@ class TuneReporter(RunHooks):
             out["cpu_seconds_saved"] = max(0, planned - ran) * per_epoch * self.cpus
         return out
 
-    def restore(self, trainer: Trainer) -> None:
+    def restore(self, trainer: TrainerView) -> None:
         """Load the checkpoint's weights and optimizer state; the trial's own values (a
         perturbed learning rate) replace the ones saved with it."""
         assert self.state is not None, "restore needs a checkpoint"
@@ -252,7 +253,7 @@ class TuneReporter(RunHooks):
         if trainer.optimizer is not None and self.state["optimizer"] is not None:
             trainer.optimizer.load_state_dict(self.state["optimizer"])
             for group in trainer.optimizer.param_groups:
-                group["lr"] = group["initial_lr"] = trainer.spec.optimizer.lr
+                group["lr"] = group["initial_lr"] = self.spec.optimizer.lr
         trainer.step = self.state["step"]
 
     def log_model(self, tracker: RunTracker, model: torch.nn.Module) -> None:

@@ -4,39 +4,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from typing import Any, Literal
 
 import numpy as np
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel
 
-from services.store import JobRecord
-
-NormName = Literal["grad_norm", "update_norm", "weight_norm"]
-
-
-class LayerSummary(BaseModel):
-    layer: str
-    median: float | None
-    last: float | None
-
-
-class RunComparison(BaseModel):
-    """One run's row of the comparison table."""
-
-    id: str
-    name: str | None
-    status: str
-    model_kind: str
-    verdict: str | None
-    first_last_ratio: float | None  # median over steps of first layer / last layer
-    layers: list[LayerSummary]
-    result: dict[str, Any]
-
-
-class Comparison(BaseModel):
-    metric: NormName
-    runs: list[RunComparison]
+from services.records import JobRecord
+from services.run_comparison import LayerSummary, RunComparison
 
 
 def run_layers(client: MlflowClient, record: JobRecord) -> list[str]:

@@ -22,6 +22,7 @@ from services.contract import mlflow_names as names
 from services.contract.spec import ExperimentSpec, flatten
 from services.mlflow_internals import run_artifacts
 from services.tracking_store import tracking_client
+from workers.tracking.experiments import ensure_experiment
 from workers.tracking.metric_sink import MetricSink
 from workers.tracking.metric_writers import writer_for
 
@@ -68,7 +69,7 @@ class RunTracker:
         experiment_id: the project's experiment when the caller knows it (a sweep's trial)."""
         client = tracking_client(tracking_uri)
         if run_id is None:
-            experiment_id = experiment_id or names.ensure_experiment(
+            experiment_id = experiment_id or ensure_experiment(
                 client, spec.project, tracking_uri=tracking_uri, home=home)
             # An attempt that died before the job store learned its run id left the run open:
             # the retry continues it rather than making a second run of the job.

@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from workers.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
+from workers.training.callback_base import Callback, TrainerView
 
 
 def checkpoint_path(home: str, job_id: str) -> Path:
@@ -58,7 +55,7 @@ class CheckpointEveryEpoch(Callback):
         self.path, self.every_s = path, every_s
         self._last = time.monotonic()
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         if time.monotonic() - self._last >= self.every_s:
             save(self.path, trainer.state_dict())
             self._last = time.monotonic()

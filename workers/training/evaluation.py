@@ -1,4 +1,4 @@
-"""A split's metrics under the spec's dropout inference rule, and the split itself."""
+"""A split's metrics under the dropout inference rule, and the split itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from models.base import LayerwiseModel
 from models.mc_dropout import mc_output
 from models.objectives import Objective
-from services.contract.spec import ExperimentSpec
+from services.contract.regularization_spec import DropoutInferenceSpec
 from workers.training.metrics import MetricSums, accumulate
 
 EVAL_CHUNK = 4096
@@ -27,15 +27,15 @@ class Split:
 
 
 @torch.no_grad()
-def evaluate(spec: ExperimentSpec, model: LayerwiseModel, objective: Objective, split: Split,
-             device: torch.device) -> MetricSums:
+def evaluate(inference: DropoutInferenceSpec, seed: int, model: LayerwiseModel,
+             objective: Objective, split: Split, device: torch.device) -> MetricSums:
     """Metric sums over `split` (device tensors), dropout at its inference rule: the expected
-    activation, or the mean output of sampled masks (`dropout_inference.mode: mc`)."""
-    inference = spec.regularization.dropout_inference
+    activation, or the mean output of sampled masks (`dropout_inference.mode: mc`), drawn
+    from `seed`."""
     samples = inference.samples if inference.mode == "mc" else 0
     model.eval()
     sums: MetricSums = {}
-    with _fixed_masks(samples > 0, spec.training.seed, device):
+    with _fixed_masks(samples > 0, seed, device):
         for start in range(0, len(split), EVAL_CHUNK):
             x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
             z = mc_output(model, x, objective, samples) if samples else model(x)

@@ -2,9 +2,10 @@
 
 Mini-batches from tensors already on the device, the model's `training_step`, backward, the
 optimizer; per epoch the train and validation metrics and the schedule. Everything else hooks
-in through the events of `Callback` (workers.training.callbacks), in the order documented
-there: the spec's regularizers (workers.training.regularizers: input corruption, penalties,
-clipping, constraints, early stopping), then the caller's diagnostics, logging and checkpoints.
+in through the events of `Callback` (workers.training.callback_base), in the order documented
+there. The loop is handed its callbacks and knows none of them: `workers.training.build`
+composes the spec's regularizers (input corruption, penalties, clipping, constraints, early
+stopping), then the caller's diagnostics, logging and checkpoints.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ import torch
 
 from models.base import LayerwiseModel
 from models.objectives import Objective
-from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import EVENTS, Callback, by_state_key, implements
+from workers.training.callback_base import EVENTS, Callback, by_state_key, implements
+from workers.training.config import TrainingConfig
 from workers.training.data_parallel import DataParallel, TrainingStep
 from workers.training.evaluation import Split, evaluate
-from workers.training.metrics import MetricSums, accumulate, summarize
+from workers.training.metrics import COUNT, PENALTY, MetricSums, accumulate, summarize
 from workers.training.optim import build_optimization
-from workers.training.regularizers.registry import build_regularizers
 from workers.training.rng import restore_rng, rng_state
 
-__all__ = ["Diverged", "Split", "Trainer", "summarize"]
+__all__ = ["Diverged", "Split", "Trainer"]
 
 
 class Diverged(RuntimeError):
@@ -36,32 +36,30 @@ class Diverged(RuntimeError):
 
 
 class Trainer:
-    """Trains `model` on `splits["train"]` as the spec says.
+    """Trains `model` on `splits["train"]` as `config` says, firing `callbacks` in the order
+    given (workers.training.build.build_trainer puts the spec's regularizers first).
 
-    Attributes the callbacks read: model, optimizer, step (optimizer steps done), epoch
-    (0-based, current), epochs, device, last_loss (a device tensor). A callback ends training
-    after the current epoch with `request_stop(reason)`.
+    What the callbacks read and call is `TrainerView` (workers.training.callback_base): model,
+    optimizer, step (optimizer steps done), epoch (0-based, current), epochs, device,
+    last_loss (a device tensor), `request_stop(reason)` to end after the current epoch.
     """
 
-    def __init__(self, spec: ExperimentSpec, model: LayerwiseModel, objective: Objective,
+    def __init__(self, config: TrainingConfig, model: LayerwiseModel, objective: Objective,
                  splits: dict[str, Split], *, device: torch.device,
-                 callbacks: list[Callback] | None = None, parallel: DataParallel | None = None):
-        self.spec, self.model, self.objective, self.splits = spec, model, objective, splits
+                 callbacks: list[Callback], parallel: DataParallel | None = None):
+        self.config, self.model, self.objective, self.splits = config, model, objective, splits
         self.device, self.parallel = device, parallel
-        self.epochs, self.epoch, self.step, self.start_epoch = spec.training.epochs, 0, 0, 0
+        self.epochs, self.epoch, self.step, self.start_epoch = config.training.epochs, 0, 0, 0
         self.stop_reason: str | None = None
-        self.optimizer, self.schedule = build_optimization(spec, model)
+        self.optimizer, self.schedule = build_optimization(config, model)
         if parallel is not None and self.optimizer is None:
             raise ValueError("resources.workers > 1 needs a kind that learns by gradient "
                              "descent; set resources.workers to 1")
         # fp16 gradients underflow without loss scaling; disabled, the scaler is a pass-through.
         self.scaler = torch.amp.GradScaler(device.type, enabled=(
-            spec.training.precision == "fp16" and self.optimizer is not None))
-        self._generator = torch.Generator(device="cpu").manual_seed(spec.training.seed)
-        # The spec's regularizers first, in the registry's order: it fixes their random draws
-        # and lets early stopping restore the best weights before the others' on_train_end.
-        self.callbacks = [*build_regularizers(spec, model, splits["train"].x),
-                          *(callbacks or [])]
+            config.training.precision == "fp16" and self.optimizer is not None))
+        self._generator = torch.Generator(device="cpu").manual_seed(config.training.seed)
+        self.callbacks = list(callbacks)
         self._stateful = by_state_key(self.callbacks)
         # A NaN or infinite loss is caught within one step. On the CPU reading the loss is a
         # memory read; on a GPU it is a device sync, so there it is read every 16 steps.
@@ -124,10 +122,11 @@ class Trainer:
         self._optimized = ([p for group in self.optimizer.param_groups for p in group["params"]]
                            if self.optimizer else [])
         train = self.splits["train"]
-        batch = len(train) if self.spec.training.batch_size == "full" else min(
-            int(self.spec.training.batch_size), len(train))
-        deadline = (time.monotonic() + self.spec.training.max_runtime_s
-                    if self.spec.training.max_runtime_s else math.inf)
+        training = self.config.training
+        batch = len(train) if training.batch_size == "full" else min(
+            int(training.batch_size), len(train))
+        deadline = (time.monotonic() + training.max_runtime_s
+                    if training.max_runtime_s else math.inf)
         metrics: dict[str, float] = {}
         for epoch in range(self.start_epoch, self.epochs):
             self.epoch = epoch
@@ -167,7 +166,7 @@ class Trainer:
             metrics = self.objective.metrics(
                 output.detach(), y, loss=self.last_loss if reuse_loss else None)
             if penalty is not None:  # summed per example like the loss: the epoch's mean
-                metrics["penalty"] = penalty * metrics["count"]
+                metrics[PENALTY] = penalty * metrics[COUNT]
             accumulate(sums, metrics)
         return sums if self.parallel is None else self.parallel.sum_metrics(sums)
 
@@ -235,7 +234,7 @@ class Trainer:
         return total
 
     def _autocast(self):
-        precision = self.spec.training.precision
+        precision = self.config.training.precision
         if precision == "fp32":
             return nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -244,7 +243,8 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, split: Split) -> MetricSums:
         """Metric sums over `split` (device tensors), dropout at its inference rule."""
-        return evaluate(self.spec, self.model, self.objective, split, self.device)
+        return evaluate(self.config.dropout_inference, self.config.training.seed, self.model,
+                        self.objective, split, self.device)
 
     def _epoch_metrics(self, train_sums: MetricSums, seconds: float, n_train: int
                        ) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules from the spec."""
+"""Optimizers and learning-rate schedules from the training config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from models.base import LayerwiseModel
-from services.contract.spec import ExperimentSpec, OptimizerSpec, ScheduleSpec
+from services.contract.sections import OptimizerSpec, ScheduleSpec
+from workers.training.config import TrainingConfig
 
 
 def build_optimizer(spec: OptimizerSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -61,12 +62,12 @@ def build_schedule(spec: ScheduleSpec, optimizer: torch.optim.Optimizer, epochs:
         optimizer, lambda epoch: lr_factor(spec, epoch, epochs, base_lr))
 
 
-def build_optimization(spec: ExperimentSpec, model: LayerwiseModel
+def build_optimization(config: TrainingConfig, model: LayerwiseModel
                        ) -> tuple[torch.optim.Optimizer | None,
                                   torch.optim.lr_scheduler.LambdaLR | None]:
     """The optimizer and its schedule; (None, None) for a kind that does not learn by gradient
     descent or has no parameters."""
     if not model.uses_gradients or not any(True for _ in model.parameters()):
         return None, None
-    optimizer = build_optimizer(spec.optimizer, list(model.parameters()))
-    return optimizer, build_schedule(spec.schedule, optimizer, spec.training.epochs)
+    optimizer = build_optimizer(config.optimizer, list(model.parameters()))
+    return optimizer, build_schedule(config.schedule, optimizer, config.training.epochs)

@@ -37,8 +37,8 @@ def _running(client: LayerwiseClient, job_id: str, timeout: float = 120) -> None
     """Until the job has reported an epoch (through the board)."""
     def reported() -> bool:
         record = client.get(job_id)
-        assert record["status"] in ("queued", "running"), record
-        return record["status"] == "running" and record["progress"]["epoch"] >= 1
+        assert record.status in ("queued", "running"), record
+        return record.status == "running" and record.progress.epoch >= 1
 
     wait_until(reported, timeout, f"job {job_id} to report its first epoch")
 
@@ -60,35 +60,35 @@ def _titled_board(process: psutil.Process) -> bool:
 def test_the_queue_keeps_moving_after_the_boards_process_is_killed(service):
     client = service.client()
     before = client.submit(LONG)
-    _running(client, before["id"])
+    _running(client, before.id)
     board = _board_process()
     os.kill(board.pid, signal.SIGKILL)
     board.wait(timeout=30)
 
-    after = client.wait(client.submit(mlp_spec())["id"], timeout=120, poll_s=0.1)
-    assert after["status"] == "succeeded", after["error"]
-    done = client.wait(before["id"], timeout=120, poll_s=0.1)
-    assert done["status"] == "succeeded", done["error"]
-    assert done["result"]  # its outcome came back with the task, whatever the board lost
+    after = client.wait(client.submit(mlp_spec()).id, timeout=120, poll_s=0.1)
+    assert after.status == "succeeded", after.error
+    done = client.wait(before.id, timeout=120, poll_s=0.1)
+    assert done.status == "succeeded", done.error
+    assert done.result  # its outcome came back with the task, whatever the board lost
     assert service.http().get("/readyz").status_code == 200
 
 
 def test_a_board_killed_for_good_is_replaced_and_jobs_still_run(service):
     client = service.client()
     before = client.submit(LONG)
-    _running(client, before["id"])
+    _running(client, before.id)
     old = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
     ray.kill(old, no_restart=True)
 
-    after = client.wait(client.submit(mlp_spec())["id"], timeout=120, poll_s=0.1)
-    assert after["status"] == "succeeded", after["error"]
-    assert after["progress"]["epoch"] == 2  # the new board carried its progress
-    done = client.wait(before["id"], timeout=120, poll_s=0.1)
-    assert done["status"] == "succeeded", done["error"]
+    after = client.wait(client.submit(mlp_spec()).id, timeout=120, poll_s=0.1)
+    assert after.status == "succeeded", after.error
+    assert after.progress.epoch == 2  # the new board carried its progress
+    done = client.wait(before.id, timeout=120, poll_s=0.1)
+    assert done.status == "succeeded", done.error
     # Its task found the new board by name: its last epoch's report arrives. A report and the
     # task's return travel apart, so the report may be written a drain after the outcome.
     last = LONG["training"]["epochs"]
-    wait_until(lambda: client.get(before["id"])["progress"]["epoch"] == last, 15,
+    wait_until(lambda: client.get(before.id).progress.epoch == last, 15,
                f"the report of the last epoch ({last}) to arrive")
     new = ray.get_actor(PROGRESS_BOARD, namespace=NAMESPACE)
     assert new._actor_id != old._actor_id
@@ -107,10 +107,10 @@ def test_a_job_that_cannot_launch_fails_once_with_the_reason(service, custom, re
         name="unlaunchable", project="tests")
     service.dispatcher.wake()
     done = service.client().wait(record.id, timeout=20, poll_s=0.1)
-    assert done["status"] == "failed"
-    assert done["attempts"] == 1
-    assert reason in done["error"]
+    assert done.status == "failed"
+    assert done.attempts == 1
+    assert reason in done.error
     # The queue goes on.
-    after = service.client().wait(service.client().submit(mlp_spec())["id"], timeout=120,
+    after = service.client().wait(service.client().submit(mlp_spec()).id, timeout=120,
                                   poll_s=0.1)
-    assert after["status"] == "succeeded", after["error"]
+    assert after.status == "succeeded", after.error

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from services.contract.spec import STORED, ExperimentSpec
+from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecInvalid
+from services.contract.tags import STORED
 from services.lifecycle import Status
+from services.records import JobRecord
 from services.settings import Settings
-from services.store import JobNotFound, JobRecord, JobStore
+from services.store import JobNotFound, JobStore
 from tests.utils.specs import mlp_spec
 from workers.submission import repair
 from workers.submission.repair import AutoRepair, RepairRefused

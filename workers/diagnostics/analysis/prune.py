@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from models import build_model
 from models.base import DataShape
+from models.builders import build_model
 from services.contract.spec import ExperimentSpec
-from workers.training.loop import Split, Trainer
+from workers.training.build import build_trainer
+from workers.training.evaluation import Split
 
 
 def pruned_shape(shape: DataShape, k: int) -> DataShape:
@@ -31,7 +32,7 @@ def retrain_on(spec: ExperimentSpec, shape: DataShape, objective: Any,
     model = build_model(spec.model, pruned_shape(shape, len(features)),
                         dropout=spec.regularization.dropout).to(device)
     model.pretrain(pruned["train"].x, pruned["train"].y, objective, lambda metrics, step: None)
-    return Trainer(spec, model, objective, pruned, device=device).fit()
+    return build_trainer(spec, model, objective, pruned, device=device).fit()
 
 
 def pruning_metrics(full: dict[str, Any], pruned: dict[str, Any], k: int) -> dict[str, float]:

@@ -32,79 +32,38 @@ from typing import Any
 
 import numpy as np
 
-from workers.diagnostics.verdicts import fixes
+from services.contract.verdicts import Verdict
+from workers.diagnostics.verdicts.progress import MIN_PACE, pace
 from workers.diagnostics.verdicts.record import Finding, RunRecord, num
-
-# Progress per epoch below which a curve counts as flat, not as improving slowly.
-MIN_PACE = 1e-3
-
-
-def progress_curve(record: RunRecord) -> tuple[str, np.ndarray] | None:
-    """(metric, progress per epoch), from the validation metrics when the run has them."""
-    base = record.baseline
-    if base is None:
-        return None
-    split = "val" if record.curve("val/loss").size else "train"
-    if not record.uses_gradients:
-        split = "val"  # a non-gradient kind's train/loss is its own quantity (energy)
-    # Accuracy when the run logs it, the validation split's first: a loss that still falls
-    # while the accuracy levelled off is a run at what it gets, not a crawl.
-    for acc_split in dict.fromkeys(("val", split)):
-        accuracy = record.curve(f"{acc_split}/accuracy")
-        if base.accuracy is not None and base.accuracy < 1.0 and accuracy.size:
-            return f"{acc_split}/accuracy", (accuracy - base.accuracy) / (1.0 - base.accuracy)
-    loss = record.curve(f"{split}/loss")
-    if base.loss and base.loss > 0 and loss.size:
-        return f"{split}/loss", 1.0 - loss / base.loss
-    return None
-
-
-def final_progress(record: RunRecord, metric: str, curve: np.ndarray) -> float:
-    """The final model's progress (the best epoch's weights when early stopping restored them)."""
-    value = record.final.get(metric)
-    base = record.baseline
-    if value is None or base is None:
-        return float(curve[-1])
-    if metric.endswith("accuracy") and base.accuracy is not None:
-        return (float(value) - base.accuracy) / (1.0 - base.accuracy)
-    return 1.0 - float(value) / base.loss if base.loss else float(curve[-1])
 
 
 def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]:
-    t, spec, found = record.thresholds, record.spec, []
+    t, found = record.thresholds, []
     train = record.curve("train/loss")
     if record.uses_gradients and train.size and not np.isfinite(train).all():
-        found.append(Finding("diverged", {"train_loss": [num(v) for v in train[-3:]]}, [],
-                             fixes.compose(spec, fixes.lr(spec, 0.1), fixes.clip(spec))
-                             if spec else {}))
+        found.append(Finding(Verdict.DIVERGED, {"train_loss": [num(v) for v in train[-3:]]}))
         return found
-    measured = progress_curve(record)
-    if measured is not None:
-        metric, progress = measured
-        end = final_progress(record, metric, progress)
+    progress = record.progress
+    if progress is not None:
+        metric, by_epoch, end = progress.metric, progress.by_epoch, progress.final
         evidence["progress"] = {"metric": metric, "final": num(end),
-                                "by_epoch": [num(v) for v in progress]}
-        pace = _pace(progress)
-        evidence["progress"]["pace_per_epoch"] = num(pace)
-        stall = _stall(record, end, pace)
+                                "by_epoch": [num(v) for v in by_epoch]}
+        evidence["progress"]["pace_per_epoch"] = num(progress.pace)
+        stall = _stall(record, end, progress.pace)
         if stall is not None:
             evidence["update_ratio_drop"] = num(stall)
         if end < t.chance_fraction or stall is not None:
-            found.append(Finding("not_learning", {"metric": metric, "progress": num(end),
-                                                  "value": num(record.last(metric)),
-                                                  **({"stalled": True,
-                                                      "update_ratio_drop": num(stall)}
-                                                     if stall is not None else {})}, [],
-                                 _not_learning_fix(record, pace)))
-        epochs_needed = (0.9 - end) / pace if pace > MIN_PACE else None
-        if (end < t.slow_progress and epochs_needed is not None and len(progress) >= 3
-                and epochs_needed > t.slow_factor * len(progress)
-                and _still_improving(record, metric, progress)):
-            found.append(Finding("slow", {"metric": metric, "progress": num(end),
-                                          "pace_per_epoch": num(pace),
-                                          "epochs_to_90_percent": num(epochs_needed)}, [],
-                                 fixes.compose(spec, fixes.lr(spec, 10.0)) or
-                                 fixes.compose(spec, fixes.adam(spec)) if spec else {}))
+            found.append(Finding(Verdict.NOT_LEARNING, {
+                "metric": metric, "progress": num(end), "value": num(record.last(metric)),
+                **({"stalled": True, "update_ratio_drop": num(stall)}
+                   if stall is not None else {})}))
+        epochs_needed = (0.9 - end) / progress.pace if progress.pace > MIN_PACE else None
+        if (end < t.slow_progress and epochs_needed is not None and len(by_epoch) >= 3
+                and epochs_needed > t.slow_factor * len(by_epoch)
+                and _still_improving(record, metric, by_epoch)):
+            found.append(Finding(Verdict.SLOW, {"metric": metric, "progress": num(end),
+                                                "pace_per_epoch": num(progress.pace),
+                                                "epochs_to_90_percent": num(epochs_needed)}))
     if record.uses_gradients:
         found += _unstable(record, train)
         found += _overfitting(record, train)
@@ -122,31 +81,10 @@ def _still_improving(record: RunRecord, metric: str, progress: np.ndarray) -> bo
         curves.append(1.0 - loss / base.loss)
     for curve in curves:
         average = (curve[-1] - curve[0]) / max(1, len(curve) - 1)
-        pace = _pace(curve)
-        if pace > 0 and pace >= 0.5 * average:
+        gained = pace(curve)
+        if gained > 0 and gained >= 0.5 * average:
             return True
     return False
-
-
-def _pace(progress: np.ndarray) -> float:
-    """Progress gained per epoch over the last half of the epochs (at least three when the run
-    has them): a slope over two epochs is one epoch's noise on a small validation set."""
-    tail = progress[-max(3, len(progress) // 2):]
-    if len(tail) < 2:
-        return 0.0
-    return float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
-
-
-def _not_learning_fix(record: RunRecord, pace: float) -> dict[str, Any]:
-    """Without a measured cause, the learning rate: up when the run creeps forward or barely
-    moves its weights, down otherwise."""
-    spec = record.spec
-    if spec is None:
-        return {}
-    ratios = _update_ratio(record)
-    if pace > MIN_PACE or (ratios is not None and ratios < 1e-4):
-        return fixes.compose(spec, fixes.lr(spec, 10.0)) or fixes.compose(spec, fixes.adam(spec))
-    return fixes.compose(spec, fixes.lr(spec, 0.1))
 
 
 def _stall(record: RunRecord, end: float, pace: float) -> float | None:
@@ -172,34 +110,15 @@ def _stall(record: RunRecord, end: float, pace: float) -> float | None:
 
 def _step_update_ratios(record: RunRecord) -> np.ndarray | None:
     """The median over the layers of ||dW|| / ||W|| at each logged step (finite steps only)."""
-    history = record.history
-    if history is None:
+    ratios = record.update_ratios
+    if ratios is None:
         return None
-    updates = history.series("update_norm", record.layers)
-    weights = history.series("weight_norm", record.layers)
-    if updates is None or weights is None or not len(updates):
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = updates / weights
     finite = np.isfinite(ratios).all(axis=1)
     return np.median(ratios[finite], axis=1) if finite.any() else None
 
 
-def _update_ratio(record: RunRecord) -> float | None:
-    history = record.history
-    if history is None:
-        return None
-    updates = history.series("update_norm", record.layers)
-    weights = history.series("weight_norm", record.layers)
-    if updates is None or weights is None or not len(updates):
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = updates / weights
-    return float(np.nanmedian(ratios)) if np.isfinite(ratios).any() else None
-
-
 def _unstable(record: RunRecord, train: np.ndarray) -> list[Finding]:
-    t, spec = record.thresholds, record.spec
+    t = record.thresholds
     if len(train) < 4 or not np.isfinite(train).all():
         return []
     # Changes are measured against the loss's level, floored at a tenth of where it started:
@@ -222,9 +141,9 @@ def _unstable(record: RunRecord, train: np.ndarray) -> list[Finding]:
     val_oscillates = val_rises >= 2 and val_share > t.unstable_val_rise_fraction
     if rise_share <= t.unstable_rise_fraction and not len(spikes) and not val_oscillates:
         return []
-    return [Finding("unstable", {"rise_share": num(rise_share), "val_rise_share": num(val_share),
-                                 "spike_epochs": [int(i) + 1 for i in spikes]}, [],
-                    fixes.compose(spec, fixes.lr(spec, 0.1)) if spec else {})]
+    return [Finding(Verdict.UNSTABLE, {"rise_share": num(rise_share),
+                                       "val_rise_share": num(val_share),
+                                       "spike_epochs": [int(i) + 1 for i in spikes]})]
 
 
 def _smooth(curve: np.ndarray, window: int) -> np.ndarray:
@@ -255,7 +174,6 @@ def _overfitting(record: RunRecord, train: np.ndarray) -> list[Finding]:
             or gap_end <= gap_best:
         return []
     best += window - 1  # the smoothed value's last epoch
-    return [Finding("overfitting", {"best_epoch": best + 1, "val_loss_rise": num(rise),
-                                    "gap_at_best": num(gap_best), "gap_at_end": num(gap_end)},
-                    [], fixes.compose(spec, fixes.dropout(spec), fixes.l2(spec),
-                                      fixes.early_stopping(spec)) if spec else {})]
+    return [Finding(Verdict.OVERFITTING, {"best_epoch": best + 1, "val_loss_rise": num(rise),
+                                          "gap_at_best": num(gap_best),
+                                          "gap_at_end": num(gap_end)})]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.diagnostics.verdicts import fixes
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts.record import Finding, RunRecord, num
 
 HOPFIELD_CAPACITY = 0.138  # patterns per unit that Hebbian storage recalls reliably
@@ -30,7 +30,7 @@ def energy_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding
         return []
     record.notes.append("this kind learns without gradients: its own checks replace the "
                         "gradient and unit checks")
-    spec, t = record.spec, record.thresholds
+    t = record.thresholds
     own: dict[str, Any] = {}
     found: list[Finding] = []
     energy = record.curve("train/energy")
@@ -42,9 +42,9 @@ def energy_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding
         rising = _rises(energy, t.unstable_rise)
         own["energy_decreasing"] = not rising
         if not np.isfinite(energy).all():
-            found.append(Finding("diverged", {"energy": own["energy_by_epoch"][-3:]}))
+            found.append(Finding(Verdict.DIVERGED, {"energy": own["energy_by_epoch"][-3:]}))
         elif rising:
-            found.append(Finding("unstable", {"energy_by_epoch": own["energy_by_epoch"]}))
+            found.append(Finding(Verdict.UNSTABLE, {"energy_by_epoch": own["energy_by_epoch"]}))
     recon = record.curve("train/reconstruction_error")
     if recon.size:  # RBM
         own["reconstruction_error_by_epoch"] = [num(v) for v in recon]
@@ -53,30 +53,14 @@ def energy_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding
         improving = len(recon) < 2 or recon[-1] < recon[0] * (1 - t.chance_fraction)
         own["reconstruction_improving"] = bool(improving)
         if not (np.isfinite(recon).all() and np.isfinite(free).all()):
-            found.append(Finding("diverged", {"free_energy": own["free_energy_by_epoch"][-3:]},
-                                 [], _rbm_fix(spec, 0.1)))
+            found.append(Finding(Verdict.DIVERGED,
+                                 {"free_energy": own["free_energy_by_epoch"][-3:]}))
         elif not improving:
-            found.append(Finding("not_learning", {"reconstruction_error_by_epoch":
-                                                  own["reconstruction_error_by_epoch"]},
-                                 [], _rbm_fix(spec, 2.0)))
+            found.append(Finding(Verdict.NOT_LEARNING, {"reconstruction_error_by_epoch":
+                                                        own["reconstruction_error_by_epoch"]}))
     own["recall_accuracy"] = num(record.last("val/accuracy"))
     evidence["own_checks"] = own
-    return [*found, Finding("no_gradients", own, list(record.layers))]
-
-
-def no_gradient_fix(record: RunRecord) -> dict[str, Any]:
-    """The fix of a non-gradient kind stuck at its baseline: an RBM gets more hidden units;
-    a Hopfield net over capacity needs fewer patterns (data, not spec: no fix)."""
-    return _rbm_fix(record.spec, 2.0)
-
-
-def _rbm_fix(spec: Any, factor: float) -> dict[str, Any]:
-    if spec is None or not fixes.has(spec, "model.hidden") or spec.model.kind != "rbm":
-        return {}
-    if factor < 1:
-        return fixes.compose(spec, {"model.lr": float(f"{spec.model.lr * factor:.3g}")})
-    return fixes.compose(spec, {"model.hidden": int(spec.model.hidden * factor)},
-                         {"model.k": spec.model.k * 5} if spec.model.k < 5 else {})
+    return [*found, Finding(Verdict.NO_GRADIENTS, own, list(record.layers))]
 
 
 def _rises(curve: np.ndarray, rise: float) -> bool:

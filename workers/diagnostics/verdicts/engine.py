@@ -4,8 +4,9 @@ saturated, vanishing, then the symptoms not_learning, unstable, overfitting, slo
 
 Chance is never healthy: a run that ends near its baseline gets at least `not_learning`,
 whatever its gradients. When the run ends near its baseline, an early-phase gradient ratio
-below `vanishing_ratio_early` counts as vanishing too (the cause of its standing still).
-Each finding's fix and its alternatives come from `remedies`, one table for every check.
+below `vanishing_ratio_early` counts as vanishing too (the cause of its standing still). A run
+the loop stopped because its loss was not finite (`Divergence`) is `diverged` from that step.
+Each finding's fix and its alternatives come from `remedies`, one table for every verdict.
 """
 
 from __future__ import annotations
@@ -14,55 +15,64 @@ from typing import Any
 
 import numpy as np
 
-from services.contract.spec import DiagnosisThresholds
-from workers.diagnostics.history import NormHistory
+from services.contract.diagnostics_spec import DiagnosisThresholds
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts import energy, remedies
 from workers.diagnostics.verdicts.curves import curve_findings
 from workers.diagnostics.verdicts.gradients import gradient_findings
-from workers.diagnostics.verdicts.record import ORDER, Diagnosis, Finding, RunRecord, num
+from workers.diagnostics.verdicts.norms import NormCurves
+from workers.diagnostics.verdicts.record import (
+    ORDER,
+    Diagnosis,
+    Divergence,
+    Finding,
+    RunRecord,
+    num,
+)
 from workers.diagnostics.verdicts.symmetry import symmetry_findings
 from workers.diagnostics.verdicts.units import unit_findings
 
 
-def diagnose(history: NormHistory | None, layers: list[str], activations: dict[str, float],
+def diagnose(norms: NormCurves | None, layers: list[str], activations: dict[str, float],
              thresholds: DiagnosisThresholds, *, uses_gradients: bool = True,
              **measured: Any) -> Diagnosis:
     """The diagnosis from the per-layer norms, the last activation sample and, as keywords,
     the rest of a `RunRecord` (epochs, epoch_steps, weights, baseline, spec, total_epochs,
     final)."""
-    return diagnose_record(RunRecord(layers, thresholds, history=history,
-                                     activations=activations, uses_gradients=uses_gradients,
-                                     **measured))
+    return diagnose_record(RunRecord(layers, thresholds, norms=norms, activations=activations,
+                                     uses_gradients=uses_gradients, **measured))
 
 
-def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None) -> Diagnosis:
+def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None,
+                    diverged: Divergence | None = None) -> Diagnosis:
+    """The diagnosis of `record`; with `diverged`, of a run the loop stopped at that step."""
     evidence: dict[str, Any] = {}
     curves = curve_findings(record, evidence)
-    near_baseline = any(f.verdict == "not_learning" for f in curves)
+    near_baseline = any(f.verdict == Verdict.NOT_LEARNING for f in curves)
     if record.uses_gradients:
         found = [*gradient_findings(record, evidence, near_baseline=near_baseline),
                  *unit_findings(record, evidence), *symmetry_findings(record, evidence),
                  *curves]
     else:
         own = energy.energy_findings(record, evidence)
-        found = [*own, *(f for f in curves if f.verdict == "not_learning")]
-        for finding in found:
-            if finding.verdict == "not_learning" and not finding.fix:
-                finding.fix = energy.no_gradient_fix(record)
-    if record.history is not None:
+        found = [*own, *(f for f in curves if f.verdict == Verdict.NOT_LEARNING)]
+    if record.update_ratios is not None:
         evidence.update(_update_ratios(record))
     if record.baseline is None:
         record.notes.append("no baseline for this task: whether the run beats chance was not "
                             "judged")
+    for finding in _merge(found):  # a check's own evidence joins the run's
+        evidence.setdefault(finding.verdict, finding.evidence)
+    if diverged is not None:  # the loop's own finding: it stopped there
+        found.insert(0, Finding(Verdict.DIVERGED, diverged.evidence()))
+        detected_at_step = diverged.step
     findings = _merge(found)
     remedies.attach(findings, record)
-    causes = [f for f in findings if f.verdict != "no_gradients"]
-    verdict = causes[0].verdict if causes else "healthy"
-    for finding in findings:  # a check's own evidence joins the run's
-        evidence.setdefault(finding.verdict, finding.evidence)
+    causes = [f for f in findings if f.verdict != Verdict.NO_GRADIENTS]
+    verdict = causes[0].verdict if causes else Verdict.HEALTHY
     return Diagnosis(verdict=verdict, findings=findings,
                      baseline=record.baseline.as_dict() if record.baseline else None,
-                     detected_at_step=detected_at_step if verdict != "healthy" else None,
+                     detected_at_step=detected_at_step if verdict != Verdict.HEALTHY else None,
                      notes=list(dict.fromkeys(record.notes)),
                      thresholds=record.thresholds.model_dump(), layers=list(record.layers),
                      evidence=evidence)
@@ -78,15 +88,8 @@ def _merge(found: list[Finding]) -> list[Finding]:
 
 def _update_ratios(record: RunRecord) -> dict[str, Any]:
     """Median ||dW|| / ||W|| per layer: how fast each layer learns, independent of scale."""
-    history = record.history
-    assert history is not None
-    updates = history.series("update_norm", record.layers)
-    weights = history.series("weight_norm", record.layers)
-    if updates is None or weights is None or len(updates) == 0:
-        return {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = updates / weights
+    ratios = record.update_ratios
+    assert ratios is not None
     return {"update_weight_ratio_median": {
         layer: num(np.nanmedian(ratios[:, i])) if np.isfinite(ratios[:, i]).any() else None
         for i, layer in enumerate(record.layers)}}
-

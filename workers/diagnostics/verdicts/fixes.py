@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.contract.applicability import declared_errors
-from services.contract.spec import STORED, ExperimentSpec
+from services.contract.spec import ExperimentSpec
+from services.contract.tags import STORED
 
 Fix = dict[str, Any]
 SATURATING = ("sigmoid", "tanh", "arctan", "step")

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from workers.diagnostics.verdicts import fixes
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts.record import Finding, RunRecord, num
 
 
 def gradient_findings(record: RunRecord, evidence: dict[str, Any], *, near_baseline: bool
                       ) -> list[Finding]:
-    history, layers, t = record.history, record.layers, record.thresholds
-    grads = history.series("grad_norm", layers) if history is not None else None
+    norms, layers, t = record.norms, record.layers, record.thresholds
+    grads = norms.series("grad_norm", layers) if norms is not None else None
     if not record.uses_gradients:
         return []
     if grads is None or len(grads) == 0:
@@ -25,7 +25,6 @@ def gradient_findings(record: RunRecord, evidence: dict[str, Any], *, near_basel
                             "the gradient checks were skipped")
         return []
     found: list[Finding] = []
-    spec = record.spec
     finite = np.isfinite(grads).all(axis=1)  # (S,)
     evidence["grad_norm_nonfinite_steps"] = int((~finite).sum())
     first, last = grads[finite, 0], grads[finite, -1]
@@ -43,28 +42,16 @@ def gradient_findings(record: RunRecord, evidence: dict[str, Any], *, near_basel
                                         "grad_norm_total_growth")}
     if (not finite.all() or (ratio is not None and ratio > t.exploding_ratio)
             or (growth is not None and growth > t.exploding_growth)):
-        fix = fixes.compose(spec, *(fixes.clip(spec), fixes.lr(spec, 0.1)) if spec else ())
-        found.append(Finding("exploding", explode, _steepest(grads[finite], layers, high=True),
-                             fix))
+        found.append(Finding(Verdict.EXPLODING, explode,
+                             _steepest(grads[finite], layers, high=True)))
     vanishing = ratio is not None and ratio < t.vanishing_ratio
     early_vanishing = near_baseline and early is not None and early < t.vanishing_ratio_early
     if vanishing or early_vanishing:
-        found.append(Finding("vanishing", {
+        found.append(Finding(Verdict.VANISHING, {
             "first_last_grad_ratio": num(ratio), "first_last_grad_ratio_start": num(early),
             "phase": "run" if vanishing else "early"},
-            _steepest(grads[finite], layers, high=False), vanishing_fix(record)))
+            _steepest(grads[finite], layers, high=False)))
     return found
-
-
-def vanishing_fix(record: RunRecord) -> dict[str, Any]:
-    spec = record.spec
-    if spec is None:
-        return {}
-    saturating = fixes.is_saturating(spec)
-    return fixes.compose(spec, fixes.activation(spec, "relu") if saturating else {},
-                         fixes.skips(spec) if len(record.layers) >= 4 else {},
-                         fixes.random_init(spec, "he_normal"),
-                         fixes.skips(spec) if not saturating else {})
 
 
 def median_ratio(first: np.ndarray, last: np.ndarray) -> float | None:
@@ -76,7 +63,7 @@ def median_ratio(first: np.ndarray, last: np.ndarray) -> float | None:
 
 
 def _total_growth(record: RunRecord) -> float | None:
-    total = record.history.column("grad_norm/total") if record.history is not None else None
+    total = record.norms.column("grad_norm/total") if record.norms is not None else None
     if total is None or not np.isfinite(total).any():
         return None
     total = total[np.isfinite(total)]

@@ -1,35 +1,43 @@
 """What the checks read and what they return: one run's measurements, and findings.
 
-A `RunRecord` holds what the loop already measured (host copies only): the per-layer norm
-history, the epoch metrics, the last activation sample, a sample of each hidden layer's weight
-rows, the task's baseline and the spec. Every check takes a record and returns findings; a
-check whose measurement is missing returns none and may add a note.
+A `RunRecord` holds plain data (numpy arrays, dicts, no model, no tracker): the per-layer
+norm curves, the epoch metrics, the last activation sample, a sample of each hidden layer's
+weight rows, the task's baseline and the spec; and, computed once and kept, what several
+checks derive from them (the update/weight ratios, the progress against the baseline). Every
+check takes a record and returns findings (their fixes come from `remedies`, one table for
+every verdict); a check whose measurement is missing returns none and may add a note.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.contract.spec import DiagnosisThresholds
+from services.contract.diagnostics_spec import DiagnosisThresholds
+from services.contract.verdicts import Verdict
+from workers.diagnostics.verdicts.baseline import Baseline
+from workers.diagnostics.verdicts.norms import NormCurves, layer_update_ratios
+from workers.diagnostics.verdicts.progress import Progress, measure_progress
 
 if TYPE_CHECKING:
     from services.contract.spec import ExperimentSpec
-    from workers.diagnostics.history import NormHistory
-    from workers.diagnostics.verdicts.baseline import Baseline
 
-# Causes before symptoms: the primary verdict is the first finding in this order.
-ORDER = ("diverged", "exploding", "symmetric", "dead_units", "saturated", "vanishing",
-         "not_learning", "unstable", "overfitting", "slow", "no_gradients")
-VERDICTS = ("healthy", *ORDER)
+# Causes before symptoms: the primary verdict is the first finding in this order (every
+# verdict but `healthy`, which is the absence of findings). The names are the contract's.
+ORDER = (Verdict.DIVERGED, Verdict.EXPLODING, Verdict.SYMMETRIC, Verdict.DEAD_UNITS,
+         Verdict.SATURATED, Verdict.VANISHING, Verdict.NOT_LEARNING, Verdict.UNSTABLE,
+         Verdict.OVERFITTING, Verdict.SLOW, Verdict.NO_GRADIENTS)
+VERDICTS = (Verdict.HEALTHY, *ORDER)  # every verdict, in that order (the bench's matrix)
 
 
 @dataclass
 class Finding:
-    verdict: str
+    verdict: Verdict
     evidence: dict[str, Any]
     layers: list[str] = field(default_factory=list)
     fix: dict[str, Any] = field(default_factory=dict)
@@ -43,7 +51,7 @@ class RunRecord:
 
     layers: list[str]
     thresholds: DiagnosisThresholds
-    history: NormHistory | None = None
+    norms: NormCurves | None = None
     epochs: list[dict[str, float]] = field(default_factory=list)  # epoch metrics, in order
     epoch_steps: list[int] = field(default_factory=list)
     activations: dict[str, float] = field(default_factory=dict)  # the last sample, as logged
@@ -67,18 +75,24 @@ class RunRecord:
             value = values[-1] if len(values) else None
         return None if value is None else float(value)
 
+    @cached_property
+    def update_ratios(self) -> np.ndarray | None:
+        """(S, L) ||dW|| / ||W|| per logged step and layer (None without both norms)."""
+        return layer_update_ratios(self.norms, self.layers)
+
+    @cached_property
     def update_ratio(self) -> float | None:
         """The median ||dW|| / ||W|| over layers and logged steps: how far each step moves the
-        weights, whatever their scale (None without a norm history)."""
-        if self.history is None:
-            return None
-        updates = self.history.series("update_norm", self.layers)
-        weights = self.history.series("weight_norm", self.layers)
-        if updates is None or weights is None or not len(updates):
-            return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = updates / weights
-        return float(np.nanmedian(ratios)) if np.isfinite(ratios).any() else None
+        weights, whatever their scale (None without the norms)."""
+        ratios = self.update_ratios
+        return float(np.nanmedian(ratios)) if ratios is not None and np.isfinite(ratios).any() \
+            else None
+
+    @cached_property
+    def progress(self) -> Progress | None:
+        """The run's progress from its baseline toward a perfect score (None without one)."""
+        return measure_progress(self.curve, self.baseline, self.final,
+                                uses_gradients=self.uses_gradients)
 
     @property
     def fraction_done(self) -> float:
@@ -86,9 +100,21 @@ class RunRecord:
         return min(1.0, len(self.epochs) / total)
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """The loop stopped at `step`, the first step whose loss was not finite (`Diverged`)."""
+
+    message: str
+    step: int
+    steps_per_epoch: int | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        return {"error": self.message, "step": self.step, "steps_per_epoch": self.steps_per_epoch}
+
+
 @dataclass
 class Diagnosis:
-    verdict: str
+    verdict: Verdict
     findings: list[Finding]
     baseline: dict[str, Any] | None
     detected_at_step: int | None
@@ -98,7 +124,7 @@ class Diagnosis:
     evidence: dict[str, Any]  # every measurement taken, the findings' and the rest
 
     @property
-    def verdicts(self) -> list[str]:
+    def verdicts(self) -> list[Verdict]:
         return [f.verdict for f in self.findings]
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,6 +149,8 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if isinstance(value, Enum):  # a verdict: its name, as JSON and MLflow carry it
+        return str(value.value)
     if isinstance(value, bool | str) or value is None:
         return value
     if isinstance(value, int | np.integer):

@@ -1,6 +1,9 @@
 """Remedies: for each verdict, the fixes worth trying, strongest first (AutoTrainer's table of
-solutions per problem). A finding's `fix` is the first; `alternatives` are the rest, which a
-repair tries in order when the one before did not help (`workers.submission.repair`).
+solutions per problem), one table for every verdict and both families of kinds (`TABLE` for
+those that learn by gradients, `NO_GRADIENT_TABLE` for Hopfield and RBM). The checks only
+say what they found; a finding's `fix` is the first candidate here and `alternatives` the
+rest, which a repair tries in order when the one before did not help
+(`workers.submission.repair`). A run that diverged in the loop gets its fix here too.
 
 Every candidate is a set of spec changes that keeps the spec valid (`fixes.compose` drops the
 parts a kind does not support), candidates are distinct and none is empty. A learning rate is
@@ -12,50 +15,72 @@ tenfold still kills units.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from services.contract.spec import ExperimentSpec
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts import fixes
 from workers.diagnostics.verdicts.fixes import Fix
+from workers.diagnostics.verdicts.progress import MIN_PACE
 from workers.diagnostics.verdicts.record import Finding, RunRecord
 
 # A rate that trains the lecture's nets with each optimizer (its usual default).
 REFERENCE_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 FAR = 10.0  # a rate this many times above or below the reference counts as far from it
 MAX_CANDIDATES = 4
+# The kinds without gradients have one fix per problem (their spec has few knobs): the
+# first candidate that validates, no alternatives.
+MAX_NO_GRADIENT_CANDIDATES = 1
 STILL_UPDATE_RATIO = 1e-4  # steps that move the weights by less than this share barely train
+
+Proposals = list[tuple[Fix, ...]]
+Remedy = Callable[[ExperimentSpec, RunRecord, Finding], Proposals]
 
 
 def candidates(finding: Finding, record: RunRecord) -> list[Fix]:
-    """The fixes to try for `finding`, strongest first (its own fix when the verdict has no
-    table, and for the kinds that learn without gradients, whose checks know their fix)."""
+    """The fixes to try for `finding`, strongest first (none without a spec, or for a verdict
+    no spec change addresses: `no_gradients`)."""
     spec = record.spec
-    table = TABLE.get(finding.verdict) if record.uses_gradients else None
-    if spec is None or table is None:
-        return [finding.fix] if finding.fix else []
-    # The live diagnosis asks again every judged epoch with the same spec; validating every
-    # candidate is most of a judgement's cost, and the answer depends only on what is keyed.
-    key = (spec.model_dump_json(), finding.verdict, len(record.layers) >= 4, _still(record))
-    cached = _CACHE.get(key)
+    table = TABLE if record.uses_gradients else NO_GRADIENT_TABLE
+    remedy = table.get(finding.verdict)
+    if spec is None or remedy is None:
+        return []
+    limit = MAX_CANDIDATES if record.uses_gradients else MAX_NO_GRADIENT_CANDIDATES
+    spec_key = spec.model_dump_json()
+    found: list[Fix] = []
+    for proposals in remedy(spec, record, finding):
+        fix = _composed(spec, spec_key, proposals)
+        if fix and fix not in found:
+            found.append(fix)
+        if len(found) == limit:
+            break
+    return found
+
+
+# The live diagnosis asks again every judged epoch with the same spec; validating every
+# candidate is most of a judgement's cost, and a composed fix depends only on the spec and
+# the proposals.
+_COMPOSED: LRUCache[tuple[str, str], Fix] = LRUCache(maxsize=1024)
+_COMPOSED_LOCK = threading.Lock()  # sweeps judge several trials in one process
+
+
+def _composed(spec: ExperimentSpec, spec_key: str, proposals: tuple[Fix, ...]) -> Fix:
+    key = (spec_key, repr(proposals))
+    with _COMPOSED_LOCK:
+        cached = _COMPOSED.get(key)
     if cached is None:
-        found: list[Fix] = []
-        for proposals in table(spec, record):
-            fix = fixes.compose(spec, *proposals)
-            if fix and fix not in found:
-                found.append(fix)
-        cached = _CACHE[key] = found[:MAX_CANDIDATES]
-        while len(_CACHE) > CACHE_ENTRIES:
-            _CACHE.pop(next(iter(_CACHE)))
+        cached = fixes.compose(spec, *proposals)
+        with _COMPOSED_LOCK:
+            _COMPOSED[key] = cached
     return copy.deepcopy(cached)
-
-
-_CACHE: dict[tuple[str, str, bool, bool], list[Fix]] = {}
-CACHE_ENTRIES = 256
 
 
 def _still(record: RunRecord) -> bool:
     """Whether the steps barely move the weights (the direction `_not_learning` tries first)."""
-    ratio = record.update_ratio()
+    ratio = record.update_ratio
     return ratio is not None and ratio < STILL_UPDATE_RATIO
 
 
@@ -63,8 +88,7 @@ def attach(findings: list[Finding], record: RunRecord) -> None:
     """Give each finding its candidates: the first as `fix`, the rest as `alternatives`."""
     for finding in findings:
         ranked = candidates(finding, record)
-        if ranked:
-            finding.fix, finding.alternatives = ranked[0], ranked[1:]
+        finding.fix, finding.alternatives = (ranked[0], ranked[1:]) if ranked else ({}, [])
 
 
 def reference_lr(spec: ExperimentSpec) -> Fix:
@@ -120,16 +144,13 @@ def rnn_cell(spec: ExperimentSpec) -> Fix:
     return {"model.cell": "lstm", "model.activation": "tanh"}
 
 
-Proposals = list[tuple[Fix, ...]]
-
-
-def _diverged(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _diverged(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(lower_lr(spec), fixes.clip(spec)),
             (fixes.lr(spec, 0.01), fixes.clip(spec)),
             (fixes.adam(spec), fixes.clip(spec))]
 
 
-def _exploding(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _exploding(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     recurrent_relu = fixes.value(spec, "model.cell") == "vanilla" and relu_like(spec)
     tanh = (fixes.activation(spec, "tanh"), fixes.clip(spec)) if recurrent_relu else ()
     rate = (fixes.clip(spec), lower_lr(spec))
@@ -143,23 +164,23 @@ def _exploding(spec: ExperimentSpec, record: RunRecord) -> Proposals:
     ]
 
 
-def _symmetric(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _symmetric(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(random_init(spec),), (fixes.glorot(spec),), ({"model.init": "orthogonal"},)]
 
 
-def _dead_units(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _dead_units(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(fixes.activation(spec, "elu"), lower_lr(spec)),
             (lower_lr(spec),),
             (fixes.activation(spec, "leaky_relu"), fixes.lr(spec, 0.01))]
 
 
-def _saturated(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _saturated(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(fixes.activation(spec, "relu"), fixes.glorot(spec), reference_lr(spec)),
             (lower_lr(spec),),
             (fixes.activation(spec, "relu"), fixes.adam(spec))]
 
 
-def _vanishing(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _vanishing(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     saturating = fixes.is_saturating(spec)
     deep = len(record.layers) >= 4
     relu = fixes.activation(spec, "relu") if saturating else {}
@@ -173,7 +194,7 @@ def _vanishing(spec: ExperimentSpec, record: RunRecord) -> Proposals:
             (relu, fixes.adam(spec), fixes.glorot(spec))]
 
 
-def _not_learning(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _not_learning(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     """Without a measured cause, the rate: a decayed schedule undone, a rate far from the
     usual one moved to it, then up first when the steps barely move the weights."""
     directions = [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 0.1),)] \
@@ -188,26 +209,69 @@ def anneal(spec: ExperimentSpec) -> Fix:
     return {"schedule.name": "cosine"} if spec.schedule.name == "constant" else {}
 
 
-def _unstable(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _unstable(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     # Damp before slowing: an oscillating run often ends well, and a rate lowered to the usual
     # one then ends worse in the same epochs (the pathology suite: 0.94 down to 0.85 on moons).
     return [(anneal(spec), fixes.lr(spec, 0.5)), (anneal(spec),), (lower_lr(spec),),
             (fixes.adam(spec), fixes.clip(spec))]
 
 
-def _overfitting(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _overfitting(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(fixes.dropout(spec), fixes.l2(spec), fixes.early_stopping(spec)),
             (fixes.early_stopping(spec),),
             ({"regularization.dropout": 0.5}, {"regularization.l2": 1e-3})]
 
 
-def _slow(spec: ExperimentSpec, record: RunRecord) -> Proposals:
+def _slow(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
     return [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 3.0),)]
 
 
-TABLE: dict[str, Callable[[ExperimentSpec, RunRecord], Proposals]] = {
-    "diverged": _diverged, "exploding": _exploding, "symmetric": _symmetric,
-    "dead_units": _dead_units, "saturated": _saturated, "vanishing": _vanishing,
-    "not_learning": _not_learning, "unstable": _unstable, "overfitting": _overfitting,
-    "slow": _slow,
+# -- the kinds that learn without gradients ---------------------------------------------------
+def rbm_rate(spec: ExperimentSpec, factor: float) -> Fix:
+    """An RBM's own contrastive-divergence rate, scaled."""
+    if not _is_rbm(spec):
+        return {}
+    return {"model.lr": float(f"{fixes.value(spec, 'model.lr') * factor:.3g}")}
+
+
+def rbm_capacity(spec: ExperimentSpec) -> tuple[Fix, ...]:
+    """More hidden units for an RBM stuck at its baseline (and more Gibbs steps when few)."""
+    if not _is_rbm(spec):
+        return ()
+    hidden, k = fixes.value(spec, "model.hidden"), fixes.value(spec, "model.k")
+    return ({"model.hidden": int(hidden * 2)}, {"model.k": k * 5} if k < 5 else {})
+
+
+def _is_rbm(spec: ExperimentSpec) -> bool:
+    return fixes.has(spec, "model.hidden") and spec.model.kind == "rbm"
+
+
+def _energy_diverged(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
+    # A Hopfield net's storage has no rate to lower: no spec change.
+    return [(rbm_rate(spec, 0.1),)]
+
+
+def _energy_not_learning(spec: ExperimentSpec, record: RunRecord, finding: Finding
+                         ) -> Proposals:
+    """An RBM whose reconstruction does not improve: more capacity. A run that stays at its
+    baseline: the rate (up when it creeps forward or barely moves its weights, down
+    otherwise), then an RBM's capacity; a Hopfield net over capacity needs fewer patterns
+    (data, not spec: no fix)."""
+    if "reconstruction_error_by_epoch" in finding.evidence:
+        return [rbm_capacity(spec)]
+    progress = record.progress
+    creeping = progress is not None and progress.pace > MIN_PACE
+    up: Proposals = [(fixes.lr(spec, 10.0),), (fixes.adam(spec),)]
+    return [*(up if creeping or _still(record) else [(fixes.lr(spec, 0.1),)]),
+            rbm_capacity(spec)]
+
+
+TABLE: dict[str, Remedy] = {
+    Verdict.DIVERGED: _diverged, Verdict.EXPLODING: _exploding, Verdict.SYMMETRIC: _symmetric,
+    Verdict.DEAD_UNITS: _dead_units, Verdict.SATURATED: _saturated,
+    Verdict.VANISHING: _vanishing, Verdict.NOT_LEARNING: _not_learning,
+    Verdict.UNSTABLE: _unstable, Verdict.OVERFITTING: _overfitting, Verdict.SLOW: _slow,
+}
+NO_GRADIENT_TABLE: dict[str, Remedy] = {
+    Verdict.DIVERGED: _energy_diverged, Verdict.NOT_LEARNING: _energy_not_learning,
 }

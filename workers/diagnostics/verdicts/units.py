@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.diagnostics.verdicts import fixes
+from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts.record import Finding, RunRecord, num
 
 
 def unit_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]:
-    activations, t, spec = record.activations, record.thresholds, record.spec
+    activations, t = record.activations, record.thresholds
     if not activations:
         record.notes.append("no activation statistics (diagnostics.activation_stats off, or no "
                             "ReLU/sigmoid/tanh modules to sample)")
@@ -24,20 +24,17 @@ def unit_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]:
     if dead is not None:
         evidence["dead_fraction"] = num(dead)
         if dead > t.dead_fraction:
-            fix = fixes.compose(spec, fixes.activation(spec, "elu"),
-                                fixes.lr(spec, 0.1)) if spec else {}
-            found.append(Finding("dead_units", {"dead_fraction": num(dead), **_modules(
+            found.append(Finding(Verdict.DEAD_UNITS, {"dead_fraction": num(dead), **_modules(
                 activations, "dead_fraction", t.dead_fraction)},
-                _layers(record, activations, "dead_fraction", t.dead_fraction), fix))
+                _layers(record, activations, "dead_fraction", t.dead_fraction)))
     saturated = activations.get("activation/saturated_fraction")
     if saturated is not None:
         evidence["saturated_fraction"] = num(saturated)
         if saturated > t.saturated_fraction:
-            fix = fixes.compose(spec, fixes.activation(spec, "relu"),
-                                fixes.glorot(spec)) if spec else {}
-            found.append(Finding("saturated", {"saturated_fraction": num(saturated), **_modules(
-                activations, "saturated_fraction", t.saturated_fraction)},
-                _layers(record, activations, "saturated_fraction", t.saturated_fraction), fix))
+            found.append(Finding(Verdict.SATURATED, {
+                "saturated_fraction": num(saturated),
+                **_modules(activations, "saturated_fraction", t.saturated_fraction)},
+                _layers(record, activations, "saturated_fraction", t.saturated_fraction)))
     return found
 
 

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from models.base import LayerwiseModel
 from models.regularizers import activity_penalty
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class ActivityPenalty(Callback):
@@ -24,7 +20,7 @@ class ActivityPenalty(Callback):
     def __init__(self, *, l1: float, l2: float):
         self.l1, self.l2 = l1, l2
 
-    def penalty(self, trainer: Trainer) -> torch.Tensor | None:
+    def penalty(self, trainer: TrainerView) -> torch.Tensor | None:
         hidden = trainer.model.hidden_activations()
         return activity_penalty(hidden, l1=self.l1, l2=self.l2) if hidden else None
 
@@ -34,7 +30,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -
     return ActivityPenalty(l1=reg.activity_l1, l2=reg.activity_l2)
 
 
-REGULARIZER = Regularizer(
-    "activity_penalty",
-    switches=(("regularization", "activity_l1"), ("regularization", "activity_l2")),
-    build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("activity_penalty"), build=_build)

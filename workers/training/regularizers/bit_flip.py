@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from models.base import LayerwiseModel
 from models.regularizers import binary_pivot, bit_flip
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class BitFlip(Callback):
@@ -23,7 +19,7 @@ class BitFlip(Callback):
     def __init__(self, prob: float, pivot: float):
         self.prob, self.pivot = prob, pivot
 
-    def transform_input(self, trainer: Trainer, x: torch.Tensor) -> torch.Tensor:
+    def transform_input(self, trainer: TrainerView, x: torch.Tensor) -> torch.Tensor:
         return bit_flip(x, self.prob, self.pivot)
 
 
@@ -35,5 +31,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -
     return BitFlip(spec.regularization.input_flip_prob, pivot)
 
 
-REGULARIZER = Regularizer("bit_flip", switches=(("regularization", "input_flip_prob"),),
-                          build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("bit_flip"), build=_build)

@@ -4,17 +4,16 @@ epoch, stop once it has not improved for `patience` epochs, and end with the bes
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from models.base import LayerwiseModel
-from services.contract.spec import EarlyStoppingSpec, ExperimentSpec
-from workers.training.callbacks import Callback
+from services.contract.regularization_spec import EarlyStoppingSpec
+from services.contract.regularizer_kinds import regularizer_kind
+from services.contract.spec import ExperimentSpec
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 # Metrics where larger is better when `mode` is auto; everything else (losses, errors) is
 # minimized.
@@ -52,7 +51,7 @@ class EarlyStopping(Callback):
         score = self.sign * value
         return self.best_score is None or score > self.best_score + self.spec.min_delta
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
         value = metrics.get(self.spec.monitor)
         if value is None:  # submission checks that the monitor is logged; be safe anyway
             return
@@ -66,11 +65,11 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             trainer.request_stop("early_stopping")
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         if self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
 
-    def summary(self, trainer: Trainer) -> dict[str, Any]:
+    def summary(self, trainer: TrainerView) -> dict[str, Any]:
         """The best epoch and its monitored value (the trainer adds `stopped_epoch` when it
         stopped)."""
         return {"best_epoch": self.best_epoch, f"best/{self.spec.monitor}": self.best_value}
@@ -88,8 +87,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -
     return EarlyStopping(spec.regularization.early_stopping)
 
 
-REGULARIZER = Regularizer(
-    "early_stopping", switches=(("regularization", "early_stopping", "patience"),),
-    settings=tuple(("regularization", "early_stopping", name)
-                   for name in ("monitor", "mode", "min_delta", "restore_best")),
-    build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("early_stopping"), build=_build)

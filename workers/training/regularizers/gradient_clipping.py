@@ -3,17 +3,13 @@ observer has seen the gradients as backward left them, before the optimizer step
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from models.base import LayerwiseModel
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class GradientClipping(Callback):
@@ -23,7 +19,7 @@ class GradientClipping(Callback):
     def __init__(self, *, value: float | None, norm: float | None):
         self.value, self.norm = value, norm
 
-    def adjust_gradients(self, trainer: Trainer) -> None:
+    def adjust_gradients(self, trainer: TrainerView) -> None:
         if self.value is not None:
             torch.nn.utils.clip_grad_value_(trainer.model.parameters(), self.value)
         if self.norm is not None:
@@ -35,6 +31,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -
                             norm=spec.training.grad_clip_norm)
 
 
-REGULARIZER = Regularizer(
-    "gradient_clipping",
-    switches=(("training", "grad_clip_value"), ("training", "grad_clip_norm")), build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("gradient_clipping"), build=_build)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from models.base import LayerwiseModel
 from models.regularizers import gaussian_noise
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class InputNoise(Callback):
@@ -22,7 +18,7 @@ class InputNoise(Callback):
     def __init__(self, std: float):
         self.std = std
 
-    def transform_input(self, trainer: Trainer, x: torch.Tensor) -> torch.Tensor:
+    def transform_input(self, trainer: TrainerView, x: torch.Tensor) -> torch.Tensor:
         return gaussian_noise(x, self.std)
 
 
@@ -30,5 +26,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor) -
     return InputNoise(spec.regularization.input_noise_std)
 
 
-REGULARIZER = Regularizer("input_noise", switches=(("regularization", "input_noise_std"),),
-                          build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("input_noise"), build=_build)

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from models.base import LayerwiseModel
 from models.regularizers import apply_constraints, constrained_weights
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class WeightConstraints(Callback):
@@ -25,7 +21,7 @@ class WeightConstraints(Callback):
         self.weights = weights
         self.max_norm, self.unit_norm, self.non_neg = max_norm, unit_norm, non_neg
 
-    def adjust_weights(self, trainer: Trainer) -> None:
+    def adjust_weights(self, trainer: TrainerView) -> None:
         apply_constraints(self.weights, max_norm=self.max_norm, unit_norm=self.unit_norm,
                           non_neg=self.non_neg)
 
@@ -38,8 +34,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor
                              non_neg=reg.non_neg) if weights else None
 
 
-REGULARIZER = Regularizer(
-    "weight_constraints",
-    switches=(("regularization", "max_norm"), ("regularization", "unit_norm"),
-              ("regularization", "non_neg")),
-    build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("weight_constraints"), build=_build)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from models.base import LayerwiseModel
 from models.regularizers import penalized_weights, weight_penalty
+from services.contract.regularizer_kinds import regularizer_kind
 from services.contract.spec import ExperimentSpec
-from workers.training.callbacks import Callback
+from workers.training.callback_base import Callback, TrainerView
 from workers.training.regularizers.base import Regularizer
-
-if TYPE_CHECKING:
-    from workers.training.loop import Trainer
 
 
 class WeightPenalty(Callback):
@@ -23,7 +19,7 @@ class WeightPenalty(Callback):
     def __init__(self, weights: list[nn.Parameter], *, l1: float, l2: float):
         self.weights, self.l1, self.l2 = weights, l1, l2
 
-    def penalty(self, trainer: Trainer) -> torch.Tensor:
+    def penalty(self, trainer: TrainerView) -> torch.Tensor:
         return weight_penalty(self.weights, l1=self.l1, l2=self.l2)
 
 
@@ -34,6 +30,4 @@ def _build(spec: ExperimentSpec, model: LayerwiseModel, train_x: torch.Tensor
     return WeightPenalty(weights, l1=reg.l1, l2=reg.l2) if weights else None
 
 
-REGULARIZER = Regularizer(
-    "weight_penalty", switches=(("regularization", "l1"), ("regularization", "l2")),
-    settings=(("regularization", "penalize_biases"),), build=_build)
+REGULARIZER = Regularizer(kind=regularizer_kind("weight_penalty"), build=_build)
