@@ -112,12 +112,15 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
         else:
             note = ""
     our_ms = (statistics.median(ours) - plain) * 1000
-    ray_ms = (statistics.median(theirs) - plain) * 1000 if theirs else float("nan")
-    return [{"row": "2 per-job service overhead (submit -> succeeded, minus training)",
-             "baseline": "Ray Jobs submit -> done, same training", "layerwise_ms": our_ms,
-             "baseline_ms": ray_ms, "ratio": our_ms / ray_ms, "target": "<= 150 ms",
-             "met": our_ms <= 150,
-             "note": f"plain training {plain * 1000:.0f} ms. {note}".strip()}]
+    row: dict[str, Any] = {
+        "row": "2 per-job service overhead (submit -> succeeded, minus training)",
+        "baseline": "Ray Jobs submit -> done, same training", "layerwise_ms": our_ms,
+        "target": "<= 150 ms", "met": our_ms <= 150,
+        "note": f"plain training {plain * 1000:.0f} ms. {note}".strip()}
+    if theirs:  # without the baseline the row reports our figure alone, never a NaN ratio
+        ray_ms = (statistics.median(theirs) - plain) * 1000
+        row.update(baseline_ms=ray_ms, ratio=our_ms / ray_ms)
+    return [row]
 
 
 def _serve_without_dispatcher(settings: Settings, port: int) -> subprocess.Popen:

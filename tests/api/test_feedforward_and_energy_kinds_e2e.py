@@ -74,7 +74,7 @@ def test_every_new_kind_runs_end_to_end_and_records_itself(server):
     stages = [client.metric_history(autoencoder, f"pretrain/layer_{i}/loss") for i in (0, 1)]
     fine_tuning = client.metric_history(autoencoder, "train/loss")
     assert stages[0][-1].step < stages[1][0].step < fine_tuning[0].step
-    assert client.metric_history(autoencoder, "grad_norm/encoder.0")[0]["step"] > (
+    assert client.metric_history(autoencoder, "grad_norm/encoder.0")[0].step > (
         stages[1][-1].step)
 
 
