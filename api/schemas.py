@@ -38,10 +38,11 @@ class BeforeAfter(BaseModel):
     better: Literal["higher", "lower"]
     before: float | None = Field(description="the repaired job's value")
     after: float | None = Field(description="this job's value; null until it succeeded")
-    helped: bool | None = Field(None, description="whether this repair helped: the metric "
-                                "2 points better, or healthy and not 2 points worse; null "
-                                "until it ended (a repair that did not help is repaired by "
-                                "the next fix suggested for the job it repairs)")
+    helped: bool | None = Field(None, description="whether this repair helped (left the "
+                                "problem): healthy, or the metric at least half the way from "
+                                "the task's baseline to perfect (accuracy: from the class "
+                                "prior to 1.0; loss: from the baseline loss to 0); null until "
+                                "it ended (repairing the job again then tries its next fix)")
 
 
 class AttemptEntry(BaseModel):

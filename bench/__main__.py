@@ -17,6 +17,7 @@ from bench import (
     cluster_sim,
     diagnosis,
     diagnosis_cost,
+    faults,
     instrumentation,
     queue_depth,
     service,
@@ -57,6 +58,7 @@ def main() -> list[dict[str, Any]]:
     rows += _sweep_rows(tiny)
     rows += diagnosis.run(tiny, results=args.results)
     rows += diagnosis_cost.run(tiny)
+    rows += faults.run(tiny, results=args.results)  # tiny: 2 cases through REST
     if not tiny:  # its tiny run, with its properties asserted: tests/cluster/test_simulated_cluster
         rows += cluster_sim.run()
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -11,11 +11,11 @@ and reports:
   diagnosis called the problem;
 - repairs, tried and checked as `workers.submission.repair` chains them: the primary
   finding's fix applied to the spec and the spec run again, then, while it did not help, its
-  alternatives in turn (at most `TRIES` runs). An attempt helps (`repair.helped`) when the
-  rerun is healthy or its headline metric (val accuracy for a classifier, else -val loss)
-  gains `repair.CLEAR_GAIN`, or a run that had no metric (diverged) gets one. Reported: the
-  success rate within the tries, the first fix's alone, the mean attempts, and the mean gain
-  over the repairs where both runs have the metric.
+  alternatives in turn (at most `TRIES` runs). An attempt helps as the job record says
+  (`repair_outcome.outcome`): the rerun is healthy, or its headline metric (val accuracy for
+  a classifier, else val loss) went at least half the way from the task's baseline to
+  perfect. Reported: the success rate within the tries, the first fix's alone, the mean
+  attempts, and the mean gain over the repairs where both runs have the metric.
 
 `python -m bench` runs it with every other row (`--tiny`: three specs); `python -m bench.diagnosis
 [--tiny] [--seeds 0,1,2]` runs this row alone.
@@ -40,7 +40,7 @@ from services.contract.sweep_spec import apply_params
 from tests.utils.settings import local_settings, worker_settings
 from workers.diagnostics.verdicts.record import VERDICTS
 from workers.run import run_experiment
-from workers.submission.repair import helped
+from workers.submission import repair_outcome
 from workers.training.loop import Diverged
 
 SUITE = Path(__file__).resolve().parents[1] / "examples" / "pathologies"
@@ -150,7 +150,7 @@ def candidates(diagnosis: dict[str, Any]) -> list[dict[str, Any]]:
 def repair(spec: dict[str, Any], first: dict[str, Any], home: Path, tries: int = TRIES
            ) -> dict[str, Any] | None:
     """AutoTrainer's loop, as `workers.submission.repair` runs it: the candidates in order, each
-    applied to the first spec and run, until one helps (`repair.helped`) or `tries` ran:
+    applied to the first spec and run, until one helps (`repair_outcome`) or `tries` ran:
     {fixes, called, gain, ok, attempts, first_ok}, or None when the diagnosis suggests no fix.
     `gain` is the helping attempt's (else the last one's) over the first run."""
     ranked = candidates(first["diagnosis"])
@@ -164,7 +164,9 @@ def repair(spec: dict[str, Any], first: dict[str, Any], home: Path, tries: int =
         attempts.append({"fix": fix, "called": again["called"],
                          "gain": after - before if before is not None and after is not None
                          else None,
-                         "ok": helped(before, after, "higher", again["verdict"])})
+                         "ok": repair_outcome.outcome(first["result"], first["diagnosis"],
+                                                      again["result"],
+                                                      again["diagnosis"])["helped"]})
         if attempts[-1]["ok"]:
             break
     last = attempts[-1]

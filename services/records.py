@@ -14,7 +14,8 @@ class Progress(BaseModel):
     epoch: int = 0
     epochs: int = 0
     step: int = 0
-    metrics: dict[str, float] = {}
+    # A metric that was not finite (a diverging epoch's loss) is null in JSON.
+    metrics: dict[str, float | None] = {}
     # The live diagnosis (verdict, findings, detected_at_step) as of the last epoch's end.
     diagnosis: dict[str, Any] | None = None
 

@@ -16,6 +16,7 @@ from models.objectives import Objective
 from services.contract.spec import ExperimentSpec
 from services.contract.tags import STORED
 from workers.data import DataBundle
+from workers.data.statistics import measure as measure_data
 from workers.diagnostics.expectation_checks import evaluate_experiment
 from workers.diagnostics.session import Diagnostics
 from workers.prepare import prepare
@@ -170,11 +171,16 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         tracker.sink.call_soon(lambda: tracker.log_spec(spec))
         tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
         splits = to_splits(bundle, device)
+        hooks.on_run_start(tracker)
         pretrain_steps = 0 if state else model.pretrain(
             splits["train"].x, splits["train"].y, objective, tracker.sink.log)
-        hooks.on_run_start(tracker)
         diagnostics = Diagnostics(spec, model, tracker, bundle.shape(),
                                   live=options.live_diagnosis)
+        # the training split's statistics, for the diagnosis's bad_data findings
+        diagnostics.recorders.data = measure_data(bundle, spec.data.standardize)
+        if bundle.standardization:  # what data.standardize fitted, to map predictions back
+            tracker.sink.call_soon(lambda: tracker.log_json(bundle.standardization,
+                                                            "standardization.json"))
         progress = diagnostics.reporting(report)
         last = LastEpoch()
         trainer = build_trainer(spec, model, objective, splits, device=device,
@@ -192,8 +198,10 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
             extra["resumed_from_epoch"] = trainer.start_epoch
         try:
             result = {**trainer.fit(), **extra}
-        except Diverged as exc:  # the diagnosis (and the progress) say so before it fails
-            diagnostics.diverged(str(exc), trainer.step, progress)
+        except Diverged as exc:  # the diagnosis (and the progress) say so before it fails;
+            # the error carries it to the job's record (workers.runtime.in_flight)
+            exc.diagnosis = diagnostics.diverged(str(exc), trainer.step, progress,
+                                                 non_finite_data=exc.non_finite_data)
             raise
         # The test split is evaluated once, at the end: its metrics go to the run only here.
         tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},

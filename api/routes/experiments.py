@@ -79,23 +79,29 @@ def get_experiment(job: JobDep, store: StoreDep, principal: PrincipalDep,
 
 
 @router.post("/{job_id}/repair", response_model=ExperimentRecord, status_code=201,
-             responses={200: {"description": "a repair of this job with this fix exists "
-                                             "already (or a repeated Idempotency-Key): it"}})
+             responses={200: {"description": "your repair of this job that is queued or "
+                                             "running, or finished and helped (or a repeated "
+                                             "Idempotency-Key): it"}})
 async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
                             principal: PrincipalDep, dispatcher: DispatcherDep,
                             response: Response,
                             idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                             ) -> ExperimentRecord:
-    """Submit the fix the diagnosis of a succeeded job (or one that diverged) suggests, as a
-    new experiment linked to it (`repair_of`; on its MLflow run the tag `layerwise.repair_of`
-    and the parent run); checked and queued as a submission is. The repair of a repair that
-    did not help tries the next fix suggested for the job it repaired (`repair_candidate`).
+    """Submit the fix the diagnosis of a succeeded job (or one that diverged, at whatever
+    step) suggests, as a new experiment linked to it (`repair_of`; on its MLflow run the tag
+    `layerwise.repair_of` and the parent run); checked and queued as a submission is.
 
-    Idempotent: while you have a repair of that job with that fix (queued, running or
-    finished; not cancelled), asking again answers 200 with it rather than making another.
-    To try the next fix once a repair has finished without helping, repair that repair. 404
-    when the job, or the job it repairs, is not yours; 409 when there is nothing to repair
-    (not finished, no diagnosis, healthy, no fix, every fix tried)."""
+    Repairing a job again returns its pending or finished repair, or tries the next
+    candidate: while your repair of it is queued or running, or once it finished and helped,
+    the answer is that repair (200, the same id); once it finished without helping, the next
+    ranked alternative of the job's diagnosis is submitted (201, `repair_candidate` one
+    higher). Repairing a repair that did not help does the same from the job it repaired; a
+    repair that helped but still has a problem is repaired by its own diagnosis's first fix.
+    A repair helped when it is `healthy`, or its headline metric went at least half the way
+    from the task's baseline to perfect (accuracy: from the class prior to 1.0; loss: from the
+    baseline loss to 0). 404 when the job, or the job it repairs, is not yours; 409 when there
+    is nothing to repair (not finished, no diagnosis, healthy, no fix, the data file at fault,
+    every fix tried)."""
     try:
         record, created = await run_in_threadpool(
             repair.submit_repair, job, store=store, settings=settings, owner=principal.owner,

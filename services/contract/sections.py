@@ -33,6 +33,11 @@ class DataSpec(Strict):
                                 "validation (unless the .npz gives x_val, y_val)")
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share held out for the "
                                  "test metrics, evaluated once at the end")
+    standardize: Literal["none", "inputs", "targets", "both"] = Field(
+        "none", description="rescale to mean 0, std 1 per feature, fitted on the training split "
+        "and applied to every split: inputs, a regression's targets (its losses are then on the "
+        "standardized scale), or both; the fitted mean and std are logged with the run "
+        "(standardization.json)")
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataSpec:

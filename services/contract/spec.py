@@ -9,9 +9,7 @@ analysis_spec.py, tags.py).
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from models.kinds.names import LossName
 from models.registry import AnyModelConfig
@@ -62,16 +60,3 @@ class ExperimentSpec(Strict):
         """A stable hash of what determines the run (name, tags and priority excluded)."""
         return payload_hash(self.model_dump(mode="json", exclude={"name", "tags", "priority"}))
 
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested spec as dotted keys, e.g. {"optimizer.lr": 0.1}: the MLflow params."""
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
-        if not value and prefix:
-            out[prefix[:-1]] = "{}"
-        return out
-    return {prefix[:-1]: value}

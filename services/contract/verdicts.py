@@ -23,3 +23,4 @@ class Verdict(StrEnum):
     OVERFITTING = "overfitting"
     DIVERGED = "diverged"
     NO_GRADIENTS = "no_gradients"
+    BAD_DATA = "bad_data"  # the training data shows the fault (workers/data/statistics.py)

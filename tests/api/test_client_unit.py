@@ -117,3 +117,17 @@ def test_an_answer_that_is_not_the_model_is_refused():
     client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(answer))
     with pytest.raises(ValidationError):
         client.get("x")
+
+
+def test_a_diverged_epochs_null_metric_is_read_not_refused():
+    """A loss that was not finite is null in the service's JSON: the typed record keeps it."""
+    diverged = {**RECORD, "status": "failed",
+                "progress": {**RECORD["progress"], "metrics": {"val/loss": None,
+                                                                "train/loss": 0.5}}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=diverged)
+
+    client = LayerwiseClient("http://layerwise.test")
+    client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(answer))
+    assert client.get("x").progress.metrics == {"val/loss": None, "train/loss": 0.5}

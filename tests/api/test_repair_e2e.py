@@ -18,6 +18,7 @@ from api.cli import app as cli
 from services.records import JobRecord
 from tests.utils.specs import mlp_spec
 from tests.utils.waiting import wait_until
+from workers.submission.repair_outcome import helped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -60,8 +61,9 @@ def test_a_repair_is_a_linked_run_with_the_fix_and_before_and_after(server):
     assert record.repair is not None
     assert record.repair.model_dump() == {
         "of": first.id, "metric": "val/accuracy", "better": "higher", "before": before,
-        "after": after, "helped": after - before >= 0.02 or (
-            record.diagnosis["verdict"] == "healthy" and after - before > -0.02)}
+        "after": after, "helped": helped(
+            after, "higher", baseline=record.diagnosis["baseline"]["accuracy"], before=before,
+            after_verdict=record.diagnosis["verdict"])}
     run = MlflowClient(tracking_uri=server.settings.tracking_uri).get_run(
         record.mlflow_run_id)
     assert run.data.tags["layerwise.repair_of"] == first.id

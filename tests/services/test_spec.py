@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.contract.spec import ExperimentSpec, flatten
+from services.contract.spec import ExperimentSpec
 from tests.utils.specs import mlp_spec
+from workers.tracking.spec_params import flatten
 
 
 def _errors(payload: dict) -> list[tuple]:

@@ -70,10 +70,21 @@ def test_a_plateau_whose_weights_still_move_or_a_good_result_is_not_stalled():
 def test_a_run_still_climbing_steadily_far_from_the_goal_is_slow():
     acc = np.array([0.11, 0.12, 0.14, 0.16, 0.19, 0.22, 0.26, 0.30])  # ~20% of the gap
     loss = np.linspace(2.3, 2.1, 8)
-    assert _verdict(_record(loss, loss, acc)) == "slow"
+    tiny = np.full(100, 1e-4)  # the lecture's slow training: steps of 1e-4 of the weights
+    assert _verdict(_record(loss, loss, acc, update_ratio=tiny)) == "slow"
     # accuracy moving in steps on a small val set: the loss still falling at pace counts
     stepped = np.array([0.09, 0.13, 0.17, 0.20, 0.24, 0.26, 0.265, 0.28])
-    assert _verdict(_record(loss, loss, stepped)) == "slow"
+    assert _verdict(_record(loss, loss, stepped, update_ratio=tiny)) == "slow"
+
+
+def test_the_same_climb_with_steps_of_a_usual_size_is_healthy_and_needs_more_epochs():
+    acc = np.array([0.11, 0.12, 0.14, 0.16, 0.19, 0.22, 0.26, 0.30])
+    loss = np.linspace(2.3, 2.1, 8)
+    diagnosis = diagnose_record(_record(loss, loss, acc, update_ratio=np.full(100, 1e-2)))
+    assert diagnosis.verdict == "healthy"
+    # ~0.045 of the gap per epoch from 0.22: about 15 more epochs to close 90% of it
+    assert 10 <= diagnosis.needs_more_epochs <= 25
+    assert any(note.startswith("needs_more_epochs: ") for note in diagnosis.notes)
 
 
 def test_a_run_that_levelled_off_or_is_nearly_there_is_not_slow():

@@ -46,10 +46,18 @@ def _grads(rng: np.random.Generator, first: float | np.ndarray, steps: int = 200
     return base * rng.uniform(0.8, 1.2, size=base.shape)
 
 
-def _norms(grads: np.ndarray, total: np.ndarray | None = None) -> NormCurves:
+def _norms(grads: np.ndarray, total: np.ndarray | None = None,
+           update_ratio: float | None = None) -> NormCurves:
+    """The gradient norms; with `update_ratio`, update and weight norms that step each layer
+    by that share of its (unit) weights."""
     total = np.sqrt((grads ** 2).sum(axis=1)) if total is None else total
     keys = [f"grad_norm/{layer}" for layer in LAYERS] + ["grad_norm/total"]
-    return NormCurves(keys, np.arange(len(grads)), np.column_stack([grads, total]))
+    columns = [grads, total]
+    if update_ratio is not None:
+        keys += [f"update_norm/{layer}" for layer in LAYERS]
+        keys += [f"weight_norm/{layer}" for layer in LAYERS]
+        columns += [np.full(grads.shape, update_ratio), np.ones(grads.shape)]
+    return NormCurves(keys, np.arange(len(grads)), np.column_stack(columns))
 
 
 def _learning(rng: np.random.Generator, epochs: int = 10, end: float = 0.9
@@ -79,9 +87,11 @@ def _record(rng: np.random.Generator, *, grads: np.ndarray | None = None,
             epochs: list[dict[str, float]] | None = None,
             activations: dict[str, float] | None = None, weights: dict | None = None,
             spec: ExperimentSpec | None = None, baseline: Baseline | None = PRIOR,
-            uses_gradients: bool = True, total: np.ndarray | None = None) -> RunRecord:
+            uses_gradients: bool = True, total: np.ndarray | None = None,
+            update_ratio: float | None = None) -> RunRecord:
+    grads = grads if grads is not None else _grads(rng, 0.3)
     return RunRecord(LAYERS, DiagnosisThresholds(),
-                     norms=_norms(grads if grads is not None else _grads(rng, 0.3), total),
+                     norms=_norms(grads, total, update_ratio),
                      epochs=epochs if epochs is not None else _learning(rng),
                      activations=activations or {}, weights=weights or _random_rows(rng),
                      baseline=baseline, spec=spec or _spec(), uses_gradients=uses_gradients)
@@ -164,14 +174,18 @@ CASES = [
      "unstable", ["unstable"]),
     ("slow: creeping forward", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
-        acc=np.linspace(0.1, 0.18, 10))), "not_learning", ["not_learning", "slow"]),
+        acc=np.linspace(0.1, 0.18, 10)), update_ratio=1e-4), "not_learning",
+     ["not_learning", "slow"]),
     ("slow: past chance at a steady crawl", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
-        acc=np.linspace(0.1, 0.21, 10))), "slow", ["slow"]),
+        acc=np.linspace(0.1, 0.21, 10)), update_ratio=1e-4), "slow", ["slow"]),
     ("slow: regression creeping down", lambda rng: _record(rng,
         baseline=Baseline("mean_predictor", 1.0, None),
-        epochs=_curve(np.linspace(1.0, 0.88, 10), val=np.linspace(1.0, 0.88, 10))),
-     "slow", ["slow"]),
+        epochs=_curve(np.linspace(1.0, 0.88, 10), val=np.linspace(1.0, 0.88, 10)),
+        update_ratio=1e-4), "slow", ["slow"]),
+    ("healthy: the same crawl with steps of a usual size is unfinished", lambda rng: _record(
+        rng, epochs=_curve(np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
+                           acc=np.linspace(0.1, 0.21, 10)), update_ratio=1e-2), "healthy", []),
     ("overfitting: val rises as train falls", lambda rng: _record(rng, epochs=_curve(
         np.linspace(1.0, 0.05, 12), val=np.r_[np.linspace(1.0, 0.5, 6), np.linspace(0.55, 0.9, 6)],
         acc=np.full(12, 0.85))), "overfitting", ["overfitting"]),

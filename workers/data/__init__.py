@@ -15,6 +15,7 @@ from workers.data import (  # noqa: F401  (registers the built-in datasets)
 from workers.data.bundle import DataBundle, DataError, split, targets_for_task
 from workers.data.files import check_arrays, load_file, read_text, resolve_data_path
 from workers.data.registry import builtin_dataset, builtin_datasets
+from workers.data.standardize import standardize
 
 __all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
 
@@ -60,9 +61,11 @@ def load_data(data: Any, task: str, data_roots: list[str], *, max_bytes: int | N
     y, output_dim = targets_for_task(y, task)
     x = x.astype(np.float32)
     if data.source == "file" and any(f"{a}_{name}" in arrays for a in "xy" for name in GIVEN):
-        return _given_splits(arrays, x, y, data, task, output_dim)
-    return split(x, y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-                 seed=seed, task=task, output_dim=output_dim, extra=extra)
+        bundle = _given_splits(arrays, x, y, data, task, output_dim)
+    else:
+        bundle = split(x, y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                       seed=seed, task=task, output_dim=output_dim, extra=extra)
+    return standardize(bundle, data.standardize)  # fitted on the training split only
 
 
 def _generate(data: Any):

@@ -27,6 +27,7 @@ class DataBundle:
         task: the data's natural task (classification, binary, regression, ...).
         output_dim: classes for classification, 1 for binary, target width for regression.
         extra: dataset facts a model may need (image shape, vocabulary, ...).
+        standardization: what `data.standardize` fitted (workers/data/standardize.py).
     """
 
     x_train: np.ndarray
@@ -38,6 +39,9 @@ class DataBundle:
     task: str
     output_dim: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # data.standardize's fit on the training split ({"inputs"|"targets": {shape, mean, std}});
+    # None: the arrays are as the data gave them.
+    standardization: dict[str, Any] | None = None
 
     def shape(self, task: str | None = None) -> DataShape:
         task = task or self.task

@@ -16,7 +16,9 @@ overfitting, and vanishing called from a run's early phase because the run stays
 baseline) only once `live_min_fraction` of the epochs have run (every run starts at its
 baseline). With
 `diagnostics.on_problem: stop` the run ends after the epoch at which a problem is called, with
-`diagnosis: <verdict>` as the stop reason. The diagnosis after training stays authoritative.
+`diagnosis: <verdict>` as the stop reason. The diagnosis after training stays authoritative;
+it is the same engine on all the data, and it keeps the live calls (`calls`: `[{step,
+verdict}]`, the first judgement's and each change after it) as its `live_verdicts`.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ CONFIRM_BUDGET = 0.02
 def _needs_the_curve(finding: Finding) -> bool:
     """Whether a finding rests on where the loss curve stands (every run starts at its
     baseline): the curve verdicts, and vanishing called from the early phase of a run that
-    has not left its baseline."""
-    return finding.verdict in CURVE_VERDICTS or finding.evidence.get("phase") == "early"
+    has not left its baseline or through time (called only when the run falls short)."""
+    return finding.verdict in CURVE_VERDICTS \
+        or finding.evidence.get("phase") in ("early", "through_time")
 
 
 class LiveDiagnosis(Callback):
@@ -61,6 +64,8 @@ class LiveDiagnosis(Callback):
         self.verdict = "healthy"  # the called verdict
         self.detected_at_step: int | None = None
         self.seen: list[tuple[int, str]] = []  # (step, candidate verdict) per judged epoch
+        # The called verdict at the first judgement and at each change: [{step, verdict}].
+        self.calls: list[dict[str, Any]] = []
         self._judged: tuple[Diagnosis, set[Verdict], str] | None = None  # the last judgement
         self._payload: dict[str, Any] | None = None  # built from it when a report asks
         self.spent = 0.0  # seconds spent judging (sampling for it, building the payload)
@@ -110,6 +115,8 @@ class LiveDiagnosis(Callback):
             self.set_tag(candidate)
             if candidate != "healthy" and self.stop_on_problem:
                 trainer.request_stop(f"diagnosis: {candidate}")
+        if not self.calls or self.calls[-1]["verdict"] != self.verdict:
+            self.calls.append({"step": step, "verdict": self.verdict})
         self._judged, self._payload = (diagnosis, shown, candidate), None
         self.spent += time.perf_counter() - started
 
@@ -118,6 +125,7 @@ class LiveDiagnosis(Callback):
         (verdict diverged) is called at once, detected at that step."""
         self.verdict, self.detected_at_step = "diverged", step
         self.seen.append((step, "diverged"))
+        self.calls.append({"step": step, "verdict": "diverged"})
         self._judged = (diagnosis, {f.verdict for f in diagnosis.findings}, "diverged")
         self._payload = None
 
@@ -132,7 +140,7 @@ class LiveDiagnosis(Callback):
             payload.pop("evidence", None)  # the findings carry theirs; the rest stays in MLflow
             payload["findings"] = [f for f in payload["findings"] if f["verdict"] in shown]
             payload.update(verdict=self.verdict, detected_at_step=self.detected_at_step,
-                           candidate=candidate)
+                           candidate=candidate, live_verdicts=list(self.calls))
             self._payload = payload
             self.spent += time.perf_counter() - started
         return self._payload
@@ -156,3 +164,15 @@ class LiveDiagnosis(Callback):
         if self.payload is None or "progress" not in update:
             return update
         return {**update, "progress": {**update["progress"], "diagnosis": self.payload}}
+
+
+def live_agrees(diagnosis: Diagnosis, calls: list[dict[str, Any]]) -> None:
+    """The final `diagnosis` with the live calls as its `live_verdicts`, and a note when the
+    final verdict is not the one the live line called last (the final one saw every epoch:
+    it says which epochs changed its mind through its evidence)."""
+    diagnosis.live_verdicts = [dict(call) for call in calls]
+    last = calls[-1]["verdict"] if calls else None
+    if last is not None and last != diagnosis.verdict:
+        diagnosis.notes.append(
+            f"the live diagnosis called {last} from step {calls[-1]['step']}; the diagnosis "
+            f"after training, on every epoch, is {diagnosis.verdict}")

@@ -12,9 +12,11 @@ import torch
 
 from models.base import LayerwiseModel
 from services.contract.spec import ExperimentSpec
+from workers.data.statistics import DataStats
 from workers.diagnostics.activations import ActivationSampler, activation_modules
 from workers.diagnostics.history import EpochHistory, NormHistory
 from workers.diagnostics.live import LiveDiagnosis
+from workers.diagnostics.through_time_probe import ThroughTimeProbe
 from workers.diagnostics.verdicts import Baseline, Diagnosis, RunRecord, measure_baseline
 from workers.diagnostics.weight_rows import weight_rows
 from workers.training.callback_base import Callback
@@ -33,6 +35,8 @@ class RunRecorders:
         self.baseline: Baseline | None = None
         self.live: LiveDiagnosis | None = None
         self.steps_per_epoch: int | None = None
+        self.data: DataStats | None = None  # the training split's, when the run measured it
+        self.through_time: ThroughTimeProbe | None = None  # recurrent nets (verdicts.through_time)
 
     @property
     def measuring(self) -> bool:
@@ -64,6 +68,9 @@ class RunRecorders:
                 every_steps=diag.activation_every_steps,
                 saturation_derivative=diag.thresholds.saturation_derivative)
         added: list[Callback] = [self.epochs] if diag.plots or self.measuring else []
+        if self.measuring:
+            self.through_time = ThroughTimeProbe.for_run(self.spec, self.model, objective,
+                                                         train_x, train_y)
         if self.sampler is not None:
             added.append(self.sampler)
         if self.measuring and objective is not None and train_y is not None:
@@ -89,4 +96,5 @@ class RunRecorders:
             activations=self.sampler.final() if self.sampler is not None else {},
             weights=weight_rows(self.model, self.layers) if uses_gradients else {},
             baseline=self.baseline, spec=self.spec, uses_gradients=uses_gradients,
-            total_epochs=total_epochs, final=final or {})
+            total_epochs=total_epochs, final=final or {}, data=self.data,
+            through_time_ratio=self.through_time.ratio() if self.through_time else None)

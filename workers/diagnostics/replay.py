@@ -7,7 +7,8 @@ curves (`grad_norm/...`, `update_norm/...`, `weight_norm/...`), the epoch metric
 (each `activation/...` key's latest value), the final metrics (each key's latest value), and
 from the recorded `diagnosis.json` what was measured on data MLflow does not keep: the layers
 input to output, the task's baseline (measured on the training targets), and whether the kind
-learns by gradients (its `no_gradients` finding).
+learns by gradients (its `no_gradients` finding), and the training split's statistics (its
+`evidence.data`).
 
 Not replayed: the symmetry check (it reads the trained weights' rows, which are not recorded),
 and `detected_at_step`, which the live diagnosis set during training (the replay's is None).
@@ -35,6 +36,7 @@ from services.contract.diagnostics_spec import DiagnosisThresholds
 from services.contract.spec import ExperimentSpec
 from services.contract.tags import STORED
 from services.contract.verdicts import Verdict
+from workers.data.statistics import DataStats
 from workers.diagnostics.verdicts import (
     Baseline,
     Diagnosis,
@@ -78,7 +80,14 @@ def recorded_run(run_id: str, tracking_uri: str, *,
         baseline=_baseline(recorded.get("baseline")), spec=spec,
         uses_gradients=not any(_verdict(f) == Verdict.NO_GRADIENTS
                                for f in recorded.get("findings") or []),
-        final={k: _latest(h) for k, h in histories.items() if k.startswith(EPOCH_PREFIXES)})
+        final={k: _latest(h) for k, h in histories.items() if k.startswith(EPOCH_PREFIXES)},
+        data=_data_stats(recorded.get("evidence") or {}))
+
+
+def _data_stats(evidence: Mapping[str, Any]) -> DataStats | None:
+    """The training split's statistics the run measured (workers/data/statistics.py)."""
+    data = evidence.get("data")
+    return DataStats.from_dict(data) if isinstance(data, dict) else None
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:

@@ -23,7 +23,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from workers.diagnostics.report_words import BASELINES, EVIDENCE, MEANINGS
+from workers.diagnostics.report_words import (
+    BASELINES,
+    EVIDENCE,
+    NEEDS_MORE_EPOCHS,
+    meaning,
+)
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -84,11 +89,18 @@ def _diagnosis(diagnosis: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     verdict = str(diagnosis.get("verdict") or "unknown")
     step = diagnosis.get("detected_at_step")
     thresholds = diagnosis.get("thresholds") or {}
+    found = findings(diagnosis)
+    primary = next((f for f in found if f.get("verdict") == verdict), {})
+    more = diagnosis.get("needs_more_epochs")
+    calls = [c for c in diagnosis.get("live_verdicts") or [] if isinstance(c, Mapping)]
     return {
         "verdict": verdict,
-        "meaning": MEANINGS.get(verdict, "No explanation is known for this verdict."),
+        "meaning": meaning(verdict, primary.get("evidence"))
+        or "No explanation is known for this verdict.",
         "step": step if isinstance(step, int) else None,
-        "findings": [_finding(f, settings, said=verdict) for f in findings(diagnosis)
+        "needs_more_epochs": NEEDS_MORE_EPOCHS.format(n=more) if isinstance(more, int) else None,
+        "live": ", ".join(f"{c.get('verdict')} at step {c.get('step')}" for c in calls),
+        "findings": [_finding(f, settings, said=verdict) for f in found
                      if f.get("verdict") != "healthy"],
         "notes": [str(n) for n in diagnosis.get("notes") or []],
         "thresholds": _rows([(_words(k), _value(v)) for k, v in thresholds.items()])
@@ -107,7 +119,7 @@ def _finding(finding: Mapping[str, Any], settings: Mapping[str, Any], said: str
                     if isinstance(alt, Mapping) and alt] if fix else []
     return {
         "verdict": verdict,
-        "meaning": MEANINGS.get(verdict, "") if verdict != said else None,
+        "meaning": meaning(verdict, evidence) if verdict != said else None,
         "evidence": [_evidence(k, v) for k, v in evidence.items()]
         if isinstance(evidence, Mapping) else [],
         "layers": [str(layer) for layer in finding.get("layers") or []],

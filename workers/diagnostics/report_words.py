@@ -28,7 +28,30 @@ MEANINGS = {
     "diverged": "Training diverged: the loss became infinite or not a number.",
     "no_gradients": "No gradients were measured: this model learns without backpropagation "
                     "or the gradient norms were off, so gradient checks do not apply.",
+    "bad_data": "The data is at fault: the training split shows a problem (its scale, its "
+                "labels, values that are not numbers, rows shared with validation) that no "
+                "training setting fixes; standardize it (data.standardize) or fix the file.",
 }
+# A finding whose evidence names its own mechanism: (verdict, evidence key, value) -> meaning.
+PHASE_MEANINGS = {
+    ("vanishing", "phase", "through_time"):
+        "Gradients vanish through time: the error at the sequence's last step barely reaches "
+        "its first steps, so the recurrent net cannot learn what lies further back (a gated "
+        "cell, LSTM or GRU, carries it).",
+}
+NEEDS_MORE_EPOCHS = ("Still improving at a steady pace at its end: about {n} more epochs would "
+                     "close 90% of the way to a perfect score (training.epochs).")
+
+
+def meaning(verdict: str, evidence: object) -> str:
+    """What `verdict` means, in the words of its mechanism when its evidence names one."""
+    if isinstance(evidence, dict):
+        for (name, key, value), words in PHASE_MEANINGS.items():
+            if name == verdict and evidence.get(key) == value:
+                return words
+    return MEANINGS.get(verdict, "")
+
+
 BASELINES = {"class_prior": "the classes' frequencies, the same for every example",
              "unigram": "the tokens' frequencies, the same at every position",
              "mean_predictor": "the mean target", "mean_input": "the mean input",
@@ -51,4 +74,12 @@ EVIDENCE = {
     "dead_fraction": "share of ReLU units dead",
     "saturated_fraction": "share of sigmoid-like activations saturated",
     "update_weight_ratio_median": "median update norm / weight norm, per layer",
+    "update_weight_ratio": "median update norm / weight norm (slow below 1e-3)",
+    "through_time_ratio": "gradient reaching the first time step / the last's",
+    "train_far_below_val": "training loss ended under half the validation loss",
+    "train_loss_end": "training loss at the end (smoothed)",
+    "val_loss_end": "validation loss at the end (smoothed)",
+    "val_noise": "the validation loss's own noise (standard deviation)",
+    "train_rises": "epochs where the training loss rose",
+    "val_rise_share": "share of epochs where the validation loss rose",
 }

@@ -19,11 +19,18 @@ import torch
 
 from models.base import DataShape, LayerwiseModel
 from services.contract.spec import ExperimentSpec
+from services.contract.verdicts import Verdict
 from workers.diagnostics.analysis import run_analyses
+from workers.diagnostics.live import live_agrees
 from workers.diagnostics.recorders import RunRecorders
 from workers.diagnostics.run_plots import plot_training
 from workers.diagnostics.sink import TrackerSink
-from workers.diagnostics.verdicts import Diagnosis, Divergence, diagnose_record
+from workers.diagnostics.verdicts import (
+    Diagnosis,
+    Divergence,
+    Finding,
+    diagnose_record,
+)
 from workers.tracking.run_tracker import RunTracker
 from workers.training.callback_base import Callback
 
@@ -79,18 +86,24 @@ class Diagnostics:
         diagnosis = diagnose_record(self.recorders.record(final=final or {}))
         if self.recorders.live is not None:
             diagnosis.detected_at_step = self.recorders.live.detected_at(diagnosis.verdict)
+            live_agrees(diagnosis, self.recorders.live.calls)
         return diagnosis
 
     def diverged(self, message: str, step: int,
-                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 report: Callable[[dict[str, Any]], None] | None = None, *,
+                 non_finite_data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The loop raised `Diverged` at `step` (the first step whose loss was not finite):
-        record that diagnosis, detected at that step, before the run fails, and hand
-        `report` the last epoch's progress with it (the live diagnosis's)."""
+        record that diagnosis, detected at that step, before the run fails, hand `report` the
+        last epoch's progress with it (the live diagnosis's), and return it for the job's
+        record. Judged whatever was measured, nothing included (a loss not finite at the very
+        first step, or the norms off): the divergence is the loop's own finding.
+        `non_finite_data` (the loop's: NaN/inf in the training split) makes the data the
+        cause: no rate would help, so the finding says what to change in the file instead."""
         recorders = self.recorders
-        if not recorders.measuring:
-            return
         diagnosis = diagnose_record(recorders.record(), diverged=Divergence(
-            message, step, recorders.steps_per_epoch))
+            message, step, recorders.steps_per_epoch, non_finite_data=non_finite_data))
+        if non_finite_data:
+            blame_the_data(diagnosis, non_finite_data, self.spec)
         self._record(diagnosis)
         live = recorders.live
         if live is not None:
@@ -101,7 +114,30 @@ class Diagnostics:
                     "epoch": epoch, "epochs": self.spec.training.epochs, "step": at,
                     "metrics": recorders.epochs.metrics[-1] if recorders.epochs.metrics
                     else {}}})
+        return diagnosis.as_dict()
 
     def _record(self, diagnosis: Diagnosis) -> None:
         self.sink.tag(diagnosis.verdict)
         self.sink.log_json(diagnosis.as_dict(), "diagnosis.json")
+
+
+def blame_the_data(diagnosis: Diagnosis, where: dict[str, Any], spec: ExperimentSpec) -> None:
+    """A run that diverged because its training split holds NaN/inf (the loop found it):
+    the primary finding is `bad_data` with the fault `non_finite_data` and what to change in
+    the file (`fix_in_file`, as `verdicts.data_faults` words it), unless the data's statistics
+    already gave that finding; the `diverged` finding keeps its evidence but suggests no rate
+    (a lower rate does not make a NaN finite: its repair would only fail again)."""
+    source = spec.data.path if spec.data.source == "file" else f"dataset {spec.data.name!r}"
+    field = "inputs (x)" if where.get("field") == "x" else "targets (y)"
+    change = (f"the {field} of {source} hold NaN or infinite values (row {where.get('row')} "
+              "of the training split is the first): drop or fill those rows (e.g. "
+              "numpy.nan_to_num) and save the file again")
+    for finding in diagnosis.findings:
+        if finding.verdict == Verdict.DIVERGED:
+            finding.fix, finding.alternatives = {}, []
+    if not any(f.verdict == Verdict.BAD_DATA and f.evidence.get("fault") == "non_finite_data"
+               for f in diagnosis.findings):
+        diagnosis.findings.insert(0, Finding(Verdict.BAD_DATA, {
+            "fault": "non_finite_data", "field": where.get("field"),
+            "first_row": where.get("row"), "fix_in_file": change}))
+    diagnosis.verdict = Verdict.BAD_DATA

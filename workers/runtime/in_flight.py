@@ -206,7 +206,8 @@ class InFlightJobs:
                 return
             cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and \
                 exc.cause is not None else exc
-            self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}")
+            self._finish(job_id, Status.FAILED, error=f"{type(cause).__name__}: {cause}",
+                         **_diagnosis_of_failure(cause))
             if flight.record.job_type == "sweep":
                 sweep_jobs.close_runs(self.store.get(job_id), self.settings.tracking_uri,
                                       "FAILED")
@@ -292,3 +293,11 @@ def unknown_job_ignored(job_id: str) -> Iterator[None]:
 
 def _result_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ("param_count", "diagnosis")}
+
+
+def _diagnosis_of_failure(cause: BaseException) -> dict[str, Any]:
+    """{"diagnosis": ...} for a run that failed with its diagnosis (one that diverged: the
+    `Diverged` error carries it, `workers.run`), so that its record has it and it can be
+    repaired; {} for any other failure."""
+    diagnosis = getattr(cause, "diagnosis", None)
+    return {"diagnosis": diagnosis} if isinstance(diagnosis, dict) and diagnosis else {}

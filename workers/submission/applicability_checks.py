@@ -6,7 +6,8 @@ declarations alone, is services/contract/applicability.py).
   to penalize or constrain, hidden activations, dropout layers), and settings that act through
   backward and the optimizer need a kind that learns by gradient descent;
 - data: input corruption fits the inputs (bit flips need binary inputs, Gaussian noise real
-  ones), a monitored metric is logged.
+  ones), a monitored metric is logged, the training split's values are finite
+  (`untrainable_data`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.contract.applicability import (
 from services.contract.regularizer_kinds import REGULARIZER_KINDS, Loc, Need
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError
+from workers.diagnostics.verdicts import Diagnosis
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,17 @@ def data_errors(spec: ExperimentSpec, x_train: np.ndarray, has_val: bool, *,
         errors.append(SpecError(MIN_LR, f"the floor {schedule.min_lr} is above "
                                         f"optimizer.lr {spec.optimizer.lr}; lower it"))
     return errors
+
+
+def untrainable_data(spec: ExperimentSpec, data: Diagnosis | None) -> list[SpecError]:
+    """The `bad_data` findings at submission that no training survives (values that are not
+    finite reach the loss at the first step): refused at the data's field, with the fix."""
+    if data is None:
+        return []
+    loc: tuple[str, ...] = ("data", "path") if spec.data.source == "file" else ("data", "name")
+    return [SpecError(loc, f"non_finite_data: {finding.evidence['fix_in_file']}")
+            for finding in data.findings
+            if finding.evidence.get("fault") == "non_finite_data"][:1]
 
 
 def _noise_errors(loc: Loc, x_train: np.ndarray, vocab_size: int | None) -> list[SpecError]:

@@ -3,7 +3,9 @@ running it a little, in the API process, after the caps have passed.
 
 In this order, so that nothing a spec asks for is allocated before its size is known:
 1. the data, loaded as a worker loads it (`workers.prepare`), a file's size bounded before it
-   is read, its values and labels checked (and the classes they make capped) once read;
+   is read, its values and labels checked (and the classes they make capped) once read, and
+   its training split measured (workers/data/statistics.py): data that cannot train is
+   refused, the other `bad_data` findings go to the record (`DryRun.data_diagnosis`);
 2. the model built on PyTorch's meta device (shapes, no memory, no arithmetic): its parameter
    count against the parameter cap;
 3. one small batch forward (and backward) on the CPU, for models up to
@@ -23,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, replace
+from typing import Any
 
 import torch
 from cachetools import LRUCache
@@ -33,9 +36,11 @@ from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from workers.data import DataBundle, DataError
 from workers.data.registry import builtin_dataset
+from workers.data.statistics import measure as measure_data
+from workers.diagnostics.verdicts.data_faults import submission_diagnosis
 from workers.prepare import data_key, data_mtime, load_bundle, objective_of
 from workers.submission.analysis_checks import analysis_problems
-from workers.submission.applicability_checks import data_errors, model_errors
+from workers.submission.applicability_checks import data_errors, model_errors, untrainable_data
 from workers.submission.model_step import LoggedMetrics, dry_run_batch, stepped_model
 
 _PASSED_CACHE_SIZE = 1024
@@ -51,6 +56,9 @@ class DryRun:
     task: str
     memory: JobMemory
     metrics: LoggedMetrics | None = None  # None: the step needed values it did not have
+    # The bad_data findings the training split alone shows (data_faults), for the record at
+    # submission; None: none.
+    data_diagnosis: dict[str, Any] | None = None
 
 
 def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
@@ -132,6 +140,8 @@ def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimi
     bundle = _load(spec, data_roots, limits)
     has_val = len(bundle.x_val) > 0
     errors = data_errors(spec, bundle.x_train, has_val, vocab_size=bundle.extra.get("vocab_size"))
+    data_diagnosis = submission_diagnosis(measure_data(bundle, spec.data.standardize), spec)
+    errors += untrainable_data(spec, data_diagnosis)
     try:
         objective = objective_of(spec, bundle)
     except ObjectiveError as exc:
@@ -150,7 +160,8 @@ def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimi
     if errors:
         raise SpecInvalid(_first_per_field(errors))
     return DryRun(_with_dataset_defaults(spec), step.param_count, bundle.task,
-                  step.footprint.memory(spec, bundle), step.logged(spec))
+                  step.footprint.memory(spec, bundle), step.logged(spec),
+                  data_diagnosis.as_dict() if data_diagnosis is not None else None)
 
 
 def _first_per_field(errors: list[SpecError]) -> list[SpecError]:

@@ -80,6 +80,8 @@ def submit_experiment(spec: ExperimentSpec, *, store: JobStore, settings: Settin
         max_queued=settings.max_queued_per_owner, repair_of=repair_of,
         repair_candidate=repair_candidate, parent_run_id=parent_run_id,
         memory_estimate=dry.memory.as_record())
+    if created and dry.data_diagnosis is not None:  # bad_data the data alone shows
+        record = store.update(record.id, diagnosis=dry.data_diagnosis)
     if created and cluster is not None:
         cluster.wake()
     return record, created

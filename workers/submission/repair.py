@@ -10,15 +10,18 @@ keys (services/contract/spec.py), so no one can link a job to another's; a recor
 the link travelled in the spec's tags is still read by them.
 
 A repair reads every job as its caller: the job repaired and the one it points to must be the
-caller's (or the caller an admin), else JobNotFound (404, as for any job one cannot see). It is
-idempotent: while the caller has a repair of that job with that candidate (queued, running or
-finished, not cancelled), asking again returns it instead of making another.
+caller's (or the caller an admin), else JobNotFound (404, as for any job one cannot see).
+
+Repairing a job again returns its pending or finished repair, or tries the next candidate:
+the caller's repair of that job with a candidate (not cancelled) is returned while it is
+queued or running, or once it finished and helped; one that finished without helping moves
+on to the next candidate, until one is new (it is submitted) or every one was tried (409).
 
 Try and check (AutoTrainer's loop): a finding carries its fix and `alternatives`, ranked. A
-repair that did not help (`helped`: not healthy, and its headline metric not `CLEAR_GAIN`
-better than the job it repairs) is repaired by going back to that job and trying its next
-candidate (`layerwise.repair_candidate` counts them); a repair that helped but still has a
-problem is repaired by its own diagnosis's first fix.
+repair that did not help (`repair_outcome.repair_helped`: not healthy, and its headline
+metric not `FAIR_SHARE` of the way from the task's baseline to perfect) is repaired by going
+back to that job and trying its next candidate (`layerwise.repair_candidate` counts them); a
+repair that helped but still has a problem is repaired by its own diagnosis's first fix.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ from services.records import JobRecord
 from services.settings import Settings
 from services.store import JobNotFound, JobStore
 from workers.submission.pipeline import Cluster, submit_experiment
+from workers.submission.repair_outcome import (
+    FINISHED,
+    diagnosis_of_record,
+    record_outcome,
+    repair_helped,
+)
 
 log = logging.getLogger("layerwise.repair")
 
@@ -53,7 +62,6 @@ class RepairRefused(ValueError):
     """The job cannot be repaired as it is (HTTP 409); the message says why and what to do."""
 
 
-CLEAR_GAIN = 0.02  # of accuracy, or of loss, for a repair to count as helping
 TAG_CANDIDATE = names.TAG_REPAIR_CANDIDATE
 
 
@@ -67,8 +75,12 @@ def diagnosis_of(record: JobRecord) -> dict[str, Any]:
     if record.job_type != "experiment":
         raise RepairRefused(f"job {record.id} is a {record.job_type}; repair one of its "
                             "trials' experiments instead")
-    diagnosis = record.diagnosis or (record.result or {}).get("diagnosis")
-    diverged = isinstance(diagnosis, dict) and diagnosis.get("verdict") == "diverged"
+    diagnosis = diagnosis_of_record(record)
+    # Failed by diverging: the loop's `diverged` finding, primary or behind its cause (the
+    # data's scale, say).
+    diverged = isinstance(diagnosis, dict) and any(
+        isinstance(f, dict) and f.get("verdict") == "diverged"
+        for f in [diagnosis, *(diagnosis.get("findings") or [])])
     if record.status != Status.SUCCEEDED.value and not (
             diverged and record.status == Status.FAILED.value):
         raise RepairRefused(f"job {record.id} is {record.status}; only a succeeded job (or "
@@ -96,6 +108,10 @@ def candidate_fixes(record: JobRecord) -> tuple[str, list[dict[str, Any]]]:
     finding = _primary_finding(diagnosis) or {}
     ranked = [finding.get("fix"), *(finding.get("alternatives") or [])]
     ranked = [fix for fix in ranked if isinstance(fix, dict) and fix]
+    in_file = (finding.get("evidence") or {}).get("fix_in_file")
+    if not ranked and in_file:  # the data's fault (NaN in a file): only the file can change
+        raise RepairRefused(f"the diagnosis of job {record.id} ({verdict}) blames the data "
+                            f"file, which no spec change repairs: {in_file}")
     if not ranked:
         raise RepairRefused(f"the diagnosis of job {record.id} ({verdict}) suggests no fix "
                             "to apply; read its findings and change the spec by hand")
@@ -115,19 +131,6 @@ def _primary_finding(diagnosis: dict[str, Any]) -> dict[str, Any] | None:
         if finding.get("verdict") == diagnosis["verdict"]:
             return finding
     return findings[0] if findings else None
-
-
-def helped(before: float | None, after: float | None, better: str,
-           after_verdict: str | None = None) -> bool:
-    """Whether a repair helped: its headline metric is `CLEAR_GAIN` better, or it is healthy
-    and not `CLEAR_GAIN` worse (a cure that costs accuracy is not one), or it has a metric
-    where the job it repairs had none (a run that diverged)."""
-    if after is None:
-        return False
-    if before is None:
-        return True
-    gain = after - before if better == "higher" else before - after
-    return gain >= CLEAR_GAIN or (after_verdict == "healthy" and gain > -CLEAR_GAIN)
 
 
 def visible(store: JobStore, job_id: str, owner: str, admin: bool = False) -> JobRecord:
@@ -163,10 +166,7 @@ def next_attempt(record: JobRecord, store: JobStore | None = None, *,
         tried = _candidate_index(record)
         _, ranked = candidate_fixes(original)
         if tried + 1 >= len(ranked):
-            raise RepairRefused(
-                f"the {len(ranked)} fixes suggested for job {original.id} were tried (the last "
-                f"by job {record.id}) and none helped; change the spec by hand (the report of "
-                "each attempt says what it measured)")
+            raise _all_tried(ranked, original, record)
         return original, tried + 1, ranked[tried + 1]
     _, fix = primary_fix(record)
     return record, 0, fix
@@ -248,8 +248,9 @@ def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, own
                   cluster: Cluster | None, idempotency_key: str | None, admin: bool = False
                   ) -> tuple[JobRecord, bool]:
     """The repaired spec through the one submission path (caps, dry run, queue), linked in
-    the new job's columns. Returns (record, created): the caller's existing repair of the same
-    job and candidate, if there is one, with created=False.
+    the new job's columns. Returns (record, created): the caller's repair of the same job
+    that is queued or running, or finished and helped, with created=False; else the new
+    repair, with the first candidate no finished repair of that job has tried.
 
     Raises:
         JobNotFound: the job, or the one it repairs, is not the caller's.
@@ -257,8 +258,8 @@ def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, own
     """
     record = visible(store, record.id, owner, admin)
     base, index, fix = next_attempt(record, store, owner=owner, admin=admin)
-    with _REPAIRING[hash((owner, base.id, index)) % len(_REPAIRING)]:
-        existing = store.find_repair(owner, base.id, index)
+    with _REPAIRING[hash((owner, base.id)) % len(_REPAIRING)]:
+        existing, index, fix = _first_open(store, owner, base, index, fix)
         if existing is not None:
             return existing, False
         # Without a key of the caller's, the repair's own: replicas asked for the same repair
@@ -272,8 +273,32 @@ def submit_repair(record: JobRecord, *, store: JobStore, settings: Settings, own
             repair_candidate=index, parent_run_id=base.mlflow_run_id)
 
 
-# Two requests for the same repair in this process check and create one after the other, so
-# that the second finds the first's job (striped: bounded, and unrelated repairs rarely wait).
+def _first_open(store: JobStore, owner: str, base: JobRecord, index: int, fix: dict[str, Any]
+                ) -> tuple[JobRecord | None, int, dict[str, Any]]:
+    """From candidate `index` of `base` on: (the owner's repair to return, or None; the
+    candidate; its fix). A repair queued or running, or finished and helped, is returned; one
+    that finished without helping moves on to the next candidate.
+
+    Raises:
+        RepairRefused: every candidate was tried and none helped.
+    """
+    ranked: list[dict[str, Any]] | None = None
+    while True:
+        existing = store.find_repair(owner, base.id, index)
+        if existing is None:
+            return None, index, fix
+        if existing.status not in FINISHED or repair_helped(base, existing):
+            return existing, index, fix
+        if ranked is None:
+            _, ranked = candidate_fixes(base)
+        if index + 1 >= len(ranked):
+            raise _all_tried(ranked, base, existing)
+        index, fix = index + 1, ranked[index + 1]
+
+
+# Two requests for a repair of the same job in this process check and create one after the
+# other, so that the second finds the first's job (striped: bounded, and unrelated repairs
+# rarely wait).
 _REPAIRING = [threading.Lock() for _ in range(32)]
 
 
@@ -285,30 +310,12 @@ def repair_of(record: JobRecord) -> str | None:
     return str(legacy) if legacy else None
 
 
-def headline_metric(*records: JobRecord) -> tuple[str, str]:
-    """The metric a repair is judged by, and which way is better: validation accuracy when
-    the runs measured one (a classifier; a run that diverged measured nothing), validation
-    loss otherwise."""
-    if any("val/accuracy" in (record.result or {}) for record in records):
-        return "val/accuracy", "higher"
-    return "val/loss", "lower"
-
-
 def before_after(original: JobRecord, repair: JobRecord) -> dict[str, Any]:
     """The headline metric of the repaired job and of its repair, and whether the repair
-    helped (`helped`; None until it finished)."""
-    metric, better = headline_metric(original, repair)
-    before = (original.result or {}).get(metric)
-    after = (repair.result or {}).get(metric)
-    finished = repair.status in (Status.SUCCEEDED.value, Status.FAILED.value)
-    verdict = (repair.diagnosis or (repair.result or {}).get("diagnosis") or {}).get("verdict")
-    return {"of": original.id, "metric": metric, "better": better, "before": before,
-            "after": after, "helped": helped(before, after, better, verdict) if finished
-            else None}
-
-
-def repair_helped(original: JobRecord, repair: JobRecord) -> bool:
-    return bool(before_after(original, repair)["helped"])
+    helped (`repair_outcome`; None until it finished)."""
+    found = record_outcome(original, repair)
+    return {"of": original.id, **{key: found[key] for key in
+                                  ("metric", "better", "before", "after", "helped")}}
 
 
 def _describe(fix: dict[str, Any]) -> str:
@@ -363,3 +370,10 @@ def wants_repair(record: JobRecord, store: JobStore | None = None) -> bool:
     except SpecInvalid:
         return True
     return True
+
+
+def _all_tried(ranked: list[Any], base: JobRecord, last: JobRecord) -> RepairRefused:
+    return RepairRefused(
+        f"the {len(ranked)} fixes suggested for job {base.id} were tried (the last by job "
+        f"{last.id}) and none helped; change the spec by hand (the report of each attempt "
+        "says what it measured)")

@@ -19,12 +19,13 @@ from mlflow.entities import LoggedModelOutput, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names as names
-from services.contract.spec import ExperimentSpec, flatten
+from services.contract.spec import ExperimentSpec
 from services.mlflow_internals import run_artifacts
 from services.tracking_store import tracking_client
 from workers.tracking.experiments import ensure_experiment
 from workers.tracking.metric_sink import MetricSink
 from workers.tracking.metric_writers import writer_for
+from workers.tracking.spec_params import flatten
 
 MAX_PARAM_LENGTH = 6000
 # mlflow.pytorch warns about the pickle format at every save, a job's and a sweep trial's

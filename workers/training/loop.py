@@ -32,7 +32,15 @@ __all__ = ["Diverged", "Split", "Trainer"]
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite. `non_finite_data`: where the training split holds a
+    value that is not finite ({"field": "x" or "y", "row": the first such row}), when that is
+    the cause; `diagnosis`: the run's diagnosis of it (set by `workers.run`), which travels
+    with the error to the job's record."""
+
+    def __init__(self, message: str, non_finite_data: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.non_finite_data = non_finite_data
+        self.diagnosis: dict[str, Any] | None = None
 
 
 class Trainer:
@@ -219,7 +227,8 @@ class Trainer:
                           .nonzero()[0, 0])
                 return Diverged(f"diverged at step {self.step}: the training loss is {loss} "
                                 f"because the training data holds NaN/inf in {name} (row "
-                                f"{row} of the training split); clean the data")
+                                f"{row} of the training split); clean the data",
+                                {"field": name, "row": row})
         return Diverged(f"diverged at step {self.step}: the training loss is {loss}; lower "
                         "optimizer.lr or set training.grad_clip_norm")
 

@@ -28,9 +28,9 @@ def retrain_on(spec: ExperimentSpec, shape: DataShape, objective: Any,
     input indices."""
     index = torch.tensor(features, device=device)
     pruned = {name: Split(x.flatten(1)[:, index], y) for name, (x, y) in splits.items()}
+    narrow = pruned_shape(shape, len(features))
     torch.manual_seed(spec.training.seed)
-    model = build_model(spec.model, pruned_shape(shape, len(features)),
-                        dropout=spec.regularization.dropout).to(device)
+    model = build_model(spec.model, narrow, dropout=spec.regularization.dropout).to(device)
     model.pretrain(pruned["train"].x, pruned["train"].y, objective, lambda metrics, step: None)
     return build_trainer(spec, model, objective, pruned, device=device).fit()
 

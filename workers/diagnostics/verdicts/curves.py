@@ -7,22 +7,38 @@ not_learning  the run ends with progress below `chance_fraction` (chance is neve
               it stalled: progress below `stall_progress`, flat over the last epochs, and its
               weights stopped moving (the median update/weight ratio over the last third of the
               steps fell more than `stall_update_drop` times below the early phase's);
-slow          progress below `slow_progress` while still improving at a steady crawl (the pace
-              over the last half of the epochs at least half the run's average, of the
-              accuracy or, as accuracy moves in steps on a small validation set, of the loss:
-              not a plateau), at a pace that would need more than `slow_factor` times the
-              epochs run to close 90% of the gap;
+slow          the lecture's slow training: the steps barely move the weights (the median
+              update/weight ratio below `SLOW_UPDATE_RATIO`), and so the run, still improving
+              at a steady crawl (the pace over the last half of the epochs at least half the
+              run's average, of the accuracy or, as accuracy moves in steps on a small
+              validation set, of the loss: not a plateau), ends below `slow_progress` at a
+              pace that would need more than `slow_factor` times the epochs run to close 90%
+              of the gap;
+unfinished    the same crawl with steps of a usual size is a run that needs more epochs, not a
+              problem: no finding, the estimate `needs_more_epochs` in the evidence (the
+              engine's note; none beyond `MAX_MORE_FACTOR` times the epochs run); a run still
+              near its baseline stays `not_learning` (chance is never healthy), its finding
+              carrying the estimate, which its fix then uses;
 unstable      the train loss rises by more than `unstable_rise` in more than
               `unstable_rise_fraction` of the epochs (oscillating), or exceeds `spike_factor`
               times its lowest value so far (spiking), or the val loss rises by more than
               `unstable_val_rise` in more than `unstable_val_rise_fraction` of the epochs (and
-              at least twice); all against the loss's level, floored at a tenth of the
-              baseline's (or the first epoch's) loss;
+              at least twice) while the train loss rose by more than `unstable_rise` in at
+              least `MIN_TRAIN_RISES` epochs too (the train loss averages a whole epoch's
+              steps, so its rises are the run's own overshoot), or, over a smooth train loss,
+              in at least `MIN_VAL_RISES_ALONE` epochs: a few val rises over a smooth train
+              loss are the validation split's sampling noise (two of fourteen epochs on a
+              repaired sigmoid net, 94.7% accurate, are not instability); all against the
+              loss's level, floored at a tenth of the baseline's (or the first epoch's) loss;
 overfitting   the val loss, smoothed over a tenth of the epochs (at least 3), ends
               `overfitting_rise` above its minimum, measured against that minimum floored at
               `overfitting_floor` times the baseline's loss, while the (smoothed) train loss
-              kept falling and the gap between them widened (not called when early stopping
-              restores the best epoch's weights: the model kept is not the overfit one);
+              kept falling and the gap between them widened, and the rise is larger than
+              `NOISE_FACTOR` times the val curve's own noise (`curve_noise`, from its
+              epochs' second differences); not called when early stopping restores
+              the best epoch's weights: the model kept is not the overfit one. The evidence
+              says when the train loss ended far below the val loss (`train_far_below_val`:
+              under `FAR_BELOW` times it): the engine then puts overfitting first;
 diverged      a logged loss is not finite.
 """
 
@@ -35,6 +51,18 @@ import numpy as np
 from services.contract.verdicts import Verdict
 from workers.diagnostics.verdicts.progress import MIN_PACE, pace
 from workers.diagnostics.verdicts.record import Finding, RunRecord, num
+
+# The median ||dW|| / ||W|| under which steps barely move the weights: the lecture's slow
+# training (the pathology suite's slow runs step at ~1e-4..1e-3 of their weights, healthy
+# ones at 1e-3 and more under SGD).
+SLOW_UPDATE_RATIO = 1e-3
+MIN_TRAIN_RISES = 2  # train-loss rises that corroborate a val loss's as the run's own
+MIN_VAL_RISES_ALONE = 4  # val-loss rises that are the run's own over a smooth train loss
+NOISE_FACTOR = 3.0  # a curve verdict's change must exceed this many times the curve's noise
+FAR_BELOW = 0.5  # the train loss under this share of the val loss: the model memorizes
+TARGET = 0.9  # `needs_more_epochs` estimates the epochs to close this share of the gap
+# An estimate beyond this many times the epochs run is no estimate: the run is not on its way.
+MAX_MORE_FACTOR = 10
 
 
 def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]:
@@ -57,13 +85,29 @@ def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]
                 "metric": metric, "progress": num(end), "value": num(record.last(metric)),
                 **({"stalled": True, "update_ratio_drop": num(stall)}
                    if stall is not None else {})}))
-        epochs_needed = (0.9 - end) / progress.pace if progress.pace > MIN_PACE else None
-        if (end < t.slow_progress and epochs_needed is not None and len(by_epoch) >= 3
-                and epochs_needed > t.slow_factor * len(by_epoch)
-                and _still_improving(record, metric, by_epoch)):
+        epochs_needed = (TARGET - end) / progress.pace \
+            if progress.pace > MIN_PACE and end < TARGET else None
+        improving = epochs_needed is not None and len(by_epoch) >= 3 \
+            and _still_improving(record, metric, by_epoch)
+        ratio = record.update_ratio
+        tiny_steps = ratio is not None and ratio < SLOW_UPDATE_RATIO
+        if (improving and tiny_steps and end < t.slow_progress and epochs_needed is not None
+                and epochs_needed > t.slow_factor * len(by_epoch)):
             found.append(Finding(Verdict.SLOW, {"metric": metric, "progress": num(end),
                                                 "pace_per_epoch": num(progress.pace),
-                                                "epochs_to_90_percent": num(epochs_needed)}))
+                                                "epochs_to_90_percent": num(epochs_needed),
+                                                "update_weight_ratio": num(ratio)}))
+        elif improving and epochs_needed is not None:
+            # Unfinished: the epochs still to come are counted in (a live judgement's run
+            # has them ahead of it).
+            ahead = max(0, (record.total_epochs or len(by_epoch)) - len(by_epoch))
+            more = int(np.ceil(epochs_needed)) - ahead
+            if 0 < more <= MAX_MORE_FACTOR * len(by_epoch):
+                evidence["needs_more_epochs"] = more
+                # Near its baseline but on its way there: more epochs are its fix, not a rate.
+                for finding in found:
+                    if finding.verdict == Verdict.NOT_LEARNING and stall is None:
+                        finding.evidence["needs_more_epochs"] = more
     if record.uses_gradients:
         found += _unstable(record, train)
         found += _overfitting(record, train)
@@ -138,12 +182,26 @@ def _unstable(record: RunRecord, train: np.ndarray) -> list[Finding]:
         val_level = np.maximum(np.abs(val[:-1]), max(0.1 * start, 1e-12))
         val_rises = int((np.diff(val) / val_level > t.unstable_val_rise).sum())
     val_share = val_rises / max(1, len(val) - 1)
-    val_oscillates = val_rises >= 2 and val_share > t.unstable_val_rise_fraction
+    train_rises = int((np.diff(train) / level > t.unstable_rise).sum())
+    val_oscillates = val_rises >= 2 and val_share > t.unstable_val_rise_fraction \
+        and (train_rises >= MIN_TRAIN_RISES or val_rises >= MIN_VAL_RISES_ALONE)
     if rise_share <= t.unstable_rise_fraction and not len(spikes) and not val_oscillates:
         return []
     return [Finding(Verdict.UNSTABLE, {"rise_share": num(rise_share),
                                        "val_rise_share": num(val_share),
+                                       "train_rises": train_rises,
                                        "spike_epochs": [int(i) + 1 for i in spikes]})]
+
+
+def curve_noise(curve: np.ndarray) -> float:
+    """The curve's own noise, as a standard deviation of its epoch values: from their second
+    differences (v[i+1] - 2 v[i] + v[i-1], of variance 6 sigma^2 for independent noise), by
+    their median absolute value so that a trend, falling or rising, and the steep first
+    epochs leave it near 0 while a small validation set's wobble does not."""
+    if len(curve) < 3:
+        return 0.0
+    second = np.diff(curve, 2)
+    return float(1.4826 * np.median(np.abs(second - np.median(second))) / np.sqrt(6.0))
 
 
 def _smooth(curve: np.ndarray, window: int) -> np.ndarray:
@@ -170,10 +228,16 @@ def _overfitting(record: RunRecord, train: np.ndarray) -> list[Finding]:
     scale = max(abs(val_s[best]), t.overfitting_floor * start, 1e-12)
     rise = (val_s[-1] - val_s[best]) / scale
     gap_best, gap_end = val_s[best] - train_s[best], val_s[-1] - train_s[-1]
+    # Against the raw curve's noise: the smoothed minimum is itself the lowest of many noisy
+    # means, biased low by about twice their noise, so a rise of a smoothed curve's few noise
+    # widths is what noise alone makes.
+    noise = curve_noise(val)
     if best == len(val_s) - 1 or rise <= t.overfitting_rise or train_s[-1] >= train_s[best] \
-            or gap_end <= gap_best:
+            or gap_end <= gap_best or val_s[-1] - val_s[best] <= NOISE_FACTOR * noise:
         return []
     best += window - 1  # the smoothed value's last epoch
-    return [Finding(Verdict.OVERFITTING, {"best_epoch": best + 1, "val_loss_rise": num(rise),
-                                          "gap_at_best": num(gap_best),
-                                          "gap_at_end": num(gap_end)})]
+    return [Finding(Verdict.OVERFITTING, {
+        "best_epoch": best + 1, "val_loss_rise": num(rise), "gap_at_best": num(gap_best),
+        "gap_at_end": num(gap_end), "val_noise": num(noise),
+        "train_loss_end": num(train_s[-1]), "val_loss_end": num(val_s[-1]),
+        "train_far_below_val": bool(train_s[-1] < FAR_BELOW * val_s[-1])})]

@@ -7,6 +7,12 @@ whatever its gradients. When the run ends near its baseline, an early-phase grad
 below `vanishing_ratio_early` counts as vanishing too (the cause of its standing still). A run
 the loop stopped because its loss was not finite (`Divergence`) is `diverged` from that step.
 Each finding's fix and its alternatives come from `remedies`, one table for every verdict.
+Where that order would name a symptom first, `order.in_order_to_act` puts the cause ahead (a
+model memorizing its training split is overfitting before not_learning); recurrent nets get
+vanishing through time (`through_time`); a healthy run still on its way gets the estimate
+`needs_more_epochs` (curves) as a field and a note.
+With the training split's statistics (`RunRecord.data`), the data's faults are `bad_data`
+findings, ahead of the mechanism they caused when the run has a problem (`data_faults`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import numpy as np
 
 from services.contract.diagnostics_spec import DiagnosisThresholds
 from services.contract.verdicts import Verdict
-from workers.diagnostics.verdicts import energy, remedies
+from workers.diagnostics.verdicts import data_faults, energy, remedies
 from workers.diagnostics.verdicts.curves import curve_findings
 from workers.diagnostics.verdicts.gradients import gradient_findings
 from workers.diagnostics.verdicts.norms import NormCurves
+from workers.diagnostics.verdicts.order import in_order_to_act
 from workers.diagnostics.verdicts.record import (
     ORDER,
     Diagnosis,
@@ -30,6 +37,7 @@ from workers.diagnostics.verdicts.record import (
     num,
 )
 from workers.diagnostics.verdicts.symmetry import symmetry_findings
+from workers.diagnostics.verdicts.through_time import through_time_findings
 from workers.diagnostics.verdicts.units import unit_findings
 
 
@@ -50,7 +58,8 @@ def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None,
     curves = curve_findings(record, evidence)
     near_baseline = any(f.verdict == Verdict.NOT_LEARNING for f in curves)
     if record.uses_gradients:
-        found = [*gradient_findings(record, evidence, near_baseline=near_baseline),
+        found = [*through_time_findings(record, evidence, near_baseline=near_baseline),
+                 *gradient_findings(record, evidence, near_baseline=near_baseline),
                  *unit_findings(record, evidence), *symmetry_findings(record, evidence),
                  *curves]
     else:
@@ -66,11 +75,19 @@ def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None,
     if diverged is not None:  # the loop's own finding: it stopped there
         found.insert(0, Finding(Verdict.DIVERGED, diverged.evidence()))
         detected_at_step = diverged.step
-    findings = _merge(found)
+    findings = in_order_to_act(_merge(found))
+    if record.data is not None:  # the data's faults, ahead of what they caused (data_faults)
+        findings = data_faults.place(record.data, findings, record.notes)
+        evidence["data"] = record.data.as_dict()
     remedies.attach(findings, record)
     causes = [f for f in findings if f.verdict != Verdict.NO_GRADIENTS]
     verdict = causes[0].verdict if causes else Verdict.HEALTHY
-    return Diagnosis(verdict=verdict, findings=findings,
+    more = evidence.get("needs_more_epochs") if verdict == Verdict.HEALTHY else None
+    if more is not None:
+        record.notes.append(f"needs_more_epochs: {more} (still improving at a steady pace at "
+                            "its end: about that many more epochs to close 90% of the gap to "
+                            "a perfect score; training.epochs)")
+    return Diagnosis(needs_more_epochs=more, verdict=verdict, findings=findings,
                      baseline=record.baseline.as_dict() if record.baseline else None,
                      detected_at_step=detected_at_step if verdict != Verdict.HEALTHY else None,
                      notes=list(dict.fromkeys(record.notes)),

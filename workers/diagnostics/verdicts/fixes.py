@@ -88,6 +88,13 @@ def glorot(spec: ExperimentSpec) -> Fix:
     return _change(spec, "model.init", "glorot_normal")
 
 
+def he(spec: ExperimentSpec) -> Fix:
+    """He init, the one matched to ReLU, unless the spec has a He init already."""
+    if value(spec, "model.init") in ("he_normal", "he_uniform"):
+        return {}
+    return _change(spec, "model.init", "he_normal")
+
+
 def skips(spec: ExperimentSpec) -> Fix:
     """Residual skips for a plain deep net of a kind that has them."""
     if has(spec, "model.residual"):

@@ -26,12 +26,13 @@ from workers.diagnostics.verdicts.progress import Progress, measure_progress
 
 if TYPE_CHECKING:
     from services.contract.spec import ExperimentSpec
+    from workers.data.statistics import DataStats
 
 # Causes before symptoms: the primary verdict is the first finding in this order (every
 # verdict but `healthy`, which is the absence of findings). The names are the contract's.
-ORDER = (Verdict.DIVERGED, Verdict.EXPLODING, Verdict.SYMMETRIC, Verdict.DEAD_UNITS,
-         Verdict.SATURATED, Verdict.VANISHING, Verdict.NOT_LEARNING, Verdict.UNSTABLE,
-         Verdict.OVERFITTING, Verdict.SLOW, Verdict.NO_GRADIENTS)
+ORDER = (Verdict.BAD_DATA, Verdict.DIVERGED, Verdict.EXPLODING, Verdict.SYMMETRIC,
+         Verdict.DEAD_UNITS, Verdict.SATURATED, Verdict.VANISHING, Verdict.NOT_LEARNING,
+         Verdict.UNSTABLE, Verdict.OVERFITTING, Verdict.SLOW, Verdict.NO_GRADIENTS)
 VERDICTS = (Verdict.HEALTHY, *ORDER)  # every verdict, in that order (the bench's matrix)
 
 
@@ -61,6 +62,11 @@ class RunRecord:
     uses_gradients: bool = True
     total_epochs: int | None = None  # the epochs the run will have (None: what ran)
     final: dict[str, Any] = field(default_factory=dict)  # the loop's final metrics, if over
+    data: DataStats | None = None  # the training split's statistics (`data_faults`)
+    # Recurrent nets: ||dJ/dh[1]|| / ||dJ/dh[T]||, how much of the last step's error reaches
+    # the first step back through time, measured on a few training examples (None: not a
+    # recurrent net, or not measured).
+    through_time_ratio: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def curve(self, key: str) -> np.ndarray:
@@ -107,9 +113,14 @@ class Divergence:
     message: str
     step: int
     steps_per_epoch: int | None = None
+    # Where the training split holds NaN/inf ({"field": "x" | "y", "row": ...}), when it does:
+    # then the data, not the rate, is the cause.
+    non_finite_data: dict[str, Any] | None = None
 
     def evidence(self) -> dict[str, Any]:
-        return {"error": self.message, "step": self.step, "steps_per_epoch": self.steps_per_epoch}
+        found = {"non_finite_data": self.non_finite_data} if self.non_finite_data else {}
+        return {"error": self.message, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+                **found}
 
 
 @dataclass
@@ -122,6 +133,11 @@ class Diagnosis:
     thresholds: dict[str, Any]
     layers: list[str]
     evidence: dict[str, Any]  # every measurement taken, the findings' and the rest
+    # A healthy run still improving at a steady pace at its end: about how many more epochs
+    # it needs to close 90% of the gap between its baseline and perfect (None: finished).
+    needs_more_epochs: int | None = None
+    # The live diagnosis's calls, in order: [{step, verdict}] each time it changed.
+    live_verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdicts(self) -> list[Verdict]:

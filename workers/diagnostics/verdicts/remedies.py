@@ -30,6 +30,11 @@ from workers.diagnostics.verdicts.record import Finding, RunRecord
 # A rate that trains the lecture's nets with each optimizer (its usual default).
 REFERENCE_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 FAR = 10.0  # a rate this many times above or below the reference counts as far from it
+# The rates each optimizer is known to train the lecture's nets with: a fix proposes no rate
+# outside them (a spec's rate outside them is moved in, to the usual one or the nearest end).
+KNOWN_LR = {"sgd": (1e-3, 1.0), "adam": (1e-4, 1e-2), "adamw": (1e-4, 1e-2),
+            "rmsprop": (1e-4, 1e-2)}
+RAISE = 3.0  # a rate near the usual one is raised this many times (tenfold overshoots Adam)
 MAX_CANDIDATES = 4
 # The kinds without gradients have one fix per problem (their spec has few knobs): the
 # first candidate that validates, no alternatives.
@@ -52,7 +57,7 @@ def candidates(finding: Finding, record: RunRecord) -> list[Fix]:
     spec_key = spec.model_dump_json()
     found: list[Fix] = []
     for proposals in remedy(spec, record, finding):
-        fix = _composed(spec, spec_key, proposals)
+        fix = within_known_rates(spec, _composed(spec, spec_key, proposals))
         if fix and fix not in found:
             found.append(fix)
         if len(found) == limit:
@@ -76,6 +81,19 @@ def _composed(spec: ExperimentSpec, spec_key: str, proposals: tuple[Fix, ...]) -
         with _COMPOSED_LOCK:
             _COMPOSED[key] = cached
     return copy.deepcopy(cached)
+
+
+def within_known_rates(spec: ExperimentSpec, fix: Fix) -> Fix:
+    """`fix` with a new learning rate kept inside its optimizer's `KNOWN_LR` (the one the fix
+    switches to, else the spec's); a rate the fix would then leave unchanged is dropped."""
+    if "optimizer.lr" not in fix:
+        return fix
+    name = fix.get("optimizer.name", spec.optimizer.name)
+    low, high = KNOWN_LR.get(name, (0.0, float("inf")))
+    rate = min(high, max(low, float(fix["optimizer.lr"])))
+    if rate == spec.optimizer.lr and name == spec.optimizer.name:
+        return {k: v for k, v in fix.items() if k != "optimizer.lr"}
+    return {**fix, "optimizer.lr": rate}
 
 
 def _still(record: RunRecord) -> bool:
@@ -109,11 +127,11 @@ def lower_lr(spec: ExperimentSpec) -> Fix:
 
 
 def raise_lr(spec: ExperimentSpec) -> Fix:
-    """Up to the usual rate when far below it, else tenfold."""
+    """Up to the usual rate when below it, else `RAISE` times (within `KNOWN_LR`)."""
     reference = REFERENCE_LR.get(spec.optimizer.name, spec.optimizer.lr)
-    if spec.optimizer.lr * FAR <= reference:
+    if spec.optimizer.lr < reference:
         return {"optimizer.lr": reference}
-    return fixes.lr(spec, 10.0)
+    return fixes.lr(spec, RAISE)
 
 
 def constant_schedule(spec: ExperimentSpec) -> Fix:
@@ -180,27 +198,52 @@ def _saturated(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Pro
             (fixes.activation(spec, "relu"), fixes.adam(spec))]
 
 
+def gated_cell(spec: ExperimentSpec, cell: str) -> Fix:
+    """A recurrent net's cell changed to `cell` (a gated one keeps the error through time);
+    its activation set back to tanh only when the vanilla cell's was not (the gated cells
+    have no other)."""
+    if not fixes.has(spec, "model.cell") or fixes.value(spec, "model.cell") == cell:
+        return {}
+    tanh = {} if fixes.value(spec, "model.activation") in (None, "tanh") \
+        else {"model.activation": "tanh"}
+    return {"model.cell": cell, **tanh}
+
+
+def _vanishing_through_time(spec: ExperimentSpec) -> Proposals:
+    """The lecture's fix: a gated cell (LSTM, then GRU); an LSTM already: its forget gate
+    opened wider at the start (the cell state then carries the error further back)."""
+    wider = {"model.forget_bias": 3.0} if fixes.value(spec, "model.cell") == "lstm" \
+        and (fixes.value(spec, "model.forget_bias") or 0.0) < 3.0 else {}
+    return [(gated_cell(spec, "lstm"),), (gated_cell(spec, "gru"),), (wider,)]
+
+
 def _vanishing(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
+    """One cause, one change: a saturating activation is the cause (ReLU, with the init
+    matched to it); then the depth (skips); no clipping, a remedy of exploding."""
+    if finding.evidence.get("phase") == "through_time":
+        return _vanishing_through_time(spec)
     saturating = fixes.is_saturating(spec)
     deep = len(record.layers) >= 4
     relu = fixes.activation(spec, "relu") if saturating else {}
-    he = fixes.random_init(spec, "he_normal") or (fixes.glorot(spec) if saturating else {})
-    # A deep saturating net turned into ReLU with skips and He init doubles the signal's
-    # variance at each block: the clip keeps its first steps from diverging.
-    clip = fixes.clip(spec) if relu and deep else {}
-    return [(relu, fixes.skips(spec) if deep else {}, he, clip),
-            (relu, he),
-            (fixes.skips(spec), fixes.glorot(spec)),
-            (relu, fixes.adam(spec), fixes.glorot(spec))]
+    he = fixes.he(spec) if relu else random_init(spec)
+    return [(relu, he),
+            (fixes.skips(spec) if deep else {},),
+            (relu, fixes.skips(spec) if deep else {}, he),
+            (fixes.adam(spec),)]
 
 
 def _not_learning(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
-    """Without a measured cause, the rate: a decayed schedule undone, a rate far from the
-    usual one moved to it, then up first when the steps barely move the weights."""
+    """More epochs for a run still on its way; else, without a measured cause, the rate: a
+    decayed schedule undone, a rate far from the usual one moved to it, then up first when
+    the steps barely move the weights."""
     directions = [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 0.1),)] \
         if _still(record) \
         else [(fixes.adam(spec),), (fixes.lr(spec, 0.1),), (raise_lr(spec),)]
-    return [(constant_schedule(spec),), (reference_lr(spec),), *directions]
+    # Still on its way from the baseline at a steady pace (curves: needs_more_epochs): the
+    # epochs it needs, ahead of any rate.
+    more = finding.evidence.get("needs_more_epochs")
+    longer = ({"training.epochs": spec.training.epochs + int(more)},) if more else ()
+    return [longer, (constant_schedule(spec),), (reference_lr(spec),), *directions]
 
 
 def anneal(spec: ExperimentSpec) -> Fix:
@@ -223,7 +266,9 @@ def _overfitting(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> P
 
 
 def _slow(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
-    return [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 3.0),)]
+    """Steps too small for the weights: a larger rate, then an optimizer that scales its
+    steps per parameter."""
+    return [(raise_lr(spec),), (fixes.adam(spec),), (fixes.lr(spec, 10.0),)]
 
 
 # -- the kinds that learn without gradients ---------------------------------------------------
@@ -275,3 +320,26 @@ TABLE: dict[str, Remedy] = {
 NO_GRADIENT_TABLE: dict[str, Remedy] = {
     Verdict.DIVERGED: _energy_diverged, Verdict.NOT_LEARNING: _energy_not_learning,
 }
+
+
+# -- the data's own faults (data_faults.py) ---------------------------------------------------
+def standardize(spec: ExperimentSpec, part: str) -> Fix:
+    """`data.standardize` extended by `part` (inputs or targets): both when the other part is
+    standardized already."""
+    current = spec.data.standardize
+    want = part if current in ("none", part) else "both"
+    return {} if current in (want, "both") else {"data.standardize": want}
+
+
+def _bad_data(spec: ExperimentSpec, record: RunRecord, finding: Finding) -> Proposals:
+    """Scale faults are fixed in the spec; the others only in the file (`fix_in_file`)."""
+    fault = finding.evidence.get("fault")
+    if fault == "unscaled_inputs":
+        return [(standardize(spec, "inputs"),)]
+    if fault == "unscaled_targets":
+        return [(standardize(spec, "targets"),)]
+    return []
+
+
+TABLE[Verdict.BAD_DATA] = _bad_data
+NO_GRADIENT_TABLE[Verdict.BAD_DATA] = _bad_data
