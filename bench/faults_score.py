@@ -184,3 +184,53 @@ def confusion(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
         row = matrix.setdefault(r["labels"][0], {})
         row[r["buggy"]["called"]] = row.get(r["buggy"]["called"], 0) + 1
     return matrix
+
+
+def _primary_fixes(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(verdict, ranked fixes) of a slim job record as a repair reads it: the primary
+    finding's fix and alternatives; a healthy run that needs more epochs: its epochs."""
+    called = record.get("verdict") or "?"
+    if called == "healthy" and record.get("needs_more_epochs"):
+        return "healthy (needs_more_epochs)", [{"training.epochs": "+needs_more_epochs"}]
+    findings = [f for f in record.get("findings") or [] if isinstance(f, dict)]
+    primary = next((f for f in findings if f.get("verdict") == called),
+                   findings[0] if findings else {})
+    ranked = [primary.get("fix"), *(primary.get("alternatives") or [])]
+    return called, [fix for fix in ranked if isinstance(fix, dict) and fix]
+
+
+def remedy_table(results: list[dict[str, Any]], half: str = "tuning") -> list[dict[str, Any]]:
+    """Each remedy's success on one half: rows {verdict, fix, tried, helped}, the verdict
+    being the repaired job's and the fix the candidate the repair tried (its n-th attempt on
+    that job is its n-th candidate, as workers/submission/repair.py chains them); a refused
+    repair counts under the fix "(refused)". Most tried first."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for case in results:
+        if case.get("half") != half:
+            continue
+        jobs = {r["id"]: r for r in [case["buggy"].get("record") or {},
+                                     *(a.get("job") or {} for a in case.get("repairs") or [])]
+                if r.get("id")}
+        tries: dict[str, int] = {}
+        for attempt in case.get("repairs") or []:
+            base = jobs.get(attempt.get("of") or "") or {}
+            called, ranked = _primary_fixes(base)
+            index = tries.get(base.get("id", ""), 0)
+            tries[base.get("id", "")] = index + 1
+            if attempt.get("refused"):
+                fix = "(refused)"
+            else:
+                tried = ranked[index] if index < len(ranked) else {}
+                fix = ", ".join(f"{k}={v}" for k, v in tried.items()) or "?"
+            row = rows.setdefault((called, fix), {"verdict": called, "fix": fix, "tried": 0,
+                                                  "helped": 0})
+            row["tried"] += 1
+            row["helped"] += bool(attempt.get("helped"))
+    return sorted(rows.values(), key=lambda r: (-r["tried"], r["verdict"], r["fix"]))
+
+
+def remedy_markdown(rows: list[dict[str, Any]]) -> str:
+    """`remedy_table`'s rows as a Markdown table."""
+    lines = ["| verdict | fix tried | tried | helped |", "|---|---|---:|---:|"]
+    lines += [f"| {r['verdict']} | `{r['fix']}` | {r['tried']} | {r['helped']} |" for r in rows]
+    return "\n".join(lines)

@@ -177,7 +177,8 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             values = [r[key] for r in per_seed if not math.isnan(r[key])]
             row[key] = statistics.median(values) if values else float("nan")
     row["seeds"] = len(per_seed)
-    row["met"] = bool(row["ratio"] <= 0.6 and row["ours_to_best_s"] < row["asha_to_best_s"]
+    row["met"] = bool(row["ratio"] <= 0.6
+                      and row["ours_to_best_s"] < row.get("asha_to_best_s", float("nan"))
                       and all(r["same_best"] for r in per_seed))
     row["per_seed"] = per_seed
     return row
@@ -195,8 +196,7 @@ def row_of(results: dict[str, dict[str, Any]], trials: int, epochs: int) -> dict
     nan = float("nan")
     for way in WAYS:
         name = way.replace("+", "_")
-        if way not in results:  # the tiny run skips it
-            row.update({f"{name}_s": nan, f"{name}_to_best_s": nan, f"{name}_best": nan})
+        if way not in results:  # the tiny run skips it: no figures, rather than NaN ones
             continue
         result = results[way]
         found = time_to(result["finished"], best - WITHIN)
@@ -208,19 +208,22 @@ def row_of(results: dict[str, dict[str, Any]], trials: int, epochs: int) -> dict
         row[f"{name}_stopped"] = sum(stops.values())
         row[f"{name}_cpu_s_saved"] = float(result["summary"].get("cpu_seconds_saved") or 0.0)
     fifo_to = row["fifo_to_best_s"]
-    for way in WAYS:  # each way's time to FIFO's best, over FIFO's own
+    for way in results.keys() & WAYS.keys():  # each way's time to FIFO's best, over FIFO's own
         name = way.replace("+", "_")
         row[f"{name}_ratio"] = row[f"{name}_to_best_s"] / fifo_to if fifo_to else nan
     # The headline: the faster of the two sweeps that stop on the diagnosis.
-    ours = min((t for t in (row["stop_on_fifo_to_best_s"], row["stop_on_asha_to_best_s"])
-                if not math.isnan(t)), default=nan)
+    ours = min((t for t in (row.get("stop_on_fifo_to_best_s", nan),
+                            row.get("stop_on_asha_to_best_s", nan)) if not math.isnan(t)),
+               default=nan)
     row["ratio"] = ours / fifo_to if fifo_to else nan
     row["ours_to_best_s"] = ours
     row["target"] = (f"time to within {WITHIN * 100:.0f} point of FIFO's best <= 0.6x FIFO's "
                      f"and < ASHA's; the same best within {WITHIN * 100:.0f} point")
-    same_best = all(row[f"{w}_best"] >= best - WITHIN for w in ("stop_on_fifo", "stop_on_asha"))
+    same_best = all(row[f"{w}_best"] >= best - WITHIN for w in ("stop_on_fifo", "stop_on_asha")
+                    if f"{w}_best" in row)
     row["same_best"] = same_best
-    row["met"] = bool(row["ratio"] <= 0.6 and ours < row["asha_to_best_s"] and same_best)
+    row["met"] = bool(row["ratio"] <= 0.6 and ours < row.get("asha_to_best_s", nan)
+                      and same_best)
     return row
 
 

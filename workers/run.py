@@ -18,9 +18,9 @@ from services.contract.tags import STORED
 from workers.data import DataBundle
 from workers.data.statistics import measure as measure_data
 from workers.diagnostics.expectation_checks import evaluate_experiment
+from workers.diagnostics.pretraining_stages import PretrainingStages
 from workers.diagnostics.session import Diagnostics
 from workers.prepare import prepare
-from workers.tracking.model_report import log_model_report
 from workers.tracking.run_tracker import RunTracker
 from workers.training import checkpoints
 from workers.training.build import build_trainer
@@ -172,10 +172,12 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         tracker.sink.call_soon(lambda: tracker.log_json(layers, "layers.json"))
         splits = to_splits(bundle, device)
         hooks.on_run_start(tracker)
+        stages = PretrainingStages(tracker.sink.log)  # each stage's loss, for the report too
         pretrain_steps = 0 if state else model.pretrain(
-            splits["train"].x, splits["train"].y, objective, tracker.sink.log)
+            splits["train"].x, splits["train"].y, objective, stages.log)
         diagnostics = Diagnostics(spec, model, tracker, bundle.shape(),
                                   live=options.live_diagnosis)
+        diagnostics.pretraining = stages
         # the training split's statistics, for the diagnosis's bad_data findings
         diagnostics.recorders.data = measure_data(bundle, spec.data.standardize)
         if bundle.standardization:  # what data.standardize fitted, to map predictions back
@@ -207,11 +209,10 @@ def run_experiment(job_id: str, spec_payload: dict[str, Any], settings: WorkerSe
         tracker.sink.log({k: v for k, v in result.items() if k.startswith("test/")},
                          step=max(0, trainer.step - 1))
         result["param_count"] = sum(p.numel() for p in model.parameters())
+        # the diagnosis, its plots, the model's own (model.after_training) and report.html
         result |= diagnostics.after_training(
             {name: (split.x, split.y) for name, split in splits.items()}, objective, result,
             step=max(0, trainer.step - 1), device=device)
-        log_model_report(tracker, model.after_training(
-            {name: (split.x, split.y) for name, split in splits.items()}))
         if spec.expect:  # judged on the final metrics, the last epoch's and the diagnosis
             held = evaluate_experiment(spec.expect, {**last.metrics, **result})
             result["expectations"] = held

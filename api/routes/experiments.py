@@ -101,7 +101,8 @@ async def repair_experiment(job: JobDep, store: StoreDep, settings: SettingsDep,
     from the task's baseline to perfect (accuracy: from the class prior to 1.0; loss: from the
     baseline loss to 0). 404 when the job, or the job it repairs, is not yours; 409 when there
     is nothing to repair (not finished, no diagnosis, healthy, no fix, the data file at fault,
-    every fix tried)."""
+    every fix tried); a healthy run that `needs_more_epochs` is unfinished, and its repair
+    trains it that many epochs longer."""
     try:
         record, created = await run_in_threadpool(
             repair.submit_repair, job, store=store, settings=settings, owner=principal.owner,

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 
 from services.contract.sections import DataSpec
+from services.contract.spec import ExperimentSpec
+from tests.utils.settings import worker_settings
+from tests.utils.specs import mlp_spec
 from workers.data import DataError, load_data
 from workers.data.bundle import DataBundle
 from workers.data.standardize import standardize
+from workers.data.statistics import measure
+from workers.diagnostics.verdicts.data_faults import submission_diagnosis
+from workers.run import run_experiment
 
 RNG = np.random.default_rng(0)
 
@@ -66,3 +72,40 @@ def test_the_loader_standardizes_a_builtin_dataset_on_its_training_split():
     assert not np.allclose(scaled.x_val.mean(axis=0), 0, atol=1e-3)
     mean = np.asarray((scaled.standardization or {})["inputs"]["mean"])
     assert np.allclose(mean, plain.x_train.mean(axis=0), atol=1e-5)
+
+
+def unscaled_regression(rows: int = 500) -> dict[str, np.ndarray]:
+    """One input up to 30 and targets ~ 800 +- 500 (a quadratic of it): both off the unit
+    scale, as in the outside benchmark's deepfd-52800582."""
+    x = RNG.uniform(0, 30, size=(rows, 1))
+    y = 300 + x ** 2 + RNG.normal(0, 20, size=(rows, 1))
+    return {"x": x.astype(np.float32), "y": y.astype(np.float32)}
+
+
+def test_inputs_and_targets_both_unscaled_make_one_finding_with_one_setting():
+    train, val = unscaled_regression(), unscaled_regression(50)
+    data = DataBundle(train["x"], train["y"], val["x"], val["y"], None, None, "regression", 1)
+    spec = ExperimentSpec.model_validate(mlp_spec(data={"source": "file", "name": None,
+                                                        "path": "d.npz"}, loss="mse"))
+    diagnosis = submission_diagnosis(measure(data), spec)
+    assert diagnosis is not None
+    [finding] = diagnosis.findings  # one cause, not one per part
+    assert finding.evidence["fault"] == "unscaled_inputs_and_targets"
+    assert finding.evidence["target_mean"] > 100 and finding.evidence["feature_std_max"] > 5
+    assert finding.fix == {"data.standardize": "both"} and finding.alternatives == []
+
+
+def test_a_standardized_regression_trains_at_the_unit_scale_through_the_worker(settings):
+    """The worker path (file data, `data.standardize: both`): the loss and the baseline are on
+    the standardized scale, so the repaired run is judged where its targets are."""
+    np.savez(settings.data_root_list[0] + "/quad.npz", **unscaled_regression())
+    spec = mlp_spec(data={"source": "file", "name": None, "path": "quad.npz",
+                          "standardize": "both"},
+                    model={"hidden": [32, 32], "activation": "sigmoid"}, loss="mse",
+                    optimizer={"name": "adam", "lr": 0.003},
+                    training={"epochs": 15, "batch_size": 32})
+    result = run_experiment("job-std", spec, worker_settings(settings))
+    baseline = result["diagnosis"]["baseline"]
+    assert baseline["kind"] == "mean_predictor" and baseline["loss"] == pytest.approx(1, abs=0.2)
+    assert result["val/loss"] < 0.5, result["val/loss"]  # not ~ 500^2
+    assert result["diagnosis"]["evidence"]["data"]["target_std"] == pytest.approx(1, abs=0.01)

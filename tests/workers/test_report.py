@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from models.base import DataShape
@@ -130,3 +131,123 @@ def test_the_session_writes_the_report_with_the_plots_it_drew():
     png = tracker.artifacts.files["plots/loss_accuracy.png"]
     page = tracker.artifacts.files["report.html"].decode()
     assert base64.b64encode(png).decode() in page and "val/loss" in page
+
+
+# -- kinds without gradients ---------------------------------------------------------------------
+def _text(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _setting_rows(page: str) -> list[str]:
+    spec = page.split("<h2>Spec</h2>", 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr><td>([^<]*)</td>", spec)
+
+
+def _report_of_a_real_run(tmp_path: Path, spec: dict) -> tuple[str, dict[str, bytes]]:
+    """Train `spec` in process (a temporary MLflow store) and read back its report.html and
+    its plots' PNGs, as MLflow keeps them."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.utils.settings import local_settings, worker_settings
+    from workers.run import run_experiment
+
+    settings = local_settings(tmp_path)
+    updates: list[dict] = []
+    run_experiment("job-report", spec, worker_settings(settings), updates.append)
+    run_id = next(u["mlflow_run_id"] for u in updates if "mlflow_run_id" in u)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    folder = Path(client.download_artifacts(run_id, "", str(tmp_path / "artifacts")))
+    plots = {p.stem: p.read_bytes() for p in (folder / "plots").glob("*.png")}
+    return (folder / "report.html").read_text(), plots
+
+
+@pytest.mark.slow
+def test_a_hopfield_report_speaks_of_its_own_checks_shows_their_plots_and_no_optimizer(
+        tmp_path: Path):
+    spec = {"name": "hopfield-report", "project": "tests",
+            "data": {"name": "patterns", "params": {"source": "random", "patterns": 4,
+                                                    "size": 64, "copies": 4}},
+            "model": {"kind": "hopfield", "capacity_max_patterns": 6, "capacity_trials": 1},
+            "training": {"epochs": 2, "batch_size": 64}}
+    page, plots = _report_of_a_real_run(tmp_path, spec)
+    text = _text(page)
+    verdict = re.search(r'id="verdict">([^<]*)<', page)
+    assert verdict and verdict.group(1) == "healthy", text[:2000]
+    assert "gradients reach every layer" not in text  # the MLP's words, not this kind's
+    assert "No problem was found by this kind's own checks" in text
+    for said in ("recall restored 100% of the validation patterns exactly",
+                 "the recalled states' mean energy did not rise",
+                 "patterns stored per unit, within the ~0.138"):
+        assert said in text, said
+    # Its own plots are in the page, inlined, as MLflow keeps them.
+    for name in ("hopfield_recall", "hopfield_energy", "hopfield_capacity"):
+        assert base64.b64encode(plots[name]).decode() in page, name
+    assert "capacity: recall accuracy of random patterns" in text
+    rows = _setting_rows(page)
+    assert "model.update" in rows and "training.epochs" in rows
+    assert not [r for r in rows if r.startswith("optimizer.")], rows  # it has no optimizer
+    assert "training.precision" not in rows and "training.grad_clip_norm" not in rows
+
+
+def test_an_rbm_report_says_its_reconstruction_and_free_energy():
+    diagnosis = {"verdict": "healthy", "findings": [
+        {"verdict": "no_gradients", "evidence": {
+            "reconstruction_error_by_epoch": [0.3, 0.2, 0.12],
+            "free_energy_by_epoch": [-10.0, -12.0, -13.5], "reconstruction_improving": True,
+            "recall_accuracy": 0.0}, "layers": ["rbm"]}]}
+    spec = {"name": "rbm", "model": {"kind": "rbm", "lr": 0.5},
+            "optimizer": {"name": "adam", "lr": 0.001}, "training": {"epochs": 3}}
+    page = render_report(spec, {}, diagnosis, {"rbm_filters": b"png"})  # as MLflow re-reads it
+    text = _text(page)
+    assert "the reconstruction error fell over the epochs (0.3 to 0.12)" in text
+    assert "the free energy stayed finite" in text
+    assert "recall restored" not in text  # not a check of this kind
+    assert "the first hidden units' weights" in text  # its plot, in words
+    assert _setting_rows(page) == ["model.kind", "model.lr", "training.epochs"]
+    failing = {"verdict": "not_learning", "findings": [
+        {"verdict": "not_learning", "evidence": {"reconstruction_error_by_epoch": [0.3, 0.3]}},
+        {"verdict": "no_gradients", "evidence": {"reconstruction_error_by_epoch": [0.3, 0.3],
+                                                 "reconstruction_improving": False}}]}
+    text = _text(render_report(spec, {}, failing, {}))
+    assert "its reconstruction error did not fall over the epochs" in text
+    assert "its own checks measured what follows" in text  # the no_gradients finding
+    assert "reconstruction error, by epoch: [0.3, 0.3]" in text
+
+
+def test_a_kind_with_gradients_still_lists_its_optimizer():
+    page = render_report(SPEC, METRICS, {"verdict": "healthy", "findings": []}, {})
+    rows = _setting_rows(page)
+    assert "optimizer.name" in rows and "optimizer.lr" in rows
+    assert "gradients reach every layer" in page
+    # The model's word wins over the diagnosis's: no optimizer row for a model without one.
+    rows = _setting_rows(render_report(SPEC, METRICS, None, {}, uses_gradients=False))
+    assert "optimizer.lr" not in rows and "model.hidden" in rows
+    page = render_report(SPEC, {}, {"verdict": "healthy"}, {}, uses_gradients=False)
+    assert "gradients reach every layer" not in page and "own checks" in page
+
+
+@pytest.mark.slow
+def test_an_mlp_report_still_lists_its_optimizer_and_speaks_of_gradients(tmp_path: Path):
+    page, plots = _report_of_a_real_run(tmp_path, mlp_spec(
+        model={"hidden": [16]}, training={"epochs": 2, "batch_size": 256}))
+    rows = _setting_rows(page)
+    assert {"optimizer.name", "optimizer.lr", "training.precision"} <= set(rows), rows
+    assert "own checks" not in page and 'id="pretraining"' not in page
+    assert base64.b64encode(plots["loss_accuracy"]).decode() in page
+
+
+@pytest.mark.slow
+def test_an_autoencoders_rbm_pretraining_stages_are_reported_with_their_plot(tmp_path: Path):
+    spec = {"name": "stacked-rbm", "project": "tests", "data": {"name": "digits"},
+            "model": {"kind": "autoencoder", "hidden": [16, 8], "pretrain_with": "rbm",
+                      "pretrain_epochs": 2, "pretrain_batch_size": 256},
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "training": {"epochs": 1, "batch_size": 256}}
+    page, plots = _report_of_a_real_run(tmp_path, spec)
+    text = _text(page)
+    assert "each layer was an RBM trained by contrastive divergence, without gradients" in text
+    stages = re.findall(r"layer (\d): the reconstruction error (fell|did not fall) over its 2 "
+                        r"epochs", text)
+    assert [layer for layer, _ in stages] == ["0", "1"], text
+    assert base64.b64encode(plots["pretraining"]).decode() in page
+    assert "optimizer.lr" in _setting_rows(page)  # its fine-tuning has an optimizer

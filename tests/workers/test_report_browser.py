@@ -69,3 +69,29 @@ def test_a_page_that_reaches_out_is_caught(browser, tmp_path: Path):
     loaded = browser.execute_script("return document.images[0].naturalWidth;")
     assert loaded == 0
     assert any(e["level"] == "SEVERE" for e in browser.get_log("browser"))
+
+
+def test_a_report_of_a_kind_without_gradients_shows_its_own_plot(browser, tmp_path: Path):
+    from models.report import Curve
+    from workers.diagnostics import training_plots
+    from workers.tracking.model_report import plot_curve
+
+    energy = plot_curve("hopfield/energy", Curve([0, 1, 2], [-60.0, -62.0, -63.0],
+                                                 xlabel="unit update", ylabel="mean energy E"))
+    diagnosis = {"verdict": "healthy", "findings": [{"verdict": "no_gradients", "evidence": {
+        "recall_accuracy": 1.0, "energy_by_epoch": [-60.0, -63.0], "energy_decreasing": True,
+        "load": 0.06, "capacity": 0.138, "over_capacity": False}, "layers": ["weight"]}]}
+    page = render_report({"name": "hopfield", "model": {"kind": "hopfield"},
+                          "optimizer": {"name": "sgd", "lr": 0.1}}, {}, diagnosis,
+                         {"hopfield_energy": training_plots.png_bytes(energy)})
+    path = tmp_path / "hopfield.html"
+    path.write_text(page, encoding="utf-8")
+    browser.get(path.as_uri())
+    assert browser.find_element("id", "verdict").text == "healthy"
+    body = browser.find_element("tag name", "body").text
+    assert "recall restored 100% of the validation patterns exactly" in body
+    assert "optimizer." not in body
+    images = browser.execute_script(
+        "return Array.from(document.images, i => [i.alt, i.complete, i.naturalWidth]);")
+    assert [alt for alt, _, _ in images] == ["hopfield_energy"]
+    assert all(complete and width > 0 for _, complete, width in images), images

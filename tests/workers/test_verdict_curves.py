@@ -58,8 +58,11 @@ def test_a_run_whose_updates_collapsed_far_from_a_good_result_is_not_learning():
 
 def test_a_plateau_whose_weights_still_move_or_a_good_result_is_not_stalled():
     decayed = np.r_[np.full(10, 6e-3), np.full(90, 1e-9)]
-    # the same plateau, the weights still moving: what this setup gets, not a stall
-    assert _verdict(_record(FROZEN_LOSS, FROZEN_LOSS, FROZEN_ACC)) == "healthy"
+    # the same plateau, the weights still moving: not a stall, but a poor fit (gates)
+    diagnosis = diagnose_record(_record(FROZEN_LOSS, FROZEN_LOSS, FROZEN_ACC))
+    assert diagnosis.verdict == "not_learning"
+    assert "stalled" not in diagnosis.findings[0].evidence
+    assert diagnosis.findings[0].evidence["poor_fit"]
     # a schedule that decays to nothing once the run is good (96%) is healthy
     good = np.r_[0.9, np.full(9, 0.96)]
     assert _verdict(_record(np.r_[0.5, np.full(9, 0.1)], np.r_[0.5, np.full(9, 0.12)], good,
@@ -90,7 +93,8 @@ def test_the_same_climb_with_steps_of_a_usual_size_is_healthy_and_needs_more_epo
 def test_a_run_that_levelled_off_or_is_nearly_there_is_not_slow():
     plateau = np.array([0.11, 0.2, 0.28, 0.33, 0.35, 0.35, 0.35, 0.35])
     flat_loss = np.r_[np.linspace(2.3, 2.0, 4), np.full(4, 2.0)]
-    assert _verdict(_record(flat_loss, flat_loss, plateau)) == "healthy"
+    levelled = diagnose_record(_record(flat_loss, flat_loss, plateau))
+    assert levelled.verdicts == ["not_learning"]  # a poor fit at 28% of the gap, not slow
     fast = np.linspace(0.1, 0.58, 8)  # past half the gap at a good pace
     assert _verdict(_record(np.linspace(2.3, 1.0, 8), np.linspace(2.3, 1.0, 8), fast)) \
         == "healthy"
@@ -104,7 +108,7 @@ ACC = np.linspace(0.8, 0.93, 15)
 def test_a_val_loss_going_up_and_down_is_unstable_not_overfitting():
     val = np.array([0.43, 0.30, 0.28, 0.38, 0.22, 0.21, 0.21, 0.27, 0.20, 0.17, 0.23, 0.30,
                     0.11, 0.19, 0.19])
-    diagnosis = diagnose_record(_record(TRAIN_FALLING, val, ACC))
+    diagnosis = diagnose_record(_record(TRAIN_FALLING, val, 1.0 - val))  # the accuracy with it
     assert diagnosis.verdict == "unstable"
     assert diagnosis.findings[0].evidence["val_rise_share"] > 0.1
 

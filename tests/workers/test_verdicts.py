@@ -60,9 +60,11 @@ def _norms(grads: np.ndarray, total: np.ndarray | None = None,
     return NormCurves(keys, np.arange(len(grads)), np.column_stack(columns))
 
 
-def _learning(rng: np.random.Generator, epochs: int = 10, end: float = 0.9
+def _learning(rng: np.random.Generator, epochs: int = 10, end: float = 0.6
               ) -> list[dict[str, float]]:
-    """A classifier learning well: accuracy up from chance, losses down, with noise."""
+    """A classifier learning: accuracy up from chance, losses down, with noise. It ends
+    halfway from chance to perfect, above the poor-fit line and below the good fit (gates):
+    where a mechanism finding is still the verdict."""
     t = np.linspace(0, 1, epochs)
     acc = 0.1 + (end - 0.1) * (1 - np.exp(-5 * t)) + rng.normal(0, 0.005, epochs)
     loss = 2.3 * np.exp(-3 * t) + 0.1
@@ -126,9 +128,13 @@ CASES = [
     ("healthy: a converged loss wobbling near zero", lambda rng: _record(rng, epochs=_curve(
         np.r_[np.geomspace(2.3, 0.01, 6), np.tile([0.008, 0.012], 4)],
         acc=np.r_[np.linspace(0.1, 0.99, 6), np.full(8, 0.99)])), "healthy", []),
-    ("healthy: a hard task levelling off at 40%", lambda rng: _record(rng, epochs=_curve(
-        np.linspace(2.3, 1.6, 12), acc=np.r_[np.linspace(0.1, 0.38, 6),
-                                             np.linspace(0.385, 0.4, 6)])), "healthy", []),
+    ("poor fit: levelling off a third of the way (40%)", lambda rng: _record(rng,
+        epochs=_curve(np.linspace(2.3, 1.6, 12), acc=np.r_[np.linspace(0.1, 0.38, 6),
+                                                           np.linspace(0.385, 0.4, 6)])),
+     "not_learning", ["not_learning"]),
+    ("healthy: a hard task levelling off at 60%", lambda rng: _record(rng, epochs=_curve(
+        np.linspace(2.3, 1.2, 12), acc=np.r_[np.linspace(0.1, 0.58, 6),
+                                             np.linspace(0.585, 0.6, 6)])), "healthy", []),
     ("healthy: regression well fitted", lambda rng: _record(rng,
         baseline=Baseline("mean_predictor", 1.0, None),
         epochs=_curve(np.linspace(1.0, 0.1, 8), val=np.linspace(1.0, 0.12, 8))), "healthy", []),
@@ -169,8 +175,9 @@ CASES = [
         epochs=_curve(np.full(8, 1.0), val=np.full(8, 0.98))), "not_learning", ["not_learning"]),
     ("unstable: oscillating", lambda rng: _record(rng, epochs=_curve(
         np.tile([1.0, 1.6], 5), acc=np.linspace(0.4, 0.8, 10))), "unstable", ["unstable"]),
-    ("unstable: spike", lambda rng: _record(rng, epochs=_curve(
-        np.r_[np.linspace(2.0, 0.3, 6), 5.0, 0.3, 0.25, 0.2], acc=np.linspace(0.2, 0.9, 10))),
+    ("unstable: spike", lambda rng: _record(rng, epochs=_curve(  # the accuracy falls with it
+        np.r_[np.linspace(2.0, 0.3, 6), 5.0, 0.3, 0.25, 0.2],
+        acc=np.r_[np.linspace(0.2, 0.7, 6), 0.3, 0.8, 0.85, 0.9])),
      "unstable", ["unstable"]),
     ("slow: creeping forward", lambda rng: _record(rng, epochs=_curve(
         np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
@@ -223,8 +230,9 @@ def test_a_run_the_loop_stopped_as_diverged_gets_its_fixes_from_the_same_table(r
     finding = diagnosis.findings[0]
     assert finding.evidence == {"error": "loss is nan at step 7", "step": 7,
                                 "steps_per_epoch": 3}
-    # The table's: down to SGD's usual rate (not a tenth of 10) with a clip, then the others.
-    assert finding.fix == {"optimizer.lr": 0.1, "training.grad_clip_norm": 1.0}
+    # The table's: down to SGD's usual rate (not a tenth of 10), one setting; a clip next.
+    assert finding.fix == {"optimizer.lr": 0.1}
+    assert finding.alternatives[0] == {"training.grad_clip_norm": 1.0}
     assert finding.alternatives
     # The same candidates as a run whose logged loss went NaN (the curve check's diverged).
     nan = diagnose_record(_record(rng, spec=spec, epochs=_curve(np.array([2.0, np.nan]))))
@@ -244,7 +252,7 @@ def test_fixes_name_the_cause_in_the_spec_at_hand(rng):
     exploding = diagnose_record(_record(rng, grads=_grads(rng, 1e4),
                                         spec=_spec(optimizer={"lr": 0.5})))
     # Adam at 0.5 is far above Adam's usual rate: down to it, not a tenth of it.
-    assert exploding.findings[0].fix == {"training.grad_clip_norm": 1.0, "optimizer.lr": 0.001}
+    assert exploding.findings[0].fix == {"optimizer.lr": 0.001}
     assert exploding.findings[0].alternatives  # tried in turn when the first does not help
     # A fix the spec cannot take is left out: lr is capped at 10.
     assert fixes.compose(_spec(optimizer={"lr": 10.0}), {"optimizer.lr": 100.0}) == {}
@@ -257,9 +265,10 @@ def test_the_thresholds_move_the_verdict(rng):
     record = _record(rng, grads=_grads(rng, 1e-5))
     record.thresholds = lenient
     assert diagnose_record(record).verdict == "healthy"
-    record = _record(rng, epochs=_curve(np.full(10, 2.0), val=np.full(10, 2.0),
-                                   acc=np.full(10, 0.25)))
-    assert diagnose_record(record).verdict == "healthy"  # 17% of the gap closed
+    # 17% of the gap closed, still climbing at a steady pace: on its way (not a poor fit)
+    record = _record(rng, epochs=_curve(np.linspace(2.3, 2.0, 10), val=np.linspace(2.3, 2.0, 10),
+                                   acc=np.linspace(0.1, 0.25, 10)))
+    assert diagnose_record(record).verdict == "healthy"
     record.thresholds = DiagnosisThresholds(chance_fraction=0.2)
     assert diagnose_record(record).verdict == "not_learning"
 
@@ -364,7 +373,7 @@ def test_exploding_under_a_rate_far_above_the_usual_one_first_lowers_the_rate(rn
 
 
 @pytest.mark.parametrize(("schedule", "first"), [
-    ({"name": "constant"}, {"schedule.name": "cosine", "optimizer.lr": 1.0}),
+    ({"name": "constant"}, {"schedule.name": "cosine"}),
     # a rate that already decays is not annealed again: half of it, then the usual rate
     ({"name": "step", "step_epochs": 5}, {"optimizer.lr": 1.0})])
 def test_an_oscillating_run_is_first_annealed_then_slowed(schedule, first, rng):

@@ -17,7 +17,7 @@ from workers.data.files import check_arrays, load_file, read_text, resolve_data_
 from workers.data.registry import builtin_dataset, builtin_datasets
 from workers.data.standardize import standardize
 
-__all__ = ["DataBundle", "DataError", "builtin_datasets", "load_data"]
+__all__ = ["DataBundle", "DataError", "TaskMismatch", "builtin_datasets", "load_data"]
 
 # The splits an .npz may give itself, each as x_<name> and y_<name>.
 GIVEN = ("val", "test")
@@ -92,8 +92,18 @@ def _check_task(natural: str, task: str, y: np.ndarray) -> None:
         return
     if task == "regression" and natural in ("classification", "binary"):
         return
-    raise DataError(("task",), f"task {task!r} does not fit this data, whose task is "
-                               f"{natural!r}; use task: auto")
+    raise TaskMismatch(natural, len(np.unique(y)) if natural != "regression" else 0,
+                       f"task {task!r} does not fit this data, whose task is {natural!r}; "
+                       "use task: auto")
+
+
+class TaskMismatch(DataError):
+    """The spec's task does not fit the data: at `task`, with the data's own task and its
+    number of classes (for a refusal that names the output and loss that fit it)."""
+
+    def __init__(self, natural: str, classes: int, msg: str):
+        super().__init__(("task",), msg)
+        self.natural, self.classes = natural, classes
 
 
 def _given_splits(arrays: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, data: Any,

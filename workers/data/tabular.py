@@ -90,12 +90,20 @@ def spirals(p: SpiralsParams):
 class BlobsParams(PointsParams):
     centers: int = Field(3, ge=2, le=100, description="number of blobs (classes)")
     features: int = Field(2, ge=1, le=10_000, description="input dimensions")
+    # Data faults to study (docs/data.md): the diagnosis calls them `bad_data`, the fix is
+    # data.standardize. 1 and 0 leave the blobs as they are.
+    spread: float = Field(1.0, ge=1.0, le=1e6, description="the last feature's scale over the "
+                          "first's: features are scaled geometrically from 1 to this "
+                          "(unscaled inputs)")
+    offset: float = Field(0.0, ge=-1e6, le=1e6, description="added to every feature "
+                          "(inputs far from zero)")
 
 
 @register_dataset("blobs", BlobsParams, description="isotropic Gaussian blobs, one per class")
 def blobs(p: BlobsParams):
     x, y = skd.make_blobs(p.n, n_features=p.features, centers=p.centers,
                           cluster_std=max(p.noise, 1e-6) * 10, random_state=p.seed)
+    x = x * np.geomspace(1.0, p.spread, p.features) + p.offset
     return x.astype(np.float32), y.astype(np.int64), "classification", {}
 
 
@@ -104,6 +112,10 @@ class FunctionParams(PointsParams):
                                                         "f (sin: sin(pi x))")
     noise: float = Field(0.0, ge=0.0, le=10.0, description="standard deviation of the noise "
                                                            "added to y")
+    # A data fault to study: targets far from unit scale (`bad_data`, data.standardize).
+    y_scale: float = Field(1.0, gt=0.0, le=1e6, description="y is multiplied by this "
+                           "(unscaled targets)")
+    y_offset: float = Field(0.0, ge=-1e6, le=1e6, description="then this is added to y")
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -117,4 +129,5 @@ def function(p: FunctionParams):
     rng = np.random.default_rng(p.seed)
     x = rng.uniform(-1.0, 1.0, size=(p.n, 1))
     y = _FUNCTIONS[p.fn](x) + rng.normal(0.0, p.noise, size=x.shape)
+    y = y * p.y_scale + p.y_offset
     return x.astype(np.float32), y.astype(np.float32), "regression", {}

@@ -1,8 +1,11 @@
 """The plots of one run's training, from what its recorders kept: gradient norms (layer by
-step), update norms and their ratio to the weights, loss and accuracy, activation statistics.
-Each is handed to the sink as a function that draws it, so it is drawn on the sink's thread."""
+step), update norms and their ratio to the weights, loss and accuracy, activation statistics,
+a layer-wise pretraining's stage losses. Each is handed to the sink as a function that draws
+it, so it is drawn on the sink's thread."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from workers.diagnostics import training_plots as plots
 from workers.diagnostics.recorders import RunRecorders
@@ -34,3 +37,10 @@ def plot_training(recorders: RunRecorders, sink: DiagnosisSink) -> None:
         keys, kinds = sampler.keys, sampler.kinds
         sink.log_plot(lambda: plots.activation_stats(sampled_steps, keys, values, kinds),
                       "activation_stats")
+
+
+def plot_pretraining(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+                     sink: DiagnosisSink) -> None:
+    """Each pretraining stage's loss (`pretrain/layer_<l>/loss`) by step: the stages' own check
+    (an RBM stage's loss is its reconstruction error, learned without gradients)."""
+    sink.log_plot(lambda: plots.loss_accuracy(curves), "pretraining")

@@ -5,7 +5,9 @@ draws what it says (`sink`, `run_plots`), and the analyses the spec asks for.
 During training: the live diagnosis at epoch ends, each time on a fresh activation sample
 (`live.LiveDiagnosis`: the job's progress, the tag; `live=False` leaves it out, as
 `RunOptions.live_diagnosis` does). After training: the diagnosis (tag `layerwise.diagnosis`,
-`diagnosis.json`, the job record), the plots, the analyses and `report.html`. A run the loop
+`diagnosis.json`, the job record), the plots, the analyses, what the model itself shows
+(`LayerwiseModel.after_training`: a Hopfield net's recall, energy and capacity) and
+`report.html`, with every one of those plots. A run the loop
 stopped because its loss was not finite is diagnosed `diverged` from that step, its fix from
 the same remedies table as every verdict.
 """
@@ -22,8 +24,9 @@ from services.contract.spec import ExperimentSpec
 from services.contract.verdicts import Verdict
 from workers.diagnostics.analysis import run_analyses
 from workers.diagnostics.live import live_agrees
+from workers.diagnostics.pretraining_stages import PretrainingStages
 from workers.diagnostics.recorders import RunRecorders
-from workers.diagnostics.run_plots import plot_training
+from workers.diagnostics.run_plots import plot_pretraining, plot_training
 from workers.diagnostics.sink import TrackerSink
 from workers.diagnostics.verdicts import (
     Diagnosis,
@@ -31,6 +34,7 @@ from workers.diagnostics.verdicts import (
     Finding,
     diagnose_record,
 )
+from workers.tracking.model_report import log_model_report
 from workers.tracking.run_tracker import RunTracker
 from workers.training.callback_base import Callback
 
@@ -41,6 +45,8 @@ class Diagnostics:
         self.spec, self.model, self.shape = spec, model, shape
         self.sink = TrackerSink(tracker)
         self.recorders = RunRecorders(spec, model, tracker.sink, live=live)
+        # what the layer-wise pretraining's stages measured, when the run kept it (workers.run)
+        self.pretraining: PretrainingStages | None = None
 
     # -- during training -------------------------------------------------------------------
     def attach(self, callbacks: list[Callback], train_x: torch.Tensor,
@@ -63,19 +69,27 @@ class Diagnostics:
     def after_training(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
                        objective: Any, final: dict[str, Any], *, step: int,
                        device: torch.device) -> dict[str, Any]:
-        """Verdict, plots and analyses. Returns what goes into the job's result: the analysis
-        metrics and, when anything was measured, "diagnosis"."""
+        """Verdict, plots, analyses, the model's own report and report.html. Returns what goes
+        into the job's result: the analysis metrics and, when anything was measured,
+        "diagnosis"."""
         diagnosis = self.diagnose(final)
         if diagnosis is not None:
             self._record(diagnosis)
+        stages = self.pretraining.stages() if self.pretraining is not None else []
         if self.spec.diagnostics.plots:
             plot_training(self.recorders, self.sink)
+            if self.pretraining is not None and stages:
+                plot_pretraining(self.pretraining.curves(), self.sink)
         metrics = run_analyses(self.spec, self.model, objective, splits, self.shape, final,
                                self.sink, device=device, plots_on=self.spec.diagnostics.plots)
         if metrics:
             self.sink.log_metrics(metrics, step=step)
+        # After the analyses, as before: an RBM's Gibbs samples draw from torch's generator.
+        own_plots = log_model_report(self.sink.tracker, self.model.after_training(splits))
         verdict = diagnosis.as_dict() if diagnosis else None
-        self.sink.log_report(self.spec.model_dump(mode="json"), {**final, **metrics}, verdict)
+        self.sink.log_report(self.spec.model_dump(mode="json"), {**final, **metrics}, verdict,
+                             own_plots=own_plots, uses_gradients=self.model.uses_gradients,
+                             pretraining=stages)
         return {**metrics, **({"diagnosis": verdict} if verdict else {})}
 
     def diagnose(self, final: dict[str, Any] | None = None) -> Diagnosis | None:

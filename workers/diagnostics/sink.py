@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import posixpath
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,8 +37,14 @@ class DiagnosisSink(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
 
     def log_report(self, spec_summary: Mapping[str, Any], metrics: Mapping[str, Any],
-                   diagnosis: Mapping[str, Any] | None) -> None:
-        """`report.html`, with every plot logged before it."""
+                   diagnosis: Mapping[str, Any] | None, *,
+                   own_plots: Mapping[str, bytes] | None = None,
+                   uses_gradients: bool = True,
+                   pretraining: Sequence[Mapping[str, Any]] = ()) -> None:
+        """`report.html`, with every plot logged before it and `own_plots`, the model's own
+        (already logged: `workers.tracking.model_report`); `uses_gradients` as the model
+        declares it (a kind without gradients is judged, and reported, by its own checks);
+        `pretraining` the layer-wise pretraining's stages (`PretrainingStages.stages`)."""
 
 
 class TrackerSink:
@@ -64,9 +70,19 @@ class TrackerSink:
         self.tracker.sink.log(metrics, step=step)
 
     def log_report(self, spec_summary: Mapping[str, Any], metrics: Mapping[str, Any],
-                   diagnosis: Mapping[str, Any] | None) -> None:
-        self.tracker.sink.call_soon(lambda: self.tracker.log_text(  # after the plots
-            render_report(spec_summary, metrics, diagnosis, self.plots), REPORT_FILE))
+                   diagnosis: Mapping[str, Any] | None, *,
+                   own_plots: Mapping[str, bytes] | None = None,
+                   uses_gradients: bool = True,
+                   pretraining: Sequence[Mapping[str, Any]] = ()) -> None:
+        own = dict(own_plots or {})
+
+        def render() -> None:  # on the sink's thread, after the plots queued before it
+            # A kind without gradients shows its own checks first: they are its diagnosis.
+            plots = {**own, **self.plots} if not uses_gradients else {**self.plots, **own}
+            self.tracker.log_text(render_report(spec_summary, metrics, diagnosis, plots,
+                                                uses_gradients=uses_gradients,
+                                                pretraining=pretraining), REPORT_FILE)
+        self.tracker.sink.call_soon(render)
 
 
 def log_png(tracker: RunTracker, figure: Figure, artifact_file: str) -> bytes:

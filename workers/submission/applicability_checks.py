@@ -164,3 +164,53 @@ def _monitor_errors(spec: ExperimentSpec, facts: ForwardFacts) -> list[SpecError
         return []
     return [SpecError(MONITOR, f"{stopping.monitor!r} is not logged for this run; choose one "
                                f"of {sorted(facts.metric_keys)}")]
+
+
+# -- an output and a loss that do not fit the data ---------------------------------------------
+OUTPUT: Loc = ("model", "output")
+LOSS: Loc = ("loss",)
+TASK: Loc = ("task",)
+
+
+def objective_refusals(spec: ExperimentSpec, task: str, classes: int) -> list[SpecError]:
+    """When the spec's output, loss (or task) disagree, the field whose change fits the DATA
+    (its task and number of classes), with both ways out; [] when the data does not decide
+    it (the caller keeps the objective's own refusal).
+
+    - more than 2 classes (or a classification): one label per example, a softmax over the
+      classes; a sigmoid or hard-limit output is the wrong field, not the loss;
+    - binary data: one output unit, a sigmoid; a softmax over one unit is always 1.
+    """
+    output, loss = getattr(spec.model, "output", "auto"), spec.loss
+    if task == "classification" and output in ("sigmoid", "hardlimit"):
+        keep = f"loss {loss!r}" if loss != "auto" else "the loss"
+        return [SpecError(OUTPUT, f"model.output {output!r} does not fit this data's {classes} "
+                                  f"classes (one label per example): set model.output: softmax "
+                                  f"(or auto), which {keep} then fits; or, to keep the "
+                                  f"{output} output, loss: mse")]
+    if task == "binary" and output == "softmax":
+        return [SpecError(OUTPUT, "a softmax over binary data's one output unit is always 1: "
+                                  "set model.output: sigmoid (or auto) with loss: bce (or "
+                                  "auto); or, to keep the softmax, task: classification (two "
+                                  "output units) with loss: cross_entropy")]
+    return []
+
+
+def task_refusals(spec: ExperimentSpec, natural: str, classes: int) -> list[SpecError]:
+    """A spec's task that does not fit its data, refused at the output and loss that carry
+    it (a binary task's sigmoid and bce on data of more classes), with the change that fits
+    the data; the task's own refusal stays next to them."""
+    output, loss = getattr(spec.model, "output", "auto"), spec.loss
+    if not (spec.task == "binary" and natural == "classification"):
+        return []
+    fit = (f"set task: classification (or auto), model.output: softmax and loss: "
+           f"cross_entropy (or auto for both): this data has {classes} classes, and a binary "
+           "task answers one yes or no")
+    errors = []
+    if output in ("sigmoid", "hardlimit"):
+        errors.append(SpecError(OUTPUT, f"model.output {output!r} gives one unit for this "
+                                        f"data's {classes} classes; {fit}"))
+    if loss in ("bce", "perceptron"):
+        errors.append(SpecError(LOSS, f"loss {loss!r} scores one yes or no, not one of "
+                                      f"{classes} classes; {fit}"))
+    return errors

@@ -34,13 +34,19 @@ from models.objectives import ObjectiveError
 from services.caps import JobMemory, SubmissionLimits
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
-from workers.data import DataBundle, DataError
+from workers.data import DataBundle, DataError, TaskMismatch
 from workers.data.registry import builtin_dataset
 from workers.data.statistics import measure as measure_data
 from workers.diagnostics.verdicts.data_faults import submission_diagnosis
 from workers.prepare import data_key, data_mtime, load_bundle, objective_of
 from workers.submission.analysis_checks import analysis_problems
-from workers.submission.applicability_checks import data_errors, model_errors, untrainable_data
+from workers.submission.applicability_checks import (
+    data_errors,
+    model_errors,
+    objective_refusals,
+    task_refusals,
+    untrainable_data,
+)
 from workers.submission.model_step import LoggedMetrics, dry_run_batch, stepped_model
 
 _PASSED_CACHE_SIZE = 1024
@@ -144,8 +150,9 @@ def _dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimi
     errors += untrainable_data(spec, data_diagnosis)
     try:
         objective = objective_of(spec, bundle)
-    except ObjectiveError as exc:
-        raise SpecInvalid([*errors, SpecError(exc.loc, exc.msg)]) from exc
+    except ObjectiveError as exc:  # named at the field whose change fits the data
+        fitting = objective_refusals(spec, bundle.task, bundle.output_dim)
+        raise SpecInvalid([*errors, *(fitting or [SpecError(exc.loc, exc.msg)])]) from exc
     try:
         step = stepped_model(spec, bundle, objective, limits,
                              data_key=data_key(spec, data_roots))
@@ -186,5 +193,8 @@ def _load(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits
     try:
         return load_bundle(spec, data_roots, limits.max_data_bytes,
                            max_classes=limits.max_classes)
+    except TaskMismatch as exc:  # the output and loss that fit the data, then the task
+        raise SpecInvalid([*task_refusals(spec, exc.natural, exc.classes),
+                           SpecError(exc.loc, exc.msg)]) from exc
     except DataError as exc:
         raise SpecInvalid([SpecError(exc.loc, exc.msg)]) from exc

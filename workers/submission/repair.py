@@ -22,6 +22,9 @@ repair that did not help (`repair_outcome.repair_helped`: not healthy, and its h
 metric not `FAIR_SHARE` of the way from the task's baseline to perfect) is repaired by going
 back to that job and trying its next candidate (`layerwise.repair_candidate` counts them); a
 repair that helped but still has a problem is repaired by its own diagnosis's first fix.
+
+An unfinished run (`healthy` with `needs_more_epochs: N`) is not done: its one fix is
+`training.epochs` raised by N, within the contract's cap (`MAX_EPOCHS`).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from annotated_types import Le
 from pydantic import ValidationError
 
 from services.contract import mlflow_names as names
+from services.contract.sections import TrainingSpec
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import apply_params
@@ -56,6 +61,10 @@ log = logging.getLogger("layerwise.repair")
 
 _ROUND = re.compile(r"^(?P<base>.*) \(repair (?P<round>\d+)\)$", re.DOTALL)
 _NAME_MAX = 250  # the spec's name field
+# The most epochs a spec may ask for (the contract's bound; the service's own cap,
+# LAYERWISE_MAX_EPOCHS, is checked by the submission as for any spec).
+MAX_EPOCHS: int = next(bound.le for bound in TrainingSpec.model_fields["epochs"].metadata
+                       if isinstance(bound, Le) and isinstance(bound.le, int))
 
 
 class RepairRefused(ValueError):
@@ -90,10 +99,32 @@ def diagnosis_of(record: JobRecord) -> dict[str, Any]:
         raise RepairRefused(f"job {record.id} has no diagnosis (nothing was measured: "
                             "diagnostics.grad_norms was off); change its spec by hand and "
                             "submit it")
-    if diagnosis["verdict"] == "healthy":
+    if diagnosis["verdict"] == "healthy" and not _needs_more_epochs(diagnosis):
         raise RepairRefused(f"job {record.id} was diagnosed healthy: there is nothing to "
                             "repair")
     return diagnosis
+
+
+def _needs_more_epochs(diagnosis: dict[str, Any]) -> int | None:
+    """The epochs a healthy run still on its way needs (curves' `needs_more_epochs`), if any:
+    such a run is unfinished, not done, and its repair trains it longer."""
+    more = diagnosis.get("needs_more_epochs")
+    return more if isinstance(more, int) and not isinstance(more, bool) and more > 0 else None
+
+
+def _longer(record: JobRecord, more: int) -> dict[str, Any]:
+    """`training.epochs` raised by `more`, within the spec's cap on epochs.
+
+    Raises:
+        RepairRefused: the run trained for the most epochs a spec allows already.
+    """
+    epochs = ExperimentSpec.model_validate(record.spec, context=STORED).training.epochs
+    longer = min(MAX_EPOCHS, epochs + more)
+    if longer <= epochs:
+        raise RepairRefused(f"job {record.id} needs about {more} more epochs, but "
+                            f"training.epochs is at its cap of {MAX_EPOCHS} already; raise "
+                            "optimizer.lr instead (the same epochs then go further)")
+    return {"training.epochs": longer}
 
 
 def candidate_fixes(record: JobRecord) -> tuple[str, list[dict[str, Any]]]:
@@ -105,6 +136,9 @@ def candidate_fixes(record: JobRecord) -> tuple[str, list[dict[str, Any]]]:
     """
     diagnosis = diagnosis_of(record)
     verdict = str(diagnosis["verdict"])
+    more = _needs_more_epochs(diagnosis)
+    if verdict == "healthy" and more:  # unfinished: the epochs it needs are the one fix
+        return verdict, [_longer(record, more)]
     finding = _primary_finding(diagnosis) or {}
     ranked = [finding.get("fix"), *(finding.get("alternatives") or [])]
     ranked = [fix for fix in ranked if isinstance(fix, dict) and fix]

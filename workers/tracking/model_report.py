@@ -1,10 +1,15 @@
 """Log what a model reports after training: each curve as an MLflow metric history (step = the
-curve's own x) and a plot, each picture grid as a plot, all under `plots/`."""
+curve's own x) and a plot, each picture grid as a plot, all under `plots/`; the PNGs are
+returned too, for report.html (a Hopfield net's recall, energy and capacity are its checks)."""
 
 from __future__ import annotations
 
+import io
 import math
+import posixpath
+import tempfile
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -16,26 +21,38 @@ from models.report import Curve, ModelReport, Pictures  # noqa: E402
 from workers.tracking.run_tracker import RunTracker  # noqa: E402
 
 
-def log_model_report(tracker: RunTracker, report: ModelReport) -> list[str]:
-    """Returns the artifact paths of the plots logged."""
-    paths = []
+def log_model_report(tracker: RunTracker, report: ModelReport) -> dict[str, bytes]:
+    """Returns {plot name: PNG bytes} of the plots logged (`plots/<name>.png`), in order."""
+    plots = {}
     for key, curve in report.curves.items():
         now = int(time.time() * 1000)
         tracker.sink.log_rows([key], [[v] for v in curve.values], curve.steps,
                               [now] * len(curve.steps))
-        paths.append(_log(tracker, plot_curve(key, curve), key))
-    for name, pictures in report.pictures.items():
-        paths.append(_log(tracker, plot_pictures(name, pictures), name))
-    return paths
+        name = _name(key)
+        plots[name] = _log(tracker, plot_curve(key, curve), name)
+    for key, pictures in report.pictures.items():
+        name = _name(key)
+        plots[name] = _log(tracker, plot_pictures(key, pictures), name)
+    return plots
 
 
-def _log(tracker: RunTracker, figure: plt.Figure, name: str) -> str:
-    path = f"plots/{name.replace('/', '_')}.png"
+def _name(key: str) -> str:
+    return key.replace("/", "_")
+
+
+def _log(tracker: RunTracker, figure: plt.Figure, name: str) -> bytes:
+    """Draw `figure` once, as the artifact `plots/<name>.png` and the bytes returned."""
+    buffer = io.BytesIO()
     try:
-        tracker.log_figure(figure, path)
+        figure.savefig(buffer, format="png")
     finally:
         plt.close(figure)
-    return path
+    png = buffer.getvalue()
+    folder, file = posixpath.split(f"plots/{name}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, file).write_bytes(png)
+        tracker.artifacts.log_artifact(str(Path(tmp, file)), folder)
+    return png
 
 
 def plot_curve(key: str, curve: Curve) -> plt.Figure:

@@ -113,6 +113,21 @@ def test_a_job_with_nothing_to_repair_is_refused_saying_why(store, status, found
         update={"spec": {**job.spec, "diagnostics": {"auto_repair": 3}}}))
 
 
+def test_an_unfinished_healthy_run_is_repaired_by_the_epochs_it_needs(store):
+    """Healthy but still on its way (`needs_more_epochs`): not done, so its repair trains it
+    that many epochs longer; at the spec's cap it is refused naming the field and the way
+    out."""
+    unfinished = {**diagnosis("healthy", {}), "findings": [], "needs_more_epochs": 8}
+    job = finished(store, mlp_spec(training={"epochs": 2}), unfinished)
+    spec = repair.repaired_spec(job)
+    assert spec.training.epochs == 10 and spec.optimizer.lr == 0.003  # nothing else changed
+    capped = finished(store, mlp_spec(training={"epochs": repair.MAX_EPOCHS}), unfinished)
+    with pytest.raises(RepairRefused, match="training.epochs is at its cap"):
+        repair.repaired_spec(capped)
+    near = finished(store, mlp_spec(training={"epochs": repair.MAX_EPOCHS - 3}), unfinished)
+    assert repair.repaired_spec(near).training.epochs == repair.MAX_EPOCHS
+
+
 def test_a_fix_that_makes_an_invalid_spec_names_the_field(store):
     job = finished(store, mlp_spec(), diagnosis(fix={"optimizer.lr": -1.0}))
     with pytest.raises(SpecInvalid) as refused:

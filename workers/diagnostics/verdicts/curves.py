@@ -35,7 +35,9 @@ overfitting   the val loss, smoothed over a tenth of the epochs (at least 3), en
               `overfitting_floor` times the baseline's loss, while the (smoothed) train loss
               kept falling and the gap between them widened, and the rise is larger than
               `NOISE_FACTOR` times the val curve's own noise (`curve_noise`, from its
-              epochs' second differences); not called when early stopping restores
+              epochs' second differences), as the gap at the end must be (a val loss
+              within its noise of the train loss generalizes as well as it fits); not called
+              when early stopping restores
               the best epoch's weights: the model kept is not the overfit one. The evidence
               says when the train loss ended far below the val loss (`train_far_below_val`:
               under `FAR_BELOW` times it): the engine then puts overfitting first;
@@ -102,6 +104,9 @@ def curve_findings(record: RunRecord, evidence: dict[str, Any]) -> list[Finding]
             # has them ahead of it).
             ahead = max(0, (record.total_epochs or len(by_epoch)) - len(by_epoch))
             more = int(np.ceil(epochs_needed)) - ahead
+            # On its way: the epochs it needs are in reach (ahead of a live run, or a few
+            # more): the poor-fit line (gates) does not call it not_learning.
+            evidence["progress"]["on_its_way"] = more <= MAX_MORE_FACTOR * len(by_epoch)
             if 0 < more <= MAX_MORE_FACTOR * len(by_epoch):
                 evidence["needs_more_epochs"] = more
                 # Near its baseline but on its way there: more epochs are its fix, not a rate.
@@ -232,8 +237,11 @@ def _overfitting(record: RunRecord, train: np.ndarray) -> list[Finding]:
     # means, biased low by about twice their noise, so a rise of a smoothed curve's few noise
     # widths is what noise alone makes.
     noise = curve_noise(val)
+    # And the val loss must end above the train loss by more than that noise: within it, the
+    # model generalizes as well as it fits (a noisy SGD run whose val loss went up and down).
     if best == len(val_s) - 1 or rise <= t.overfitting_rise or train_s[-1] >= train_s[best] \
-            or gap_end <= gap_best or val_s[-1] - val_s[best] <= NOISE_FACTOR * noise:
+            or gap_end <= gap_best or val_s[-1] - val_s[best] <= NOISE_FACTOR * noise \
+            or gap_end <= NOISE_FACTOR * noise:
         return []
     best += window - 1  # the smoothed value's last epoch
     return [Finding(Verdict.OVERFITTING, {

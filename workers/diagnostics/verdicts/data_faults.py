@@ -1,10 +1,12 @@
 """The `bad_data` verdict: what the training split's statistics (`DataStats`, measured by
 workers/data/statistics.py) show, as findings whose evidence names the fault and its numbers.
 
-The faults (docs/diagnostics.md): `unscaled_inputs`, `unscaled_targets`, `suspect_labels`,
-`non_finite_data`, `constant_features`, `leaked_examples`. Each finding's `evidence["fault"]`
-names it; the fix is `data.standardize` (remedies.py) or, when only the file can change, a
-sentence in `evidence["fix_in_file"]`.
+The faults (docs/diagnostics.md): `unscaled_inputs`, `unscaled_targets` (both at once:
+`unscaled_inputs_and_targets`, one finding and one setting, `data.standardize: both`: a
+repair that rescales only the inputs leaves a loss that the targets' scale dominates),
+`suspect_labels`, `non_finite_data`, `constant_features`, `leaked_examples`. Each finding's
+`evidence["fault"]` names it; the fix is `data.standardize` (remedies.py) or, when only the
+file can change, a sentence in `evidence["fix_in_file"]`.
 
 Where a finding goes depends on whether the run has a problem of its own:
 - the data alone is wrong (`ALWAYS`: values not finite, labels that are not what the task
@@ -44,15 +46,27 @@ LEAK_MARGIN = 0.05  # held-out rows equal to training rows beyond the data's own
 CONSTANT_SHARE = 0.5
 
 ALWAYS = ("non_finite_data", "suspect_labels", "leaked_examples")
-WHEN_POOR = ("unscaled_inputs", "unscaled_targets")
+WHEN_POOR = ("unscaled_inputs", "unscaled_targets", "unscaled_inputs_and_targets")
 CONTEXT = ("leaked_examples", "constant_features", "dominant_class")
 
 
 def data_findings(stats: DataStats) -> list[Finding]:
     """Every fault the statistics show, most basic first (fixes not attached yet)."""
-    found = [*_non_finite(stats), *_suspect_labels(stats), *_unscaled_inputs(stats),
-             *_unscaled_targets(stats), *_leaked(stats), *_constant(stats), *_dominant(stats)]
+    found = [*_non_finite(stats), *_suspect_labels(stats), *_unscaled(stats),
+             *_leaked(stats), *_constant(stats), *_dominant(stats)]
     return found
+
+
+def _unscaled(stats: DataStats) -> list[Finding]:
+    """The scale faults: one finding when both the inputs and the targets are off the unit
+    scale (one cause, one setting: `data.standardize: both`), whose evidence holds both
+    parts' numbers; `evidence["parts"]` names what to standardize."""
+    inputs, targets = _unscaled_inputs(stats), _unscaled_targets(stats)
+    if not (inputs and targets):
+        return [*inputs, *targets]
+    evidence = {**inputs[0].evidence, **targets[0].evidence,
+                "fault": "unscaled_inputs_and_targets", "parts": ["inputs", "targets"]}
+    return [Finding(Verdict.BAD_DATA, evidence)]
 
 
 def place(stats: DataStats, run_findings: list[Finding], notes: list[str]) -> list[Finding]:
@@ -83,7 +97,7 @@ def _finding(fault: str, evidence: dict[str, Any], fix_in_file: str | None = Non
 
 
 def _standardize_hint(fault: str) -> str:
-    part = "inputs" if fault == "unscaled_inputs" else "targets"
+    part = {"unscaled_inputs": "inputs", "unscaled_targets": "targets"}.get(fault, "both")
     return f"data.standardize: {part} would put it at unit scale"
 
 
@@ -145,7 +159,7 @@ def _unscaled_inputs(stats: DataStats) -> list[Finding]:
     if largest <= UNIT_SCALE and not (spread >= SCALE_SPREAD and stats.feature_std_max > 1.0):
         return []
     return [_finding("unscaled_inputs", {
-        "feature_std_max": num(stats.feature_std_max),
+        "parts": ["inputs"], "feature_std_max": num(stats.feature_std_max),
         "feature_std_min": num(stats.feature_std_min),
         "feature_abs_mean_max": num(stats.feature_abs_mean_max),
         "feature_scale_spread": num(spread), "unit_scale": UNIT_SCALE})]
@@ -159,8 +173,8 @@ def _unscaled_targets(stats: DataStats) -> list[Finding]:
     std, mean = stats.target_std, stats.target_mean
     if std <= TARGET_SCALE and abs(mean) <= TARGET_SCALE and (std == 0 or std >= 1 / TARGET_SCALE):
         return []
-    return [_finding("unscaled_targets", {"target_mean": num(mean), "target_std": num(std),
-                                          "unit_scale": TARGET_SCALE})]
+    return [_finding("unscaled_targets", {"parts": ["targets"], "target_mean": num(mean),
+                                          "target_std": num(std), "unit_scale": TARGET_SCALE})]
 
 
 def _leaked(stats: DataStats) -> list[Finding]:

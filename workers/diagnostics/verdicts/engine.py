@@ -13,6 +13,10 @@ vanishing through time (`through_time`); a healthy run still on its way gets the
 `needs_more_epochs` (curves) as a field and a note.
 With the training split's statistics (`RunRecord.data`), the data's faults are `bad_data`
 findings, ahead of the mechanism they caused when the run has a problem (`data_faults`).
+Last, the run's result draws two lines (`gates`): a run that went most of the way from its
+baseline to perfect is healthy unless a hard fault holds (its mechanism findings become
+notes), and one that ended short of a fair share of it, with no finding and not still
+improving, is `not_learning`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from services.contract.diagnostics_spec import DiagnosisThresholds
 from services.contract.verdicts import Verdict
-from workers.diagnostics.verdicts import data_faults, energy, remedies
+from workers.diagnostics.verdicts import data_faults, energy, gates, remedies
 from workers.diagnostics.verdicts.curves import curve_findings
 from workers.diagnostics.verdicts.gradients import gradient_findings
 from workers.diagnostics.verdicts.norms import NormCurves
@@ -76,9 +80,15 @@ def diagnose_record(record: RunRecord, *, detected_at_step: int | None = None,
         found.insert(0, Finding(Verdict.DIVERGED, diverged.evidence()))
         detected_at_step = diverged.step
     findings = in_order_to_act(_merge(found))
+    poor = gates.poor_fit(record, evidence) if record.uses_gradients and not any(
+        f.verdict != Verdict.NO_GRADIENTS for f in findings) else None
+    if poor is not None:  # ended short of a fair share of the way: not healthy (gates)
+        findings.insert(0, poor)
+        evidence.setdefault(poor.verdict, poor.evidence)
     if record.data is not None:  # the data's faults, ahead of what they caused (data_faults)
         findings = data_faults.place(record.data, findings, record.notes)
         evidence["data"] = record.data.as_dict()
+    findings = gates.gate_good_fit(findings, record)  # a good fit: only hard faults remain
     remedies.attach(findings, record)
     causes = [f for f in findings if f.verdict != Verdict.NO_GRADIENTS]
     verdict = causes[0].verdict if causes else Verdict.HEALTHY
