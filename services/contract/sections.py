@@ -81,10 +81,13 @@ class ScheduleSpec(Strict):
     min_lr: float = Field(0.0, ge=0.0, description="cosine and warmup: the floor")
 
 
+MAX_EPOCHS = 100_000  # the contract's bound; the service's own cap is LAYERWISE_MAX_EPOCHS
+
+
 class TrainingSpec(Strict):
     """The loop's length, batches, seed, gradient clipping and precision."""
 
-    epochs: int = Field(20, ge=1, le=100_000, description="passes over the training set "
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS, description="passes over the training set "
                         "(capped by LAYERWISE_MAX_EPOCHS)")
     batch_size: int | Literal["full"] = Field(64, description="examples per step, or 'full' "
                                                               "for full-batch gradient descent")

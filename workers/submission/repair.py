@@ -36,11 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from annotated_types import Le
 from pydantic import ValidationError
 
 from services.contract import mlflow_names as names
-from services.contract.sections import TrainingSpec
+from services.contract.sections import MAX_EPOCHS
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
 from services.contract.sweep_spec import apply_params
@@ -61,10 +60,6 @@ log = logging.getLogger("layerwise.repair")
 
 _ROUND = re.compile(r"^(?P<base>.*) \(repair (?P<round>\d+)\)$", re.DOTALL)
 _NAME_MAX = 250  # the spec's name field
-# The most epochs a spec may ask for (the contract's bound; the service's own cap,
-# LAYERWISE_MAX_EPOCHS, is checked by the submission as for any spec).
-MAX_EPOCHS: int = next(bound.le for bound in TrainingSpec.model_fields["epochs"].metadata
-                       if isinstance(bound, Le) and isinstance(bound.le, int))
 
 
 class RepairRefused(ValueError):
