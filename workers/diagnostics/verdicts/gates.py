@@ -60,7 +60,9 @@ def good_fit(record: RunRecord) -> float | None:
     wrong (logits blown up by unscaled inputs score 96% at a loss of 24 against the prior's
     0.69), and what made it so stays the verdict."""
     progress, base = record.progress, record.baseline
-    if progress is None or progress.final < GOOD_FIT:
+    # A user's `chance_fraction` above the gate says what "learned" means for this run: a run
+    # below it is not a good fit, whatever the gate's default share.
+    if progress is None or progress.final < max(GOOD_FIT, record.thresholds.chance_fraction):
         return None
     loss = record.last(f"{progress.metric.split('/')[0]}/loss")
     if progress.metric.endswith("accuracy") and base is not None and base.loss \
