@@ -35,21 +35,24 @@ def standardize(bundle: DataBundle, how: str) -> DataBundle:
             raise DataError(LOC, f"this data's inputs are token ids or patterns (task "
                                  f"{bundle.task!r}), which rescaling would change; set "
                                  "data.standardize: none")
-        mean, std = _fit(bundle.x_train)
-        for name in ("x_train", "x_val", "x_test"):
-            _apply(bundle, name, mean, std)
-        fitted["inputs"] = _as_json(mean, std)
+        fitted["inputs"] = _fit_and_apply(bundle, "x")
     if how in ("targets", "both"):
         if bundle.task != "regression":
             raise DataError(LOC, f"data.standardize: {how} rescales a regression's targets, "
                                  f"and this run's task is {bundle.task!r}, whose targets are "
                                  "labels; use data.standardize: inputs (or none)")
-        mean, std = _fit(bundle.y_train)
-        for name in ("y_train", "y_val", "y_test"):
-            _apply(bundle, name, mean, std)
-        fitted["targets"] = _as_json(mean, std)
+        fitted["targets"] = _fit_and_apply(bundle, "y")
     bundle.standardization = fitted
     return bundle
+
+
+def _fit_and_apply(bundle: DataBundle, part: str) -> dict[str, Any]:
+    """Fit `part` ("x" or "y") on the training split, rescale every split of it, and return
+    what was fitted."""
+    mean, std = _fit(getattr(bundle, f"{part}_train"))
+    for split in ("train", "val", "test"):
+        _apply(bundle, f"{part}_{split}", mean, std)
+    return _as_json(mean, std)
 
 
 def _fit(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
