@@ -22,6 +22,7 @@ from bench import (
     queue_depth,
     service,
     submission_checks,
+    watch_cost,
 )
 from tests.utils.server import free_port
 
@@ -51,6 +52,8 @@ def main() -> list[dict[str, Any]]:
     # 1's margin (BENCHMARKS.md), and a median of three followed it.
     rows = instrumentation.run(epochs=3 if tiny else 200, repeats=1 if tiny else 5,
                                http_port=free_port())
+    rows += watch_cost.rows(epochs=3 if tiny else 200, repeats=1 if tiny else 3,
+                            results=args.results, tiny=tiny)
     rows += service.run(jobs=2 if tiny else 10, submissions=40 if tiny else 1000,
                         clients=4 if tiny else 8, crowd=10 if tiny else 200)
     rows += queue_depth.run(tiny, results=args.results)

@@ -24,7 +24,13 @@ from workers.training.callback_base import EVENTS, Callback, by_state_key, imple
 from workers.training.config import TrainingConfig
 from workers.training.data_parallel import DataParallel, TrainingStep
 from workers.training.evaluation import Split, evaluate
-from workers.training.metrics import COUNT, PENALTY, MetricSums, accumulate, summarize
+from workers.training.metrics import (
+    PENALTY,
+    MetricSums,
+    StepMetrics,
+    accumulate,
+    summarize,
+)
 from workers.training.optim import build_optimization
 from workers.training.rng import restore_rng, rng_state
 
@@ -161,6 +167,8 @@ class Trainer:
         # loss reuses it instead of computing it again.
         reuse_loss = type(self.model).training_step is LayerwiseModel.training_step
         sums: MetricSums = {}
+        pending = StepMetrics(self.objective, reuse_loss=reuse_loss)
+        penalties: MetricSums = {}
         for start in range(0, len(train), batch):
             index, weight = order[start:start + batch], 1.0
             if self.parallel is not None:
@@ -171,11 +179,11 @@ class Trainer:
             output, penalty = self._step(x, y, weight)
             if weight == 0.0:  # a stand-in example of an empty shard: not counted
                 continue
-            metrics = self.objective.metrics(
-                output.detach(), y, loss=self.last_loss if reuse_loss else None)
+            pending.add(sums, output.detach(), y, self.last_loss)
             if penalty is not None:  # summed per example like the loss: the epoch's mean
-                metrics[PENALTY] = penalty * metrics[COUNT]
-            accumulate(sums, metrics)
+                accumulate(penalties, {PENALTY: penalty * float(y.shape[0])})
+        pending.flush(sums)
+        sums |= penalties  # after the objective's sums, the order their keys are logged in
         return sums if self.parallel is None else self.parallel.sum_metrics(sums)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
