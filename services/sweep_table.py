@@ -8,20 +8,28 @@ table survives a restart of the service.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
+from services.contract.trial_status import (
+    FINAL,
+    TrialStatus,
+    label_counts,
+    status_counts,
+    stop_verdict,
+    trial_status,
+)
 from services.records import JobRecord
 
-TrialStatus = Literal["queued", "running", "paused", "succeeded", "early_stopped", "failed",
-                      "cancelled"]
-FINAL_TRIAL_STATUSES = frozenset({"succeeded", "early_stopped", "failed", "cancelled"})
+FINAL_TRIAL_STATUSES = frozenset(s.value for s in FINAL)
 
 
 class TrialRow(BaseModel):
     trial_id: str
-    status: TrialStatus = "queued"
+    # stopped: search.stop_on ended it (its verdict in stop_reason); early_stopped: a
+    # scheduler did (services.contract.trial_status)
+    status: TrialStatus = TrialStatus.QUEUED
     params: dict[str, Any] = {}
     repeat: int = 0
     epoch: int = 0
@@ -64,7 +72,13 @@ class SweepRecord(BaseModel):
     metric: str
     mode: str
     trials_total: int
-    trials_done: int
+    trials_done: int  # trials that ended, whatever their outcome
+    # Of those: stopped (on their diagnosis or by the scheduler) and failed
+    trials_stopped: int = 0
+    trials_failed: int = 0
+    # How many trials have each status label: succeeded, stopped: <verdict>, stopped:
+    # scheduler, failed, cancelled, running, paused, queued
+    trial_statuses: dict[str, int] = {}
     trials: list[TrialRow]
     best: BestTrial | None
     configurations: list[dict[str, Any]] | None = None  # per configuration over seeds, at the end
@@ -72,14 +86,19 @@ class SweepRecord(BaseModel):
     # search.stop_on: trials stopped per verdict, and the CPU-seconds those stops saved
     stopped_on_diagnosis: dict[str, int] = {}
     cpu_seconds_saved: float = 0.0
+    # Which swept values mattered, at the end: {params: {path: importance}, evaluator,
+    # trials} or {skipped: why}
+    importance: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: JobRecord) -> SweepRecord:
         result = job.result or {}
-        trials = [TrialRow(**row) for row in result.get("trials", [])]
+        rows = result.get("trials", [])
+        trials = [TrialRow(**{**row, "status": trial_status(row).value}) for row in rows]
         best = result.get("best")
         search = job.spec.get("search", {})
-        stops = diagnosis_stops(result.get("trials", []))
+        stops = diagnosis_stops(rows)
+        counts = status_counts(rows)
         return cls(
             id=job.id, name=job.name, project=job.project, status=job.status, spec=job.spec,
             priority=job.priority, attempts=job.attempts, attempt_log=job.attempt_log,
@@ -89,12 +108,15 @@ class SweepRecord(BaseModel):
             mlflow_experiment_id=job.mlflow_experiment_id,
             metric=search.get("metric", "val/loss"), mode=search.get("mode", "min"),
             trials_total=int(result.get("trials_total", job.param_count or 0)),
-            trials_done=sum(t.status in FINAL_TRIAL_STATUSES for t in trials),
+            trials_done=sum(counts.get(s.value, 0) for s in FINAL),
+            trials_stopped=counts[TrialStatus.STOPPED] + counts[TrialStatus.EARLY_STOPPED],
+            trials_failed=counts[TrialStatus.FAILED], trial_statuses=label_counts(rows),
             trials=trials, best=BestTrial(**best) if best else None,
             configurations=result.get("configurations"),
             expectations=result.get("expectations"),
             stopped_on_diagnosis=stops["stopped_on_diagnosis"],
-            cpu_seconds_saved=stops["cpu_seconds_saved"])
+            cpu_seconds_saved=stops["cpu_seconds_saved"],
+            importance=result.get("importance"))
 
 
 class SweepsPublic(BaseModel):
@@ -124,10 +146,12 @@ def merge_trials(rows: list[dict[str, Any]], updates: dict[str, dict[str, Any]]
 
 
 def best_trial(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
-    """The trial with the best latest metric among those that ran to the end, or among all
-    that have one while none has finished yet."""
-    scored = [r for r in rows if r.get("metric") is not None and r.get("status") != "failed"]
-    finished = [r for r in scored if r.get("status") == "succeeded"]
+    """The trial with the best latest metric among those that ran to the end, or while none
+    has, among those still training or stopped by the scheduler. A trial stopped on its
+    diagnosis is never the best: its metric is that of a configuration called broken."""
+    scored = [r for r in rows if r.get("metric") is not None and trial_status(r) not in (
+        TrialStatus.FAILED, TrialStatus.STOPPED)]
+    finished = [r for r in scored if trial_status(r) == TrialStatus.SUCCEEDED]
     pool = finished or scored
     if not pool:
         return None
@@ -137,19 +161,15 @@ def best_trial(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
             "metric": float(top["metric"]), "mlflow_run_id": top.get("mlflow_run_id")}
 
 
-DIAGNOSIS_STOP = "diagnosis: "  # a stop reason's prefix, as with diagnostics.on_problem: stop
-
-
 def diagnosis_stops(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The trials `search.stop_on` stopped, counted per verdict, and the CPU-seconds saved
     (each stopped trial's epochs not run times its measured seconds per epoch and CPUs)."""
     counts: dict[str, int] = {}
     saved = 0.0
     for row in rows:
-        reason = row.get("stop_reason") or ""
-        if not reason.startswith(DIAGNOSIS_STOP):
+        verdict = stop_verdict(row)
+        if verdict is None:
             continue
-        verdict = reason.removeprefix(DIAGNOSIS_STOP)
         counts[verdict] = counts.get(verdict, 0) + 1
         saved += float(row.get("cpu_seconds_saved") or 0.0)
     return {"stopped_on_diagnosis": dict(sorted(counts.items())), "cpu_seconds_saved": saved}
@@ -157,5 +177,5 @@ def diagnosis_stops(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cancel_live_trials(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The table of a cancelled sweep: every trial that had not ended is cancelled."""
-    return [{**r, "status": "cancelled"} if r.get("status") not in FINAL_TRIAL_STATUSES else r
+    return [{**r, "status": TrialStatus.CANCELLED.value} if trial_status(r) not in FINAL else r
             for r in rows]

@@ -145,9 +145,12 @@ class SearchSpec(Strict):
                                                                "many as the cluster fits")
     stop_on: list[str] = Field(default_factory=list, max_length=len(Verdict), description=(
         "verdicts of the live diagnosis that stop a trial as soon as it names one (after "
-        "`stop_grace_epochs`), whatever the scheduler; its run ends with `diagnosis: <verdict>` "
-        "as the stop reason and its last metric is the trial's (the searcher's, the summary's "
-        "and `expect:`'s). Under pbt the trial is replaced by a copy of a better one instead. "
+        "`stop_grace_epochs`), whatever the scheduler; its status is `stopped` (shown as "
+        "`stopped: <verdict>`), its run ends with `diagnosis: <verdict>` as the stop reason, "
+        "and its last metric is the trial's: the searcher, its configuration's mean in the "
+        "summary and `expect:` count it, but it is never the best trial (a trial a scheduler "
+        "stopped counts in neither). Under pbt the trial is replaced by a copy of a better one "
+        "instead. "
         "One or more of: "
         + ", ".join(STOP_VERDICTS)))
     stop_grace_epochs: int = Field(2, ge=1, description="epochs every trial runs before "

@@ -78,7 +78,8 @@ def test_cli_sweep_runs_every_trial_as_a_child_run_with_a_summary(server, tmp_pa
     assert parent.data.metrics["best/val/loss"] == pytest.approx(best.metric)
     artifacts = {a.path for a in mlflow.list_artifacts(parent.info.run_id, "plots")}
     assert artifacts == {"plots/metric_vs_params.png", "plots/configurations.png",
-                         "plots/top_trials_grad_norms.png", "plots/verdict_grid.png"}
+                         "plots/top_trials_grad_norms.png", "plots/verdict_grid.png",
+                         "plots/parallel_coordinates.png"}
     assert all(t.verdict for t in trials)  # the diagnosis's, shown on the verdict grid
     runs = {r.info.run_id: r for r in children(mlflow, record)}
     assert set(runs) == {t.mlflow_run_id for t in trials}

@@ -83,7 +83,7 @@ def test_a_broken_trial_stops_on_its_verdict_while_a_healthy_one_runs_every_epoc
 
     rows = {r["params"]["model.init"]: r for r in summary["trials"]}
     broken, healthy = rows["zeros"], rows["glorot_normal"]
-    assert broken["status"] == "succeeded", broken  # it ended as its diagnosis asked
+    assert broken["status"] == "stopped", broken  # it ended as its diagnosis asked
     assert broken["stop_reason"] == "diagnosis: symmetric" and broken["verdict"] == "symmetric"
     assert 2 <= broken["epoch"] < EPOCHS, broken
     assert broken["cpu_seconds_saved"] > 0
@@ -183,7 +183,8 @@ def test_the_verdict_grid_has_a_cell_per_pair_of_swept_values():
     assert [t.get_text() for t in panels[0].get_xticklabels()] == ["sigmoid", "relu"]
     assert [t.get_text() for t in panels[0].get_yticklabels()] == ["1x8", "6x8"]
     cells = sorted(t.get_text() for t in panels[0].texts)
-    assert "vanishing\n2/3\n2 stopped" in cells and "symmetric\n1/1\n1 stopped" in cells
+    # each cell's mix of verdicts, most common first, and its stopped trials
+    assert "vanishing 2\nfailed 1\n(2 stopped)" in cells and "symmetric 1\n(1 stopped)" in cells
     close(figure)
     assert verdict_grid([{"trial_id": "x", "status": "succeeded", "params": {}}], sweep) is None
 

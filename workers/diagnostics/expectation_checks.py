@@ -16,6 +16,7 @@ from services.contract.expectations import (
     MetricExpectation,
     Where,
 )
+from services.contract.trial_status import counts_final_metric
 
 # Metrics whose smaller values are better, when a comparison does not say (`mode`).
 _LOWER_IS_BETTER = ("loss", "mse", "error", "perplexity")
@@ -57,7 +58,8 @@ def verdicts_of(diagnosis: Any) -> list[str]:
 
 def evaluate_sweep(expectations: list[Any], rows: list[dict[str, Any]], *, search_metric: str,
                    search_mode: str) -> list[dict[str, Any]]:
-    """Each expectation against the sweep's trial rows (those that trained to the end)."""
+    """Each expectation against the sweep's trial rows (those whose final metric counts: they
+    trained to the end, or search.stop_on stopped them)."""
     out = []
     for expectation in expectations:
         if isinstance(expectation, MetricExpectation):
@@ -75,11 +77,12 @@ def evaluate_sweep(expectations: list[Any], rows: list[dict[str, Any]], *, searc
 
 def trial_values(rows: list[dict[str, Any]], metric: str, where: Where,
                  search_metric: str) -> list[float]:
-    """The final values of `metric` of the succeeded trials whose params include `where`."""
+    """The final values of `metric` of the trials whose final metric counts (succeeded, or
+    stopped on their diagnosis) and whose params include `where`."""
     values = []
     for row in rows:
         params = row.get("params") or {}
-        if row.get("status") != "succeeded" or not all(
+        if not counts_final_metric(row) or not all(
                 _same(params.get(path), value) for path, value in where.items()):
             continue
         value = (row.get("metrics") or {}).get(metric)

@@ -41,11 +41,13 @@ from services.contract.sweep_spec import (
     UniformDomain,
 )
 from services.contract.tags import STORED
+from services.contract.trial_status import ended_status
 from workers.sweeps.context import TrialContext
 from workers.sweeps.summary import ParentRun
 from workers.sweeps.trial import (
     FINAL_KEY,
     RUN_ID_KEY,
+    STOP_REASON_KEY,
     TAG_TRIAL_ID,
     VERDICT_KEY,
     train_trial,
@@ -322,9 +324,10 @@ class TrialTable(tune.Callback):
 
     def status(self, trial: Trial) -> str:
         if trial.status == Trial.TERMINATED:
-            if (trial.last_result or {}).get(FINAL_KEY):
-                return "succeeded"
-            return "cancelled" if self.sweep_id in _cancelled else "early_stopped"
+            last = trial.last_result or {}
+            return ended_status(finished=bool(last.get(FINAL_KEY)),
+                                stop_reason=last.get(STOP_REASON_KEY),
+                                cancelled=self.sweep_id in _cancelled).value
         return {Trial.PENDING: "queued", Trial.RUNNING: "running", Trial.PAUSED: "paused",
                 Trial.ERROR: "failed"}.get(trial.status, "queued")
 
@@ -357,8 +360,9 @@ class TrialTable(tune.Callback):
         metrics = result.metrics or {}
         params, repeat = self.sweep.decode(result.config or {})
         row = {"trial_id": metrics.get("trial_id", ""), "params": params, "repeat": repeat,
-               "status": "failed" if result.error else (
-                   "succeeded" if metrics.get(FINAL_KEY) else "early_stopped"),
+               "status": "failed" if result.error else ended_status(
+                   finished=bool(metrics.get(FINAL_KEY)),
+                   stop_reason=metrics.get(STOP_REASON_KEY)).value,
                "mlflow_run_id": metrics.get(RUN_ID_KEY),
                "metric": metrics.get(self.sweep.search.metric), **trial_outcome(metrics)}
         if result.error:

@@ -1,5 +1,9 @@
 """The sweep's MLflow parent run: the space and search settings as params, and at the end the
-best trial, the per-configuration statistics over seeds, the trial table and the summary plots.
+best trial, the trials per status, the per-configuration statistics over seeds, which swept
+values mattered, the trial table and the summary plots.
+
+Every trial's status comes from services.contract.trial_status: what the parent run's metrics,
+`trials.json`, `summary.json` and the plots say of a trial is the same.
 """
 
 from __future__ import annotations
@@ -16,9 +20,19 @@ from mlflow.tracking import MlflowClient
 
 from services.contract import mlflow_names as names
 from services.contract.sweep_spec import SweepSpec, configuration_key
+from services.contract.trial_status import (
+    STOPPED_STATUSES,
+    counts_final_metric,
+    label_counts,
+    status_counts,
+    trial_status,
+)
 from services.sweep_table import best_trial, diagnosis_stops
 from workers.diagnostics.expectation_checks import evaluate_sweep
 from workers.sweeps import sweep_plots
+from workers.sweeps.importance import param_importance
+from workers.sweeps.metric_bounds import Bounds, clip_interval, metric_bounds
+from workers.sweeps.parallel_coordinates import parallel_coordinates
 from workers.sweeps.trial import TAG_TRIAL_ID
 from workers.sweeps.verdict_grid import verdict_grid
 from workers.tracking.experiments import ensure_experiment
@@ -30,8 +44,8 @@ TAG_KIND = "layerwise.kind"
 TAG_BEST_TRIAL = "layerwise.best_trial_id"
 TAG_BEST_RUN = "layerwise.best_run_id"
 TOP_TRIALS_PLOTTED = 3
+PLOTTED = ("succeeded", "stopped", "early_stopped")  # the statuses whose metric is drawn
 SUMMARY_SECONDS = "summary_seconds"  # the parent run's: how long finish() took
-SCORED = ("succeeded", "early_stopped")
 
 
 class ParentRun:
@@ -101,28 +115,31 @@ class ParentRun:
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, rows: list[dict[str, Any]], *, cancelled: bool) -> dict[str, Any]:
-        """Record the outcome on the parent run and close it. Returns {trials, best,
-        configurations, expectations, stopped_on_diagnosis, cpu_seconds_saved} (each of the
-        sweep's `expect` with what was observed; the trials `search.stop_on` stopped per
-        verdict, and the CPU-seconds those stops saved)."""
+        """Record the outcome on the parent run and close it. Returns {trials, best, statuses,
+        configurations, expectations, importance, stopped_on_diagnosis, cpu_seconds_saved}:
+        the trials per status label, each of the sweep's `expect` with what was observed,
+        which swept values mattered, the trials `search.stop_on` stopped per verdict, and the
+        CPU-seconds those stops saved."""
         started = time.perf_counter()
         mode, metric = self.sweep.search.mode, self.sweep.search.metric
         self.close_open_children("KILLED" if cancelled else "FINISHED")
+        rows = [{**row, "status": trial_status(row).value} for row in rows]
         if cancelled:
             self._kill_cancelled_failures(rows)
         best = best_trial(rows, mode)
-        configurations = configuration_stats(rows, mode)
+        bounds = metric_bounds(metric, model_kind=self.sweep.base.model.kind)
+        configurations = configuration_stats(rows, mode, bounds)
         expectations = evaluate_sweep(self.sweep.expect, rows, search_metric=metric,
                                       search_mode=mode)
-        counts: dict[str, int] = defaultdict(int)
-        for row in rows:
-            counts[row.get("status", "queued")] += 1
-        values = {f"trials/{status}": float(n) for status, n in counts.items()}
+        importance = param_importance(rows, self.sweep)
+        values = {f"trials/{status}": float(n) for status, n in status_counts(rows).items()}
         stops = diagnosis_stops(rows)
         values.update({f"stopped/{verdict}": float(n)
                        for verdict, n in stops["stopped_on_diagnosis"].items()})
         if self.sweep.search.stop_on:
             values["stopped/cpu_seconds_saved"] = stops["cpu_seconds_saved"]
+        values.update({f"importance/{path}": value
+                       for path, value in importance.get("params", {}).items()})
         if best is not None:
             values[f"best/{metric}"] = best["metric"]
             self.client.log_batch(self.run_id, tags=[
@@ -133,34 +150,44 @@ class ParentRun:
                                                     for k, v in values.items()])
         self.client.log_text(self.run_id, json.dumps(rows, indent=2, default=str),
                              "trials.json")
+        statuses = label_counts(rows)
         self.client.log_text(self.run_id, json.dumps(
-            {"metric": metric, "mode": mode, "best": best, "configurations": configurations,
-             "expectations": expectations, **stops}, indent=2, default=str), "summary.json")
-        self._log_plots(rows, configurations)
+            {"metric": metric, "mode": mode, "best": best, "trials_total": self.sweep.trial_count(),
+             "statuses": statuses, "configurations": configurations,
+             "expectations": expectations, "importance": importance, **stops},
+            indent=2, default=str), "summary.json")
+        self._log_plots(rows, configurations, bounds)
         # What the end of a sweep costs, on its own run (BENCHMARKS.md row 10: 1,000 trials).
         self.client.log_metric(self.run_id, SUMMARY_SECONDS, time.perf_counter() - started,
                                _now_ms(), 0)
         failed_all = bool(rows) and all(r.get("status") == "failed" for r in rows)
         status = "KILLED" if cancelled else ("FAILED" if failed_all else "FINISHED")
         self.client.set_terminated(self.run_id, status=status)
-        return {"trials": rows, "best": best, "configurations": configurations,
-                "expectations": expectations, **stops}
+        return {"trials": rows, "best": best, "statuses": statuses,
+                "configurations": configurations, "expectations": expectations,
+                "importance": importance, **stops}
 
-    def _log_plots(self, rows: list[dict[str, Any]], configurations: list[dict[str, Any]]
-                   ) -> None:
+    def _log_plots(self, rows: list[dict[str, Any]], configurations: list[dict[str, Any]],
+                   bounds: Bounds) -> None:
         metric, mode = self.sweep.search.metric, self.sweep.search.mode
         figures: dict[str, Any] = {}
         grid = verdict_grid(rows, self.sweep)  # failed trials too: where the space breaks
         if grid is not None:
             figures["plots/verdict_grid.png"] = grid
-        scored = [r for r in rows if r.get("metric") is not None and r.get("status") in SCORED]
+        scored = [r for r in rows if r.get("metric") is not None
+                  and trial_status(r) in PLOTTED]
         if scored:
             figures["plots/metric_vs_params.png"] = sweep_plots.metric_vs_params(
                 scored, self.sweep, metric)
-        if self.sweep.repeat > 1 and configurations:
+        lines = parallel_coordinates(rows, self.sweep)
+        if lines is not None:
+            figures["plots/parallel_coordinates.png"] = lines
+        if self.sweep.repeat > 1 and any(c["mean"] is not None for c in configurations):
             figures["plots/configurations.png"] = sweep_plots.configuration_intervals(
-                configurations, metric)
-        top = sorted(scored, key=lambda r: r["metric"], reverse=mode == "max")
+                configurations, metric, bounds)
+        # The best trials' curves: of those that trained to the end, else of any scored.
+        top = sorted(scored, key=lambda r: (trial_status(r) != "succeeded",
+                                            -r["metric"] if mode == "max" else r["metric"]))
         curves = {r["trial_id"]: self._grad_norm_curves(r["mlflow_run_id"])
                   for r in top[:TOP_TRIALS_PLOTTED] if r.get("mlflow_run_id")}
         if any(curves.values()):
@@ -178,33 +205,38 @@ class ParentRun:
             for k in keys}
 
 
-def configuration_stats(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+def configuration_stats(rows: list[dict[str, Any]], mode: str,
+                        bounds: Bounds = (None, None)) -> list[dict[str, Any]]:
     """Per configuration (the trials that differ only by seed): n, mean, standard deviation
-    and the 95% interval of the mean (Student's t), best mean first.
+    and the 95% interval of the mean (Student's t, cut to the metric's range `bounds`), best
+    mean first; a configuration none of whose trials has a final metric comes last, n 0.
 
-    Only trials that trained to the end count: a trial stopped early was judged on fewer
-    epochs (`stopped` says how many a configuration lost).
+    The trials whose final metric counts make the mean: those that trained to the end and
+    those stopped on their diagnosis (their last value, as `expect:` takes it). A trial the
+    scheduler stopped was judged on fewer epochs and is left out. `statuses` counts every
+    trial of the configuration per status label, `stopped` those stopped either way.
     """
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    stopped: dict[str, int] = defaultdict(int)
+    trials: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        key = configuration_key(row.get("params", {}))
-        if row.get("metric") is not None and row.get("status") == "succeeded":
-            groups[key].append(row)
-        elif row.get("status") == "early_stopped":
-            stopped[key] += 1
+        trials[configuration_key(row.get("params", {}))].append(row)
     out = []
-    for key, members in groups.items():
-        values = [float(r["metric"]) for r in members]
+    for members in trials.values():
+        counted = [r for r in members if counts_final_metric(r) and r.get("metric") is not None
+                   and math.isfinite(float(r["metric"]))]
+        values = [float(r["metric"]) for r in counted]
         n = len(values)
-        mean = sum(values) / n
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        mean = sum(values) / n if n else None
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) \
+            if mean is not None and n > 1 else None
         half = _t_975(n - 1) * std / math.sqrt(n) if std is not None else None
         out.append({"params": members[0].get("params", {}), "n": n, "mean": mean, "std": std,
-                    "ci95": [mean - half, mean + half] if half is not None else None,
-                    "values": values, "trial_ids": [r["trial_id"] for r in members],
-                    "stopped": stopped[key]})
-    return sorted(out, key=lambda c: c["mean"], reverse=mode == "max")
+                    "ci95": clip_interval((mean - half, mean + half), bounds)
+                    if mean is not None and half is not None else None,
+                    "values": values, "trial_ids": [r["trial_id"] for r in counted],
+                    "stopped": sum(trial_status(r) in STOPPED_STATUSES for r in members),
+                    "statuses": label_counts(members)})
+    sign = -1.0 if mode == "max" else 1.0
+    return sorted(out, key=lambda c: (c["mean"] is None, sign * (c["mean"] or 0.0)))
 
 
 def _t_975(dof: int) -> float:

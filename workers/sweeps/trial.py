@@ -29,7 +29,7 @@ from services.contract import mlflow_names as names
 from services.contract.spec import ExperimentSpec
 from services.contract.sweep_spec import PBT_FIXED_PREFIXES, SweepSpec
 from services.contract.tags import STORED
-from services.sweep_table import DIAGNOSIS_STOP
+from services.contract.trial_status import DIAGNOSIS_STOP
 from workers.diagnostics.live import LiveDiagnosis
 from workers.run import RunHooks, RunOptions, run_experiment
 from workers.sweeps.context import TrialContext

@@ -1,6 +1,8 @@
 """Where in the space each problem lives: for each pair of swept paths, a grid of their values
-whose cells show the verdict most of their trials got (vanishing for deep sigmoid nets, healthy
-with residual skips), how many of them had it, and how many `search.stop_on` stopped.
+whose cells show the mix of verdicts their trials got (`healthy 3`, `slow 2`, `not_learning 1`,
+most common first) and how many `search.stop_on` stopped; a cell's colour is its most common
+verdict, paler the less its trials agree (vanishing for deep sigmoid nets, healthy with
+residual skips).
 
 Listed domains (choice, grid) keep their values in the spec's order; numeric domains are cut
 into a few bins (log-spaced for loguniform), so every pair of dimensions makes a small grid.
@@ -9,7 +11,6 @@ into a few bins (log-spaced for loguniform), so every pair of dimensions makes a
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections import Counter
 from typing import Any
@@ -29,7 +30,8 @@ from services.contract.sweep_spec import (  # noqa: E402
     LogUniformDomain,
     SweepSpec,
 )
-from services.sweep_table import DIAGNOSIS_STOP  # noqa: E402
+from services.contract.trial_status import stop_verdict  # noqa: E402
+from workers.sweeps.sweep_plots import short_label, titled  # noqa: E402
 
 NUMERIC_BINS = 3
 MAX_PANELS = 6
@@ -44,9 +46,9 @@ def trial_verdict(row: dict[str, Any]) -> str | None:
     """The verdict a trial's cell counts: the one its diagnosis stopped it for, else its own
     (the final diagnosis, or the live one of a trial a scheduler stopped); a failed trial
     without one counts as failed."""
-    reason = row.get("stop_reason") or ""
-    if reason.startswith(DIAGNOSIS_STOP):
-        return reason.removeprefix(DIAGNOSIS_STOP)
+    stopped_for = stop_verdict(row)
+    if stopped_for is not None:
+        return stopped_for
     if row.get("verdict"):
         return str(row["verdict"])
     return "failed" if row.get("status") == "failed" else None
@@ -72,9 +74,9 @@ def verdict_grid(rows: list[dict[str, Any]], sweep: SweepSpec) -> Figure | None:
         _panel(ax, judged, axes_of[x_path], axes_of[y_path] if y_path else None)
     for ax in panels[len(pairs):]:
         ax.set_visible(False)
-    stopped = sum((r.get("stop_reason") or "").startswith(DIAGNOSIS_STOP) for r in rows)
-    fig.suptitle(f"{sweep.display_name}: the verdict most trials got, per pair of swept values "
-                 f"(n = trials; {stopped} stopped on their diagnosis)", fontsize=10)
+    stopped = sum(stop_verdict(r) is not None for r in rows)
+    titled(fig, f"{sweep.display_name}: the verdicts of each cell's trials (trials per "
+                f"verdict; colour: the most common); {stopped} stopped on their diagnosis")
     fig.tight_layout()
     return fig
 
@@ -88,7 +90,7 @@ class _Axis:
         values = [r.get("params", {}).get(path) for r in rows]
         self.listed = isinstance(domain, ChoiceDomain | GridDomain)
         if self.listed:
-            self.labels = [_short(v) for v in domain.values]  # type: ignore[union-attr]
+            self.labels = [short_label(v) for v in domain.values]  # type: ignore[union-attr]
             self.labels = list(dict.fromkeys(self.labels))
             self.edges: list[float] = []
             return
@@ -106,7 +108,7 @@ class _Axis:
     def index(self, row: dict[str, Any]) -> int | None:
         value = row.get("params", {}).get(self.path)
         if self.listed:
-            label = _short(value)
+            label = short_label(value)
             return self.labels.index(label) if label in self.labels else None
         if not isinstance(value, int | float) or not math.isfinite(float(value)):
             return None
@@ -124,14 +126,13 @@ def _panel(ax: Any, rows: list[dict[str, Any]], x: _Axis, y: _Axis | None) -> No
     height = len(y.labels) if y is not None else 1
     image = np.ones((height, len(x.labels), 3))
     for (j, i), members in cells.items():
-        counts = Counter(trial_verdict(r) for r in members)
-        verdict, n = counts.most_common(1)[0]
+        counts = Counter(trial_verdict(r) for r in members).most_common()
+        verdict, n = counts[0]
         share = n / len(members)
         color = np.asarray(to_rgb(COLORS.get(str(verdict), "tab:gray")))
         image[j, i] = 1.0 - (1.0 - color) * (0.35 + 0.65 * share)  # paler: less agreement
-        stopped = sum((r.get("stop_reason") or "").startswith(DIAGNOSIS_STOP) for r in members)
-        text = f"{verdict}\n{n}/{len(members)}" + (f"\n{stopped} stopped" if stopped else "")
-        ax.text(i, j, text, ha="center", va="center", fontsize=7,
+        ax.text(i, j, cell_text(members), ha="center", va="center",
+                fontsize=7 if len(counts) <= 3 else 6,
                 color="white" if share > 0.6 and verdict != "healthy" else "black")
     ax.imshow(image, aspect="auto")
     ax.set_xticks(range(len(x.labels)), x.labels, rotation=30, ha="right", fontsize=8)
@@ -141,16 +142,17 @@ def _panel(ax: Any, rows: list[dict[str, Any]], x: _Axis, y: _Axis | None) -> No
         ax.set_ylabel(y.path)
     else:
         ax.set_yticks([])
+        ax.set_ylabel("every trial")
+
+
+def cell_text(members: list[dict[str, Any]]) -> str:
+    """A cell's mix of verdicts, one line each, most common first (`healthy 3`, `slow 2`),
+    and how many of its trials search.stop_on stopped."""
+    counts = Counter(trial_verdict(r) for r in members).most_common()
+    lines = [f"{verdict} {n}" for verdict, n in counts]
+    stopped = sum(stop_verdict(r) is not None for r in members)
+    return "\n".join([*lines, *([f"({stopped} stopped)"] if stopped else [])])
 
 
 def _widest(axes: dict[str, _Axis]) -> int:
     return max(len(a.labels) for a in axes.values())
-
-
-def _short(value: Any) -> str:
-    """A value as a short label: [64, 64, 64] as 3x64."""
-    if isinstance(value, list) and value and all(v == value[0] for v in value) \
-            and isinstance(value[0], int | float | str):
-        return f"{len(value)}x{value[0]}"
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 18 else text[:17] + "…"
