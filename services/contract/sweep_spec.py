@@ -155,6 +155,11 @@ class SearchSpec(Strict):
         + ", ".join(STOP_VERDICTS)))
     stop_grace_epochs: int = Field(2, ge=1, description="epochs every trial runs before "
                                    "`stop_on` may stop it")
+    log_models: Literal["best", "all", "none"] = Field("best", description=(
+        "which trials log their trained model (runs:/<id>/model). best: a trial that ends as "
+        "the best so far by `metric` (so the sweep's best trial always has its model, and in "
+        "a random order about ln N of N trials log one); all: every trial that trains to the "
+        "end; none. A trial stopped on its diagnosis logs none unless `all`"))
 
     @field_validator("stop_on")
     @classmethod

@@ -83,6 +83,7 @@ def test_cli_sweep_runs_every_trial_as_a_child_run_with_a_summary(server, tmp_pa
     assert all(t.verdict for t in trials)  # the diagnosis's, shown on the verdict grid
     runs = {r.info.run_id: r for r in children(mlflow, record)}
     assert set(runs) == {t.mlflow_run_id for t in trials}
+    with_model: dict[str, bool] = {}
     for trial in trials:
         run = runs[trial.mlflow_run_id]
         assert run.info.status == "FINISHED"
@@ -94,7 +95,14 @@ def test_cli_sweep_runs_every_trial_as_a_child_run_with_a_summary(server, tmp_pa
                 "val/loss"} <= set(run.data.metrics)
         assert run.data.metrics["val/loss"] == pytest.approx(trial.metric)
         files = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
-        assert {"spec.yaml", "layers.json", "model"} <= files
+        assert {"spec.yaml", "layers.json"} <= files
+        with_model[trial.trial_id] = "model" in files
+    # search.log_models: best (the default): the best trial has its model, and a trial without
+    # one ended behind a better (or equal) trial
+    assert with_model[best.trial_id]
+    for trial in trials:
+        assert with_model[trial.trial_id] or any(
+            other.metric <= trial.metric for other in trials if other is not trial)
     listed = server.http().get("/v1/sweeps").json()
     assert sweep_id in {s["id"] for s in listed["data"]}
     experiments = server.http().get("/v1/experiments", params={"limit": 500}).json()

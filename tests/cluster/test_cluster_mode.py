@@ -140,7 +140,8 @@ def test_a_sweep_runs_its_trials_on_the_worker_node_and_logs_to_the_mlflow_serve
                     diagnostics={"plots": False})
     sweep = client.submit_sweep({"base": base, "space": {
         "optimizer.lr": {"type": "grid", "values": [0.01, 0.003]}},
-        "search": {"algorithm": "grid", "metric": "val/accuracy", "mode": "max"}})
+        "search": {"algorithm": "grid", "metric": "val/accuracy", "mode": "max",
+                   "log_models": "all"}})  # every trial's model reaches the server
     done = client.wait_sweep(sweep.id, timeout=300, poll_s=0.5)
     assert done.status == "succeeded", done.error
     trials = done.trials

@@ -28,6 +28,7 @@ class ProgressBoard:
         self._updates: dict[str, list[dict[str, Any]]] = {}
         self._trials: dict[str, dict[str, dict[str, Any]]] = {}
         self._stop: set[str] = set()
+        self._best: dict[str, float] = {}  # a sweep's best trial metric so far
 
     def report(self, job_id: str, update: dict[str, Any]) -> None:
         self._updates.setdefault(job_id, []).append(update)
@@ -49,6 +50,15 @@ class ProgressBoard:
         trials, self._trials = self._trials, {}
         return self.drain(), trials
 
+    def claim_best(self, sweep_id: str, value: float, mode: str) -> bool:
+        """Whether `value` is at least as good as every trial's of the sweep so far (it then
+        becomes the best): a trial that ends asks it, to decide whether to log its model."""
+        best = self._best.get(sweep_id)
+        if best is None or (value <= best if mode == "min" else value >= best):
+            self._best[sweep_id] = value
+            return True
+        return False
+
     def request_stop(self, sweep_id: str) -> None:
         self._stop.add(sweep_id)
 
@@ -58,6 +68,7 @@ class ProgressBoard:
     def forget_sweep(self, sweep_id: str) -> None:
         """Drop what is kept for a sweep nobody follows any more."""
         self._stop.discard(sweep_id)
+        self._best.pop(sweep_id, None)
         self._trials.pop(sweep_id, None)
         self._updates.pop(sweep_id, None)
 

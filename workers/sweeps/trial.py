@@ -12,6 +12,7 @@ restarts it from a checkpoint and when a sweep restored after a crash runs it ag
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -92,7 +93,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, trial_id: str,
         epochs = payload["training"]["epochs"]
         payload["training"]["epochs"] = max(1, epochs - state["epoch"])
     epochs_planned = int(payload["training"]["epochs"]) + (state["epoch"] if state else 0)
-    reporter = TuneReporter(sweep, spec, params, state)
+    reporter = TuneReporter(sweep, spec, params, state, board=ctx.board, sweep_id=ctx.sweep_id)
 
     def report(update: dict[str, Any]) -> None:
         if "mlflow_run_id" in update:
@@ -147,7 +148,7 @@ class TuneReporter(RunHooks):
     saves the weights every perturbation interval and starts from Tune's checkpoint."""
 
     def __init__(self, sweep: SweepSpec, spec: ExperimentSpec, params: dict[str, Any],
-                 state: dict[str, Any] | None):
+                 state: dict[str, Any] | None, *, board: Any = None, sweep_id: str = ""):
         self.per_epoch = sweep.reports_every_epoch
         self.pbt = sweep.scheduler.name == "pbt"
         self.checkpoint_every = getattr(sweep.scheduler, "perturbation_interval", None)
@@ -165,6 +166,10 @@ class TuneReporter(RunHooks):
         self.started: float | None = None  # when this segment's training started
         self.epochs_timed = 0
         self.seconds = 0.0
+        # search.log_models: which trials log their model (ranked on the board's best so far)
+        self.log_models, self.metric = sweep.search.log_models, sweep.search.metric
+        self.mode, self.board, self.sweep_id = sweep.search.mode, board, sweep_id
+        self.stopped_on_diagnosis = False
 
     def on_run_start(self, tracker: RunTracker) -> None:
         self.tracker = tracker
@@ -220,6 +225,7 @@ class TuneReporter(RunHooks):
             return
         reason = f"{DIAGNOSIS_STOP}{verdict}"
         trainer.request_stop(reason)
+        self.stopped_on_diagnosis = True
         if self.tracker is not None:
             tracker = self.tracker
             tracker.sink.call_soon(lambda: tracker.set_tags({
@@ -257,7 +263,25 @@ class TuneReporter(RunHooks):
         trainer.step = self.state["step"]
 
     def log_model(self, tracker: RunTracker, model: torch.nn.Module) -> None:
-        log_model_files(tracker, model)
+        """The trial's model, when `search.log_models` asks for it: saving one is a visible
+        share of a short trial's fixed cost (BENCHMARKS.md, rows 3 and 10)."""
+        if self.log_models == "all" or (self.log_models == "best" and self.best_so_far()):
+            log_model_files(tracker, model)
+
+    def best_so_far(self) -> bool:
+        """Whether this trial ends as the sweep's best so far (the board keeps the best). A
+        trial stopped on its diagnosis is not; when the board cannot answer, the model is
+        kept rather than lose the best one."""
+        value = self.last_metrics.get(self.metric)
+        if self.stopped_on_diagnosis or value is None or not math.isfinite(value):
+            return False
+        if self.board is None:
+            return True
+        try:
+            return bool(ray.get(self.board.claim_best.remote(self.sweep_id, float(value),
+                                                             self.mode), timeout=30))
+        except (ray.exceptions.RayError, TimeoutError):
+            return True
 
     def close_status(self, tracker: RunTracker, exc: BaseException) -> str | None:
         """Tune ends a trial it stops by raising SystemExit inside `report`. A trial that
