@@ -70,6 +70,7 @@ def run_way(settings: Any, sweep_id: str, spec: dict[str, Any]) -> dict[str, Any
     import ray
 
     from services.contract.sweep_spec import SweepSpec
+    from services.contract.trial_status import counts_final_metric
     from services.sweep_table import merge_trials
     from tests.utils.settings import worker_settings
     from workers.runtime.progress_board import ProgressBoard
@@ -89,7 +90,7 @@ def run_way(settings: Any, sweep_id: str, spec: dict[str, Any]) -> dict[str, Any
         rows = merge_trials(rows, trials.get(sweep_id, {}))
         now = time.perf_counter() - started
         for row in rows:
-            if row.get("status") == "succeeded" and row.get("metric") is not None \
+            if counts_final_metric(row) and row.get("metric") is not None \
                     and row["trial_id"] not in seen:
                 seen[row["trial_id"]] = Finished.of(row, now)
         if done:
@@ -97,7 +98,7 @@ def run_way(settings: Any, sweep_id: str, spec: dict[str, Any]) -> dict[str, Any
     summary = ray.get(task)
     seconds = time.perf_counter() - started
     for row in summary["trials"]:  # any the last poll missed
-        if row.get("status") == "succeeded" and row.get("metric") is not None:
+        if counts_final_metric(row) and row.get("metric") is not None:
             seen.setdefault(row["trial_id"], Finished.of(row, seconds))
     return {"seconds": seconds, "finished": sorted(seen.values(), key=lambda f: f.seconds),
             "rows": summary["trials"], "summary": summary}
