@@ -346,7 +346,7 @@ class TrialTable(tune.Callback):
             update["epoch"] = int(last.get("epoch", last.get("training_iteration", 0)))
         update.update(trial_outcome(last))
         if status == "failed":
-            update["error"] = _error_text(trial)
+            update.update(_failure(trial))
         return update
 
     def final_rows(self, grid: Any) -> list[dict[str, Any]]:
@@ -370,10 +370,17 @@ class TrialTable(tune.Callback):
         return row
 
 
-def _error_text(trial: Trial) -> str:
+def _failure(trial: Trial) -> dict[str, Any]:
+    """A failed trial's error and, when it diverged, its diagnosis's verdict (the `Diverged`
+    error carries the diagnosis through Ray): a diverged trial's row says `diverged` as an
+    experiment's record does."""
     try:
         error = trial.get_pickled_error() or trial.get_error()
     except Exception as exc:  # the error file may be gone; the status still says failed
-        return f"the trial failed; its error could not be read ({exc})"
+        return {"error": f"the trial failed; its error could not be read ({exc})"}
     cause = getattr(error, "cause", None) or error
-    return f"{type(cause).__name__}: {cause}"[:2000]
+    out: dict[str, Any] = {"error": f"{type(cause).__name__}: {cause}"[:2000]}
+    diagnosis = getattr(cause, "diagnosis", None)
+    if isinstance(diagnosis, dict) and diagnosis.get("verdict"):
+        out["verdict"] = str(diagnosis["verdict"])
+    return out
