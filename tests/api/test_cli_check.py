@@ -40,11 +40,13 @@ def test_check_submits_waits_and_fails_on_a_claim_that_did_not_hold(server, tmp_
         "expect": [{"compare": {"metric": "val/accuracy", "better": {"optimizer.lr": 1e-2},
                                 "worse": {"optimizer.lr": 1e-6}, "confidence": 0.9}}]})
 
-    answer = _check(holds, fails, sweep, "--url", server.url)
+    # One --set for all: an experiment's path, in a sweep its base's.
+    answer = _check(holds, fails, sweep, "--set", "model.hidden=[12]", "--url", server.url)
 
     assert answer.returncode == 1, answer.stdout + answer.stderr
     lines = answer.stdout.splitlines()
-    row = {name: [line for line in lines if f"{name}.yaml" in line and "submitted" not in line]
+    # The final table's rows (the lines before it tell each file's progress).
+    row = {name: [line for line in lines if f"{name}.yaml" in line and "│" in line]
            for name in ("holds", "fails", "sweep")}
     assert len(row["holds"]) == 2 and all("yes" in line for line in row["holds"])
     assert "val/accuracy >= 0.999" in row["fails"][0] and "NO" in row["fails"][0]
@@ -55,6 +57,9 @@ def test_check_submits_waits_and_fails_on_a_claim_that_did_not_hold(server, tmp_
     record = server.client().get(job_id)
     assert record.result["expectations"][0]["held"] is False
     assert record.result["expectations"][0]["observed"] == record.result["val/accuracy"]
+    assert record.spec["model"]["hidden"] == [12]
+    sweep_id = next(line.split()[-1] for line in lines if line.startswith(f"{sweep}: submitted"))
+    assert server.client().get_sweep(sweep_id).spec["base"]["model"]["hidden"] == [12]
     status = subprocess.run([sys.executable, "-m", "api.cli", "status", job_id, "--url",
                              server.url], capture_output=True, text=True, cwd=ROOT, timeout=120,
                             env={**os.environ, "COLUMNS": "200"})

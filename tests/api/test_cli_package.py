@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 # What `layerwise --help` must offer, in this order: the commands the docs name (docs/ and
 # README.md), written here independently of where api/cli registers them.
 COMMANDS = ["serve", "dispatcher", "submit", "status", "list", "cancel", "sweep",
-            "sweep-status", "sweeps", "sweep-cancel", "catalog", "ui", "compare", "repair", "check"]
+            "sweep-status", "sweeps", "sweep-cancel", "catalog", "ui", "compare", "repair", "check",
+            "logs"]
 
 
 def _listed(help_text: str) -> list[str]:

@@ -137,6 +137,12 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(retrying, tm
     assert check.returncode == 0, submitted + told
     # Under load an uncounted retry may come first: the attempt's number is not asserted.
     assert re.search(r"long\.json: attempt \d+ ended early: worker_lost \(counted\)", told), told
+    # ...and its progress lines said the retry while the job ran.
+    assert re.search(r"long\.json: .*retried .*after .*worker_lost", told), told
+    # The job's worker log kept both attempts: the killed one's lines, then the retry's.
+    log = client.logs(job_id, tail=5000).lines
+    assert sum("attempt started" in line for line in log) >= 2, log
+    assert log[-1].endswith("attempt finished")
     status, _ = _cli("status", job_id, "--url", retrying.url).communicate(timeout=120)
     assert "ended early: worker_lost (counted)" in status, status
 
