@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error handlers, and the dispatcher in its lifespan."""
+"""The FastAPI application: routers, error handlers, and the dispatcher in its lifespan (or
+none: one of several API processes, `create_replica_app`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from api.auth import TokenTable
 from api.errors import install_error_handlers
 from api.middleware import EdgeGuard
 from api.openapi_examples import add_spec_examples
-from api.routes import catalog, compare, experiments, health, sweeps
+from api.routes import catalog, compare, experiments, health, logs, sweeps
 from api.service import build_service
 from services.observability import configure_logging
 from services.settings import Settings
@@ -47,8 +48,15 @@ def create_app(settings: Settings | None = None, *, dispatcher: bool | None = No
     app.add_middleware(EdgeGuard, max_request_bytes=settings.max_request_bytes,
                        tokens=app.state.tokens)
 
-    for module in (experiments, sweeps, catalog, health, compare):
+    for module in (experiments, sweeps, catalog, health, compare, logs):
         app.include_router(module.router)
     add_spec_examples(app)  # examples/ as OpenAPI examples of the two submission bodies
     configure_logging()
     return app
+
+
+def create_replica_app() -> FastAPI:
+    """The app of each of several API processes on one port (`layerwise serve --workers N`,
+    uvicorn's factory): no dispatcher of its own; the one dispatcher runs in a process beside
+    them (`api/cli/api_processes.py`), on the same store."""
+    return create_app(dispatcher=False)

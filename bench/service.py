@@ -3,9 +3,10 @@
 Row 2 (per-job overhead): submit -> succeeded through REST on a warm service, minus the same
 training in a plain warm process; beside it, Ray Jobs' submit -> done for a script running the
 same training, minus the same training time. Row 4 (API): submissions per second and p50/p99
-latency from concurrent clients, with the dispatcher paused, on SQLite and PostgreSQL: every
+latency from concurrent clients, with no dispatcher, on SQLite and PostgreSQL: every
 submission a distinct spec (hidden sizes, learning rate, seed), so that each pays its own dry
-run; 8 clients, then 200 at once.
+run; 8 clients to one API process and to two (`serve --workers 2`: the second row's ratio is
+its rate over the first's), then 200 clients at once to one.
 """
 
 from __future__ import annotations
@@ -123,21 +124,30 @@ def per_job_overhead(jobs: int) -> list[dict[str, Any]]:
     return [row]
 
 
-def _serve_without_dispatcher(settings: Settings, port: int) -> subprocess.Popen:
-    """The service in its own process, as deployed (`layerwise serve --no-dispatcher`): load
-    generated in this process does not share its interpreter lock."""
+def _serve_without_dispatcher(settings: Settings, port: int, processes: int = 1
+                              ) -> subprocess.Popen:
+    """The service in its own process(es), as deployed (`layerwise serve --no-dispatcher
+    --workers N`): load generated in this process does not share their interpreter locks.
+    Returns once every process has started (each logs its startup)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAYERWISE_")}
     env.update(LAYERWISE_HOME=str(settings.home), LAYERWISE_DATA_ROOTS=settings.data_roots)
     if settings.database_url:
         env["LAYERWISE_DATABASE_URL"] = settings.database_url
-    service = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--no-dispatcher",
-                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    log = Path(settings.home).parent / f"serve-{port}.log"
+    with log.open("w") as output:
+        service = subprocess.Popen([sys.executable, "-m", "api.cli", "serve",
+                                    "--no-dispatcher", "--port", str(port),
+                                    "--workers", str(processes)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=output)
     deadline = time.monotonic() + 300  # imports take minutes on a busy 2-core machine
-    while not _answers(f"http://127.0.0.1:{port}/healthz"):  # no Ray here, so not /readyz
+    # No Ray here, so /healthz, not /readyz; the first process to start answers it, so the
+    # others' startups are counted in the log.
+    while (log.read_text().count("Application startup complete") < processes
+           or not _answers(f"http://127.0.0.1:{port}/healthz")):
         if service.poll() is not None or time.monotonic() > deadline:
             service.kill()
-            raise RuntimeError("the service did not start for the API row")
+            raise RuntimeError(f"the service did not start for the API row: "
+                               f"{log.read_text()[-2000:]}")
         time.sleep(0.2)
     return service
 
@@ -183,14 +193,14 @@ def _fresh_postgres(url: str | None) -> Iterator[str | None]:
 
 
 def api_throughput(postgres_url: str | None, label: str, submissions: int,
-                   clients: int) -> dict[str, Any]:
+                   clients: int, processes: int = 1) -> dict[str, Any]:
     """`submissions` distinct specs from `clients` concurrent clients (every submission a
-    different spec: a fresh dry run each)."""
+    different spec: a fresh dry run each) to `processes` API processes on one port."""
     with tempfile.TemporaryDirectory() as tmp, _fresh_postgres(postgres_url) as database_url:
         settings = _settings(Path(tmp), database_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        service = _serve_without_dispatcher(settings, port)
+        service = _serve_without_dispatcher(settings, port, processes)
         try:
             latencies: list[float] = []
             errors: list[str] = []
@@ -230,8 +240,11 @@ def api_throughput(postgres_url: str | None, label: str, submissions: int,
                 finally:
                     connection.close()
 
-            # warm: the data, torch's kernels, the store's connections
-            httpx.post(f"{url}/v1/experiments", json=distinct_spec(39_999), timeout=60)
+            # warm: the data, torch's kernels, the store's connections (of each process:
+            # fresh connections, which the kernel hands to one process or another)
+            for warm in range(2 * processes):
+                httpx.post(f"{url}/v1/experiments", json=distinct_spec(39_999 - warm),
+                           timeout=60)
             threads = [threading.Thread(target=submit_many, args=(w,)) for w in range(clients)]
             for thread in threads:
                 thread.start()
@@ -243,7 +256,8 @@ def api_throughput(postgres_url: str | None, label: str, submissions: int,
         finally:
             service.terminate()
             service.wait(timeout=60)
-        stored = JobStore(settings.job_store_url).count_by_status().get("queued", 0) - 1
+        stored = (JobStore(settings.job_store_url).count_by_status().get("queued", 0)
+                  - 2 * processes)
     latencies.sort()
     rate = len(latencies) / seconds
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
@@ -251,7 +265,9 @@ def api_throughput(postgres_url: str | None, label: str, submissions: int,
         target, met = "no error, p99 <= 2 s", not errors and p99 <= 2000
     else:
         target, met = ">= 300/s, p99 <= 100 ms", rate >= 300 and p99 <= 100
-    return {"row": f"4 API submissions, distinct specs, {clients} clients, {label}",
+    plural = "es" if processes > 1 else ""
+    return {"row": (f"4 API submissions, distinct specs, {clients} clients, {label}, "
+                    f"{processes} API process{plural}"), "processes": processes,
             "baseline": "targets", "submissions_per_s": rate,
             "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
             "p99_ms": p99, "stored": stored, "sent": len(latencies) + len(errors),
@@ -267,7 +283,18 @@ def run(jobs: int, submissions: int, clients: int, crowd: int = 200
     postgres = os.environ.get("LAYERWISE_TEST_POSTGRES_URL")
     rows = []
     for url, label in [(None, "SQLite"), *([(postgres, "PostgreSQL")] if postgres else [])]:
-        rows.append(api_throughput(url, label, submissions, clients))
+        one = api_throughput(url, label, submissions, clients)
+        rows += [one, scaled(api_throughput(url, label, submissions, clients, processes=2),
+                             one)]
         # `crowd` clients at once, two submissions each
         rows.append(api_throughput(url, label, 2 * crowd, crowd))
     return per_job_overhead(jobs) + rows
+
+
+def scaled(row: dict[str, Any], one: dict[str, Any]) -> dict[str, Any]:
+    """Row 4 with several API processes, against the same with one: its rate over one's."""
+    ratio = row["submissions_per_s"] / one["submissions_per_s"]
+    clean = row["errors"] == 0 and row["stored"] == row["sent"]
+    return {**row, "baseline": f"the same with 1 API process ({one['submissions_per_s']:.0f}/s)",
+            "ratio": ratio, "target": ">= 1.7x the rate with 1 process, no error, each stored once",
+            "met": ratio >= 1.7 and clean}

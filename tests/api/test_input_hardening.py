@@ -125,7 +125,8 @@ def _sweep(**overrides: object) -> dict:
      ["space", "training.epochs"], "LAYERWISE_MAX_EPOCHS"),
     ({"search": {"num_samples": 51}}, ["search", "num_samples"],
      "LAYERWISE_MAX_TRIALS_PER_SWEEP"),
-    ({"space": {"optimizer.momentum": {"type": "choice", "values": [0.1] * 20}}}, ["space"],
+    ({"space": {"optimizer.momentum": {"type": "choice", "values": [
+        round(0.04 * i, 2) for i in range(20)]}}}, ["space"],
      "LAYERWISE_MAX_SWEEP_DRY_RUNS"),
     ({"space": {"model.hidden": {"type": "choice", "values": [[8], [20000, 20000]]}}},
      ["space", "model.hidden"], "LAYERWISE_MAX_PARAMETERS"),

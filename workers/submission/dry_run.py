@@ -34,6 +34,7 @@ from models.objectives import ObjectiveError
 from services.caps import JobMemory, SubmissionLimits
 from services.contract.spec import ExperimentSpec
 from services.contract.spec_errors import SpecError, SpecInvalid
+from services.contract.spec_hash import payload_hash
 from workers.data import DataBundle, DataError, TaskMismatch
 from workers.data.registry import builtin_dataset
 from workers.data.statistics import measure as measure_data
@@ -67,14 +68,28 @@ class DryRun:
     data_diagnosis: dict[str, Any] | None = None
 
 
+# The fields of a spec its dry run does not read, so that specs differing only in them get the
+# same answer: its name, tags and priority (which the spec hash leaves out too) and
+# training.seed (the step draws its own numbers; the data's seed is data.params.seed). The one
+# list: a sweep's check counts and dry-runs one configuration per distinct key
+# (sweep_space.py), so a grid of 64 seeds is one dry run.
+_NOT_READ: dict[str, Any] = {"name": True, "tags": True, "priority": True,
+                             "training": {"seed": True}}
+
+
+def dry_run_key(spec: ExperimentSpec) -> str:
+    """What of `spec` its dry run's answer depends on: specs with equal keys pass or fail
+    alike (on the same data files and limits)."""
+    return payload_hash(spec.model_dump(mode="json", exclude=_NOT_READ))
+
+
 def dry_run(spec: ExperimentSpec, data_roots: list[str], limits: SubmissionLimits) -> DryRun:
     """Raises SpecInvalid; returns the spec with dataset params filled in, and facts.
 
-    A spec that passed is remembered by its hash (name, tags and priority do not change what
-    runs), its data files' times and the limits: the same spec submitted again, as sweeps of
-    seeds and repeated submissions do, skips building the model (most of a submission's
-    cost)."""
-    key = json.dumps([spec.spec_hash(), data_roots, data_mtime(spec, data_roots),
+    A spec that passed is remembered by its `dry_run_key`, its data files' times and the
+    limits: the same spec submitted again, or with another seed, as sweeps of seeds and
+    repeated submissions do, skips building the model (most of a submission's cost)."""
+    key = json.dumps([dry_run_key(spec), data_roots, data_mtime(spec, data_roots),
                       astuple(limits)])
     with _passed_lock:  # the API checks submissions on a thread pool
         passed = _passed_cache.get(key)  # now the most recently used

@@ -6,13 +6,16 @@ Refusals are `SpecInvalid` (422) with the field path (`["space", "optimizer.lr"]
 
 Each listed value (grid, choice) is applied alone to the base spec and checked like a submitted
 experiment; continuous domains are checked at their bounds. The caps (epochs, parameters) hold
-for every probe and for the largest configuration of the space.
+for every probe and for the largest configuration of the space. A configuration is dry-run once
+per distinct `dry_run_key`: values the dry run does not read (seeds, names, tags, priorities)
+are validated but cost no dry run, in the check and in the cap on its dry runs.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -32,7 +35,7 @@ from services.contract.sweep_spec import (
     UniformDomain,
     model_fields_of,
 )
-from workers.submission.dry_run import DryRun
+from workers.submission.dry_run import DryRun, dry_run_key
 
 Loc = tuple[str | int, ...]
 _SPLITS = ("train", "val", "test")
@@ -46,14 +49,15 @@ def space_errors(sweep: SweepSpec, dry: DryRun, check: CheckExperiment) -> list[
     probes; then the largest configuration. `sweep` has the base as it will run (`dry.spec`)."""
     errors = _search_errors(sweep, dry)
     kinds = _candidate_kinds(sweep)
+    checked = {dry_run_key(sweep.base)}  # the base passed its dry run
     for path in sweep.space:
         problem = path_error(path, kinds)
         if problem is not None:
             errors.append(SpecError(("space", path), problem))
             continue
-        errors += _domain_errors(sweep, path, kinds, check)
+        errors += _domain_errors(sweep, path, kinds, check, checked)
     if not errors:
-        errors += _largest_errors(sweep, kinds, check)
+        errors += _largest_errors(sweep, kinds, check, checked)
     return errors
 
 
@@ -66,16 +70,61 @@ def work_errors(sweep: SweepSpec, limits: SubmissionLimits) -> list[SpecError]:
             f"the sweep would run {trials} trials (grid points x num_samples x repeat); the "
             f"cap is {limits.max_trials_per_sweep} (LAYERWISE_MAX_TRIALS_PER_SWEEP): fewer "
             "values, samples or repeats, or split the sweep")))
-    dry_runs = 2 + sum(_dry_runs_of(path, domain) for path, domain in sweep.space.items())
-    if dry_runs > limits.max_sweep_dry_runs:
-        counts = ", ".join(f"{path}: {_dry_runs_of(path, domain)}"
-                           for path, domain in sweep.space.items())
+    cap = limits.max_sweep_dry_runs
+    if 2 + sum(len(_probes(domain)) for domain in sweep.space.values()) <= cap:
+        return errors  # within the cap even if every probe were a dry run of its own
+    count = dry_run_count(sweep, stop_above=cap)
+    if count.total > cap:
+        counts = ", ".join([*(f"{path}: {n}" for path, n in count.per_path.items()),
+                            *(["the largest configuration: 1"] if count.largest else [])])
+        if count.uncounted:
+            counts += f"; not counted further: {', '.join(count.uncounted)}"
+        at_least = "at least " if count.uncounted else ""
         errors.append(SpecError(("space",), (
-            f"checking this sweep takes {dry_runs} dry runs (the base, each listed value, "
-            f"each range's ends and middle, the largest configuration: {counts}); the cap is "
-            f"{limits.max_sweep_dry_runs} (LAYERWISE_MAX_SWEEP_DRY_RUNS): list fewer values, "
-            "use a range (uniform, randint) for numbers, or split the sweep")))
+            f"checking this sweep takes {at_least}{count.total} dry runs (the base, each "
+            "listed value, each range's ends and middle, the largest configuration; values a "
+            "dry run cannot tell apart, such as seeds, count once; beyond the base: "
+            f"{counts}); the cap is {cap} (LAYERWISE_MAX_SWEEP_DRY_RUNS): list fewer "
+            "values, use a range (uniform, randint) for numbers, or split the sweep")))
     return errors
+
+
+@dataclass
+class DryRunCount:
+    """The dry runs a sweep's check takes: one per distinct `dry_run_key` among the base, the
+    probes of each path and the largest configuration. `per_path`: the keys each path adds
+    beyond the base; `largest`: whether the largest configuration adds one; `uncounted`: the
+    paths not looked at once the count passed the cap."""
+
+    total: int
+    per_path: dict[str, int]
+    largest: bool = False
+    uncounted: list[str] = field(default_factory=list)
+
+
+def dry_run_count(sweep: SweepSpec, *, stop_above: int | None = None) -> DryRunCount:
+    """The configurations the check dry-runs, counted by building each probe's spec (a value
+    that fails validation is refused without a dry run). `stop_above`: stop after the path
+    that takes the count past it (a space of many long lists costs at most one more path)."""
+    kinds = _candidate_kinds(sweep)
+    base = dry_run_key(sweep.base)
+    keys, per_path = {base}, dict[str, int]()
+    paths = list(sweep.space)
+    valid = [path for path in paths if path_error(path, kinds) is None]  # others: refused
+    for done, path in enumerate(paths):
+        if stop_above is not None and len(keys) > stop_above:
+            return DryRunCount(len(keys), per_path, uncounted=paths[done:])
+        if path not in valid:
+            per_path[path] = 0
+            continue
+        added = {key for _, value in _probes(sweep.space[path])
+                 if (key := _key_of(sweep, {path: value}, kinds)) not in (None, base)}
+        per_path[path] = len(added)
+        keys |= added
+    largest = _key_of(sweep, _largest(sweep, valid), kinds)
+    if largest is None or largest in keys:
+        return DryRunCount(len(keys), per_path)
+    return DryRunCount(len(keys) + 1, per_path, largest=True)
 
 
 # -- paths -----------------------------------------------------------------------------------
@@ -196,21 +245,9 @@ def _metric_problem(sweep: SweepSpec, dry: DryRun) -> str | None:
 
 
 # -- values ----------------------------------------------------------------------------------
-# Paths whose value cannot change what a dry run checks (the data, the model, the caps): the
-# spec hash ignores name, tags and priority, and a seed only changes which random numbers are
-# drawn. Their values are validated against the spec's fields but cost no dry run, so a grid
-# of 64 seeds is one check, not 64.
-_CHECK_INVARIANT = frozenset({"training.seed", "name", "priority"})
-
-
-def check_invariant(path: str) -> bool:
-    return path in _CHECK_INVARIANT or path.startswith("tags.")
-
-
-def _dry_runs_of(path: str, domain: Any) -> int:
-    return 0 if check_invariant(path) else len(_probes(domain))
-
-
+# A probe whose spec has the dry-run key of a configuration already checked (the base, an
+# earlier probe) is validated field by field and not dry-run again: values that cannot change
+# what a dry run checks (seeds, names, tags, priorities: `dry_run_key`) cost no dry run.
 def _probes(domain: Any) -> list[tuple[str, Any]]:
     """(label, value) for each value of the domain that is dry-run at submission."""
     probes: list[tuple[str, Any]]
@@ -229,27 +266,31 @@ def _probes(domain: Any) -> list[tuple[str, Any]]:
     return probes
 
 
-def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], check: CheckExperiment
-                   ) -> list[SpecError]:
+def _domain_errors(sweep: SweepSpec, path: str, kinds: list[str], check: CheckExperiment,
+                   checked: set[str]) -> list[SpecError]:
     problems = []
     for label, value in _probes(sweep.space[path]):
-        problem = _probe(sweep, {path: value}, kinds, check,
-                         validate_only=check_invariant(path))
+        problem = _probe(sweep, {path: value}, kinds, check, checked)
         if problem is not None:
             problems.append(f"{label} gives a spec that cannot run: {problem}")
     return [SpecError(("space", path), "; ".join(problems))] if problems else []
 
 
-def _largest_errors(sweep: SweepSpec, kinds: list[str], check: CheckExperiment
-                    ) -> list[SpecError]:
-    """The caps for the largest configuration the space can produce: every numeric path at
-    its largest value, every list-valued path at its longest (widest) list, together. Values
-    that have no size (names, sections) stay as in the base; each was dry-run alone."""
-    largest = {path: value for path, domain in sweep.space.items()
-               if not check_invariant(path) and (value := _largest_value(domain)) is not None}
+def _largest(sweep: SweepSpec, paths: Iterable[str]) -> dict[str, Any]:
+    """The largest configuration the space can produce: every numeric path at its largest
+    value, every list-valued path at its longest (widest) list, together. Values that have no
+    size (names, sections) stay as in the base; each was dry-run alone."""
+    return {path: value for path in paths
+            if (value := _largest_value(sweep.space[path])) is not None}
+
+
+def _largest_errors(sweep: SweepSpec, kinds: list[str], check: CheckExperiment,
+                    checked: set[str]) -> list[SpecError]:
+    """The caps for the largest configuration (`_largest`)."""
+    largest = _largest(sweep, sweep.space)
     if not largest:
         return []
-    problem = _probe(sweep, largest, kinds, check, caps_only=True)
+    problem = _probe(sweep, largest, kinds, check, checked, caps_only=True)
     if problem is None:
         return []
     return [SpecError(("space",), f"the largest configuration of the space ({largest}) is "
@@ -282,20 +323,38 @@ def _size(value: Any) -> tuple[float, float] | None:
     return None
 
 
-def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: CheckExperiment,
-           *, caps_only: bool = False, validate_only: bool = False) -> str | None:
-    """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
-    only a cap that it exceeds; `validate_only`: check the fields, not the run (no dry run)."""
+def _trial_spec(sweep: SweepSpec, values: dict[str, Any], kinds: list[str]
+                ) -> ExperimentSpec:
+    """The base with `values` applied (a model field swept alone takes a kind that has it).
+    Raises ValidationError."""
     params: dict[str, Any] = dict(values)
     for path in values:
         if path.startswith("model.") and path != "model.kind" and "model.kind" not in values:
-            field = path.split(".")[1]
-            kind = next((k for k in kinds if field in (model_fields_of(k) or ())), None)
+            name = path.split(".")[1]
+            kind = next((k for k in kinds if name in (model_fields_of(k) or ())), None)
             if kind is not None:
                 params["model.kind"] = kind
-    payload = sweep.trial_payload(params)
+    return ExperimentSpec.model_validate(sweep.trial_payload(params))
+
+
+def _key_of(sweep: SweepSpec, values: dict[str, Any], kinds: list[str]) -> str | None:
+    """The dry-run key of the base with `values` applied; None: it fails validation (refused
+    without a dry run) or there are no values."""
+    if not values:
+        return None
     try:
-        spec = ExperimentSpec.model_validate(payload)
+        return dry_run_key(_trial_spec(sweep, values, kinds))
+    except ValidationError:
+        return None
+
+
+def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: CheckExperiment,
+           checked: set[str], *, caps_only: bool = False) -> str | None:
+    """Why the base with `values` applied cannot run (None when it can). `caps_only`: report
+    only a cap that it exceeds. `checked`: the dry-run keys checked already (the base's at
+    least), which this probe's joins; a probe with one of them is validated, not checked."""
+    try:
+        spec = _trial_spec(sweep, values, kinds)
     except ValidationError as exc:
         if caps_only:
             return None
@@ -303,8 +362,10 @@ def _probe(sweep: SweepSpec, values: dict[str, Any], kinds: list[str], check: Ch
         hint = ("; this field takes integers: use randint, or quniform with an integer q"
                 if first.get("type") == "int_from_float" else "")
         return f"{'.'.join(map(str, first['loc']))}: {first['msg']}{hint}"
-    if validate_only:
+    key = dry_run_key(spec)
+    if key in checked:
         return None
+    checked.add(key)
     try:
         check(spec)
     except SpecInvalid as exc:

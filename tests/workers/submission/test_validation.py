@@ -61,9 +61,13 @@ def test_a_spec_that_passed_is_not_dry_run_again_but_keeps_its_own_name(monkeypa
     first = ExperimentSpec.model_validate(mlp_spec(name="cache-a", training={"seed": 11}))
     again = ExperimentSpec.model_validate(mlp_spec(name="cache-b", training={"seed": 11},
                                                    tags={"t": "x"}))
-    other = ExperimentSpec.model_validate(mlp_spec(name="cache-c", training={"seed": 12}))
-    results = [check_experiment(s, []) for s in (first, again, other)]
-    assert calls == ["cache-a", "cache-c"]  # the seed changes what runs; the name does not
+    reseeded = ExperimentSpec.model_validate(mlp_spec(name="cache-c", training={"seed": 12}))
+    other = ExperimentSpec.model_validate(mlp_spec(name="cache-d", training={"seed": 11},
+                                                   optimizer={"lr": 0.01}))
+    results = [check_experiment(s, []) for s in (first, again, reseeded, other)]
+    # The name, tags and seed do not change what a dry run checks; the learning rate may.
+    assert calls == ["cache-a", "cache-d"]
     assert results[1].spec.name == "cache-b" and results[1].spec.tags == {"t": "x"}
+    assert results[2].spec.training.seed == 12
     assert results[1].spec.data == results[0].spec.data  # dataset defaults filled in
     assert results[1].param_count == results[0].param_count
