@@ -8,14 +8,15 @@ import builtins
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import yaml
 from pydantic import BaseModel
 
+from api.job_logs import JobLog
 from api.schemas import Catalog, ExperimentRecord, ExperimentsPublic, MetricPoint
+from api.spec_files import SpecFileError as SpecFileError  # re-exported: read spec files
+from api.spec_files import load_spec_file as load_spec_file  # through the client module
 from services.records import JobRecord
 from services.run_comparison import Comparison
 from services.sweep_table import SweepRecord, SweepsPublic
@@ -31,10 +32,22 @@ class LayerwiseError(Exception):
 
     def __init__(self, status: int, problem: dict[str, Any]):
         self.status, self.problem = status, problem
-        lines = [f"{status} {problem.get('title', '')}: {problem.get('detail', '')}"]
-        for error in problem.get("errors", []):
-            lines.append(f"  {'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}")
-        super().__init__("\n".join(lines))
+        head = f"{status} {problem.get('title', '')}"
+        # A 422's detail joins its errors: each is said once, one line per field.
+        fields = [f"{_where(error)}: {error.get('msg', '')}"
+                  for error in problem.get("errors") or []]
+        if len(fields) == 1:
+            text = f"{head}: {fields[0]}"
+        elif fields:
+            text = "\n".join([f"{head}:", *[f"  {field}" for field in fields]])
+        else:
+            text = f"{head}: {problem.get('detail', '')}"
+        super().__init__(text)
+
+
+def _where(error: dict[str, Any]) -> str:
+    """A refused field: its `path` as a spec names it (no union labels), else its `loc`."""
+    return error.get("path") or ".".join(map(str, error.get("loc", []))) or "body"
 
 
 class ServiceUnreachable(Exception):
@@ -59,14 +72,6 @@ def _transport_reason(exc: httpx.TransportError, timeout: float) -> tuple[str, b
                                           "name resolution", "getaddrinfo")):
         return f"unknown host ({text})", False
     return text or type(exc).__name__, False
-
-
-def load_spec_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON spec file as a dict (JSON is YAML)."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a spec mapping")
-    return data
 
 
 class LayerwiseClient:
@@ -239,3 +244,9 @@ class LayerwiseClient:
                 raise TimeoutError(f"job {job_id} is still {record.status} after "
                                    f"{timeout:.0f} s; `layerwise {command} {job_id}` follows it")
             time.sleep(poll_s)
+
+    def logs(self, job_id: str, *, tail: int = 200) -> JobLog:
+        """The last `tail` lines of the job's worker log (the service caps it at 5000 lines,
+        256 KiB); LayerwiseError 409 when the job has none yet."""
+        return self._answer(JobLog, "GET", f"/v1/experiments/{job_id}/logs",
+                            params={"tail": tail})

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.contract.error_paths import dotted, spec_path, with_hint
 from services.contract.spec_errors import SpecInvalid
 from services.lifecycle import IllegalTransition
 from services.store import IdempotencyKeyReused, JobNotFound, QueueFull
@@ -25,6 +26,9 @@ class ProblemError(BaseModel):
     loc: list[str | int]
     msg: str
     type: str | None = None
+    path: str | None = Field(None, description=(
+        "the field as a spec names it, dotted, without the union members' labels `loc` has "
+        "(`model.activation` where `loc` is [model, mlp, activation])"))
 
 
 class Problem(BaseModel):
@@ -55,19 +59,34 @@ def _loc(loc: Any) -> list[Any]:
     return parts[1:] if parts and parts[0] == "body" else parts
 
 
+def _request_error(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+    """One refused field of a request: pydantic's `loc`, the `path` (for the body, a spec: its
+    field path without union labels) and the message with a did-you-mean for a misspelt
+    field, kind or choice."""
+    loc = _loc(error["loc"])
+    spec = _body_model(request) if error["loc"][:1] == ("body",) else None
+    return {"loc": loc, "msg": with_hint(spec, {**error, "loc": tuple(loc)}),
+            "type": error.get("type"),
+            "path": dotted(spec_path(spec, loc) if spec is not None else loc)}
+
+
+def _body_model(request: Request) -> Any:
+    """The type the route reads its body as (ExperimentSpec, SweepSpec), if it has one."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    return getattr(getattr(body_field, "field_info", None), "annotation", None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"], "type": e.get("type")}
-                  for e in exc.errors()]
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                           for e in errors[:5])
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_request_error(request, e) for e in exc.errors()]
+        detail = "; ".join(f"{e['path'] or 'body'}: {e['msg']}" for e in errors[:5])
         return problem(422, "Invalid request", detail, type_="/problems/validation",
                        errors=errors)
 
     @app.exception_handler(SpecInvalid)
     async def _invalid_spec(_: Request, exc: SpecInvalid) -> JSONResponse:
-        errors = [{"loc": list(e.loc), "msg": e.msg} for e in exc.errors]
+        errors = [{"loc": list(e.loc), "msg": e.msg, "path": dotted(e.loc)} for e in exc.errors]
         return problem(422, "The spec cannot run", str(exc), type_="/problems/spec",
                        errors=errors)
 

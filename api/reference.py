@@ -53,7 +53,8 @@ OTHER_VARIABLES = (
      "(the CLI's `--url` wins)"),
     ("LAYERWISE_TOKEN", "unset", "CLI and Python client: the bearer token (`--token` wins)"),
     ("LAYERWISE_MLFLOW_UI_URL", "`http://127.0.0.1:5000`", "CLI: the MLflow UI the run links "
-     "it prints point at (what `layerwise ui` serves by default)"),
+     "it prints point at; unset, the one a running `layerwise ui` serves (its --port, noted in "
+     "<home>/ui.json), else the default"),
     ("LAYERWISE_TEST_POSTGRES_URL", "unset", "tests and `make bench`: a PostgreSQL server "
      "to run the store's tests and rows on as well as SQLite"),
 )
@@ -286,7 +287,10 @@ def rest_reference(document: dict[str, Any]) -> str:
              "serves at `/openapi.json`, with Swagger UI at `/docs` and ReDoc at `/redoc`. "
              "Once any token is configured, every `/v1` route wants `Authorization: Bearer "
              "<token>` ([security model](operations.md#security-model)). Errors are "
-             "`application/problem+json` (RFC 9457); a 422 lists each field's path. `GET "
+             "`application/problem+json` (RFC 9457); a 422 lists each refused field: `loc` as "
+             "pydantic gives it (with a union member's label: `[model, mlp, activaton]`), "
+             "`path` as a spec names it (`model.activaton`), and `msg`, which names the "
+             "closest allowed field, kind or choice to a misspelt one. `GET "
              "/metrics` (Prometheus) is served but not in the document. Bodies are the specs "
              "of [spec-reference.md](spec-reference.md).", "",
              "| method | path | what | parameters | body | success |", "|---|---|---|---|---|---|"]

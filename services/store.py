@@ -225,12 +225,15 @@ class JobStore:
 
     def list(self, *, status: str | None = None, project: str | None = None,
              sweep_id: str | None = None, owner: str | None = None, job_type: str | None = None,
-             limit: int = 50, cursor: int | None = None) -> tuple[list[JobRecord], int | None]:
-        """Newest first. Returns (records, next cursor or None)."""
+             verdict: str | None = None, limit: int = 50, cursor: int | None = None
+             ) -> tuple[list[JobRecord], int | None]:
+        """Newest first. Returns (records, next cursor or None). `verdict` is the final
+        diagnosis's (a running job's live one is not matched)."""
         query = select(JobRow).order_by(JobRow.seq.desc()).limit(limit + 1)
         for column, value in ((JobRow.status, status), (JobRow.project, project),
                               (JobRow.sweep_id, sweep_id), (JobRow.owner, owner),
-                              (JobRow.job_type, job_type)):
+                              (JobRow.job_type, job_type),
+                              (JobRow.diagnosis["verdict"].as_string(), verdict)):
             if value is not None:
                 query = query.where(column == value)
         if cursor is not None:

@@ -1,16 +1,19 @@
-"""What the client commands share: the --url and --token options, the client, ids given by
-their start, the service's refusal ending a command, spec files, and following a job."""
+"""What the client commands share: the --url and --token options (after the command, or before
+it), the client, ids given by their start, the service's refusal ending a command, spec files
+(with their --set changes), and following a job."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.cli.output import console, epochs, fail, live_verdict
+from api.cli.overrides import apply_overrides
 from api.client import LayerwiseClient, LayerwiseError, load_spec_file
 from api.schemas import ExperimentRecord
 
@@ -23,8 +26,22 @@ UrlOpt = Annotated[str | None, typer.Option(help="API URL (env LAYERWISE_URL)")]
 TokenOpt = Annotated[str | None, typer.Option(help="bearer token (env LAYERWISE_TOKEN)")]
 
 
+@dataclass
+class Connection:
+    """--url and --token given before the command (`layerwise --url X list`)."""
+
+    url: str | None = None
+    token: str | None = None
+
+
+# Set by the app's callback, once per process, before the command runs.
+given_first = Connection()
+
+
 def connect(url: str | None, token: str | None) -> LayerwiseClient:
-    return LayerwiseClient(url, token=token)
+    """The client for the command's --url and --token, else those given before the command,
+    else LAYERWISE_URL and LAYERWISE_TOKEN (the client reads them), else the local default."""
+    return LayerwiseClient(url or given_first.url, token=token or given_first.token)
 
 
 def resolve(client: LayerwiseClient, given: str, *, sweeps: bool = False) -> str:
@@ -55,10 +72,11 @@ def ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         fail(exc)
 
 
-def read_spec(file: str) -> dict[str, Any]:
-    """The spec in `file`, YAML or JSON; one that cannot be read ends the command."""
+def read_spec(file: str, sets: list[str] | None = None) -> dict[str, Any]:
+    """The spec in `file`, YAML or JSON, with the --set changes `sets`; one that cannot be
+    read, or a change that cannot apply, ends the command in one line."""
     try:
-        return load_spec_file(file)
+        return apply_overrides(load_spec_file(file), sets)
     except (ValueError, OSError) as exc:
         fail(exc)
 

@@ -23,6 +23,7 @@ from api.cli.common import (
     read_spec,
     resolve,
 )
+from api.cli.curves_view import curves_view
 from api.cli.fields import show_entry
 from api.cli.output import (
     comparison_view,
@@ -30,13 +31,16 @@ from api.cli.output import (
     created,
     epochs,
     fail,
+    headline,
     id_column,
+    job_verdict,
     live_verdict,
     show_attempts,
     show_outcome,
     show_sweep_outcome,
     sweep_view,
 )
+from api.cli.overrides import SetOpt
 from api.schemas import ExperimentsPublic
 from services.sweep_table import SweepsPublic
 
@@ -45,9 +49,9 @@ Page = TypeVar("Page", ExperimentsPublic, SweepsPublic)
 
 def submit(file: Annotated[str, typer.Argument(help="spec file, YAML or JSON")],
            wait: Annotated[bool, typer.Option(help="follow until the job ends")] = False,
-           url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Submit an experiment spec."""
-    spec = read_spec(file)
+           sets: SetOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit an experiment spec (with --set PATH=VALUE changes, checked like the file)."""
+    spec = read_spec(file, sets)
     if is_sweep(spec):
         fail(f"{file} is a sweep (it has base: and space:); submit it with "
              f"`layerwise sweep {file}`")
@@ -80,23 +84,31 @@ def status(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
             show_attempts(record)
 
 
-def list_jobs(status: Annotated[str | None, typer.Option()] = None, limit: int = 20,
-              url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """List recent experiments."""
+def list_jobs(status: Annotated[str | None, typer.Option(
+                  help="queued, running, succeeded, failed or cancelled")] = None,
+              verdict: Annotated[str | None, typer.Option(
+                  help="the final diagnosis's verdict: healthy, vanishing, not_learning, ...")
+              ] = None,
+              limit: int = 20, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List recent experiments: status, verdict and headline metric (val: acc for
+    val/accuracy, else loss for val/loss; while running, the last epoch's)."""
     with connect(url, token) as client:
-        table = _listing("kind", "status", "epoch")
-        for r in _page(client.list, status, limit).data:
+        table = _listing("kind", "status", "epoch", Column("verdict", overflow="fold"),
+                         Column("val", no_wrap=True))
+        for r in _page(client.list, status, limit, verdict=verdict).data:
             table.add_row(r.id, r.name or "", r.spec["model"]["kind"], r.status,
-                          f"{r.progress.epoch}/{epochs(r) or '?'}", created(r))
+                          f"{r.progress.epoch}/{epochs(r) or '?'}", job_verdict(r),
+                          headline(r), created(r))
         console.print(table)
 
 
-def _page(call: Callable[..., Page], status: str | None, limit: int) -> Page:
+def _page(call: Callable[..., Page], status: str | None, limit: int, **filters: str | None
+          ) -> Page:
     """The page of records a list call answers, newest first."""
-    return ask(call, status=status, limit=limit)
+    return ask(call, status=status, limit=limit, **filters)
 
 
-def _listing(*columns: str) -> Table:
+def _listing(*columns: str | Column) -> Table:
     """A list's table: the whole id, the name, `columns`, and when it was created."""
     return Table(id_column(), Column("name", overflow="fold"), *columns, "created",
                  box=box.SIMPLE_HEAD)
@@ -111,9 +123,10 @@ def cancel(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
 
 def sweep(file: Annotated[str, typer.Argument(help="sweep spec file, YAML or JSON")],
           wait: Annotated[bool, typer.Option(help="follow with a live table of trials")] = False,
-          url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Submit a sweep: a base experiment and a search space, run on Ray Tune."""
-    spec = read_spec(file)
+          sets: SetOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit a sweep: a base experiment and a search space, run on Ray Tune (--set paths
+    start with base., space., search., ...)."""
+    spec = read_spec(file, sets)
     if "model" in spec and not is_sweep(spec):
         fail(f"{file} is an experiment (it has model: and no base: and space:); submit it "
              f"with `layerwise submit {file}`")
@@ -186,12 +199,16 @@ def compare(job_ids: Annotated[list[str], typer.Argument(help="two or more job i
             out: Annotated[str, typer.Option(help="where to save the figure (PNG)")
                            ] = "compare.png",
             url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Several runs' per-layer curves side by side: a table here, a figure in --out."""
+    """Several runs' per-layer curves side by side and their loss and accuracy curves
+    overlaid: tables here, a figure in --out."""
     with connect(url, token) as client:
         job_ids = [resolve(client, given) for given in job_ids]
         table = ask(client.compare, job_ids, metric=metric)
         png = ask(client.compare_png, job_ids, metric=metric)
     console.print(comparison_view(table, console.width))
+    curves = curves_view(table)
+    if curves is not None:
+        console.print(curves)
     with open(out, "wb") as handle:
         handle.write(png)
     console.print(f"figure: {out}")

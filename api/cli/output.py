@@ -3,7 +3,6 @@ service cannot be reached, and the views of jobs and sweeps."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, NoReturn
 
@@ -11,11 +10,13 @@ import typer
 from rich.console import Console, Group
 from rich.table import Column, Table
 
+from api.cli.ui_link import ui_url
 from api.client import ServiceUnreachable
 from api.schemas import AttemptEntry
+from services.contract.trial_status import status_label
 from services.records import JobRecord, Progress
 from services.run_comparison import Comparison
-from services.sweep_table import DIAGNOSIS_STOP, SweepRecord, TrialRow
+from services.sweep_table import SweepRecord, TrialRow
 
 console = Console()
 err_console = Console(stderr=True)
@@ -66,6 +67,30 @@ def epochs(record: JobRecord) -> int | None:
     return total if isinstance(total, int) and total > 0 else None
 
 
+# The metric a run is judged by at a glance, as a repair is judged: validation accuracy when
+# the run measures one (a classifier), validation loss otherwise; short, under a `val` title.
+HEADLINE_METRICS = {"val/accuracy": "acc", "val/loss": "loss"}
+
+
+def headline(record: JobRecord) -> str:
+    """`acc 0.9123` (val/accuracy) from the job's result, or while it runs its last epoch's."""
+    metrics = record.result or record.progress.metrics or {}
+    for key, short in HEADLINE_METRICS.items():
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{short} {value:.4g}"
+    return ""
+
+
+def job_verdict(record: JobRecord) -> str:
+    """The final diagnosis's verdict; while the job runs, the live one (`vanishing so far`)."""
+    final = (record.diagnosis or {}).get("verdict")
+    if final:
+        return str(final)
+    live = (record.progress.diagnosis or {}).get("verdict")
+    return f"{live} so far" if live and record.status == "running" else ""
+
+
 def id_column() -> Column:
     """Whole ids, never cut (folded only in a very narrow terminal), so that one can be pasted
     into status or cancel."""
@@ -81,7 +106,8 @@ def show_outcome(record: JobRecord) -> None:
     _show_status(record)
     table = Table("metric", "value")
     for key, value in sorted((record.result or {}).items()):
-        if key != "expectations":
+        # metrics only: the result also holds what is not one (node_id, the expectations)
+        if isinstance(value, int | float) and not isinstance(value, bool):
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     show_expectations((record.result or {}).get("expectations"))
@@ -93,8 +119,7 @@ def show_outcome(record: JobRecord) -> None:
 def sweep_view(record: SweepRecord) -> Group:
     """The sweep's status line and its live trial table."""
     best = record.best
-    head = (f"sweep {record.id}  [bold]{record.status}[/bold]  trials "
-            f"{record.trials_done}/{record.trials_total}")
+    head = f"sweep {record.id}  [bold]{record.status}[/bold]  {trials_counts(record)}"
     if best:
         head += f"  best {record.metric} {best.metric:.4g} ({best.trial_id})"
     table = Table("trial", "status", "values", "epoch", record.metric, "verdict",
@@ -111,12 +136,20 @@ def sweep_view(record: SweepRecord) -> Group:
     return Group(head, table, *([stops] if stops else []), *attempt_lines(record))
 
 
+def trials_counts(record: SweepRecord) -> str:
+    """`trials 7/9, 4 stopped, 1 failed`: the trials that ended (stopped and failed ones
+    included) of those the sweep runs."""
+    text = f"trials {record.trials_done}/{record.trials_total}"
+    if record.trials_stopped:
+        text += f", {record.trials_stopped} stopped"
+    if record.trials_failed:
+        text += f", {record.trials_failed} failed"
+    return text
+
+
 def _trial_status(trial: TrialRow) -> str:
-    """A trial that search.stop_on ended reads `stopped: <verdict>`, not a plain success."""
-    reason = trial.stop_reason or ""
-    if reason.startswith(DIAGNOSIS_STOP):
-        return f"stopped: {reason.removeprefix(DIAGNOSIS_STOP)}"
-    return str(trial.status)
+    """`succeeded`, `stopped: <verdict>` (search.stop_on), `stopped: scheduler`, `failed`..."""
+    return status_label({"status": trial.status, "stop_reason": trial.stop_reason})
 
 
 def stops_line(record: SweepRecord) -> str | None:
@@ -210,13 +243,35 @@ def show_sweep_outcome(record: SweepRecord) -> None:
     for config in (record.configurations or [])[:5]:
         if config.get("ci95"):
             low, high = config["ci95"]
+            others = ", ".join(f"{label} {n}" for label, n in (config.get("statuses") or {})
+                               .items() if label != "succeeded")
             console.print(f"  {config['params']}: mean {config['mean']:.4g}, 95% interval "
-                          f"[{low:.4g}, {high:.4g}] over {config['n']} seeds")
+                          f"[{low:.4g}, {high:.4g}] over {config['n']} seeds"
+                          + (f" ({others})" if others else ""))
+    if record.trial_statuses:
+        console.print("trials: " + ", ".join(f"{label} {n}" for label, n
+                                              in record.trial_statuses.items()))
     stops = stops_line(record)
     if stops:
         console.print(stops)
+    importance = importance_line(record.importance)
+    if importance:
+        console.print(importance, markup=False, highlight=False, soft_wrap=True)
     show_expectations(record.expectations)
     _show_mlflow_run("MLflow parent run", record)
+
+
+def importance_line(importance: dict[str, Any] | None) -> str | None:
+    """Which swept values mattered (fANOVA importance over the finished trials), or why the
+    sweep could not tell."""
+    if not importance:
+        return None
+    if importance.get("skipped"):
+        return f"importance: not computed ({importance['skipped']})"
+    ranked = ", ".join(f"{path} {value:.2f}" for path, value in importance["params"].items())
+    return (f"what mattered for {importance.get('metric', 'the metric')} "
+            f"({importance.get('evaluator', 'fanova')} importance over "
+            f"{importance.get('trials', '?')} trials): {ranked}")
 
 
 def _show_status(record: JobRecord | SweepRecord) -> None:
@@ -251,6 +306,5 @@ def attempt_lines(record: JobRecord | SweepRecord) -> list[str]:
 def _show_mlflow_run(label: str, record: JobRecord | SweepRecord) -> None:
     """The link to the record's MLflow run in the UI, when it has one."""
     if record.mlflow_run_id:
-        ui = os.environ.get("LAYERWISE_MLFLOW_UI_URL", "http://127.0.0.1:5000")
-        console.print(f"{label}: {ui}/#/experiments/{record.mlflow_experiment_id}"
+        console.print(f"{label}: {ui_url()}/#/experiments/{record.mlflow_experiment_id}"
                       f"/runs/{record.mlflow_run_id}")

@@ -20,6 +20,7 @@ from api.schemas import (
     MetricPoint,
 )
 from services.contract.spec import ExperimentSpec
+from services.contract.verdicts import Verdict
 from services.lifecycle import TERMINAL, Status
 from services.observability import JOBS_FINISHED
 from services.records import JobRecord
@@ -59,11 +60,15 @@ async def submit_experiment(spec: ExperimentSpec, store: StoreDep, settings: Set
 def list_experiments(store: StoreDep, principal: PrincipalDep,
                      status: Status | None = None, sweep_id: str | None = None,
                      project: str | None = None,
+                     verdict: Annotated[Verdict | None, Query(description=(
+                         "the final diagnosis's verdict (finished jobs)"))] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
                      cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None
                      ) -> ExperimentsPublic:
+    """Newest first; `status`, `sweep_id`, `project` and `verdict` narrow the list."""
     records, next_cursor = store.list(
         status=status.value if status else None, sweep_id=sweep_id, project=project,
+        verdict=verdict.value if verdict else None,
         owner=None if principal.admin else principal.owner, job_type="experiment",
         limit=limit, cursor=int(cursor) if cursor else None)
     return ExperimentsPublic(data=records, count=len(records),

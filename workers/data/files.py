@@ -54,8 +54,22 @@ def resolve_data_path(path: str, roots: list[str]) -> Path:
     if not inside:
         raise DataError(LOC, f"{_show(path)} is outside the data roots; put the file below a "
                              f"data root and {_HOW_TO_NAME}")
-    raise DataError(LOC, f"no file {_show(path)} below a data root; check its spelling and "
-                         f"case, and {_HOW_TO_NAME}")
+    raise DataError(LOC, f"no file {_show(path)} below a data root; "
+                         f"{_relative_form(path, real_roots)}")
+
+
+def _relative_form(path: str, roots: list[Path]) -> str:
+    """The fix for a missing file: a path that starts with a root's own name ('data/bars.npz'
+    for the root data/) is read below that root, so say the form that finds the file."""
+    first, *rest = Path(path).parts or ("",)
+    for root in roots:
+        if rest and first == root.name and (root / Path(*rest)).is_file():
+            inner = Path(*rest).as_posix()
+            return (f"data.path is relative to a data root, so write {_show(inner)}, not "
+                    f"{_show(path)} (LAYERWISE_DATA_ROOTS)")
+    return ("check its spelling and case; data.path is relative to a data root "
+            "(LAYERWISE_DATA_ROOTS): a file bars.npz in the root is 'bars.npz', not "
+            "'data/bars.npz'")
 
 
 def _check_path_text(path: str) -> None:
