@@ -24,6 +24,7 @@ from api.cli.common import (
     resolve,
 )
 from api.cli.curves_view import curves_view
+from api.cli.extending import extension_spec
 from api.cli.fields import show_entry
 from api.cli.output import (
     comparison_view,
@@ -40,7 +41,7 @@ from api.cli.output import (
     show_sweep_outcome,
     sweep_view,
 )
-from api.cli.overrides import SetOpt
+from api.cli.overrides import SetOpt, apply_overrides
 from api.schemas import ExperimentsPublic
 from services.sweep_table import SweepsPublic
 
@@ -121,16 +122,35 @@ def cancel(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
         console.print(f"{record.id} {record.status}")
 
 
-def sweep(file: Annotated[str, typer.Argument(help="sweep spec file, YAML or JSON")],
+def sweep(file: Annotated[str | None, typer.Argument(
+              help="sweep spec file, YAML or JSON (not with --extend)")] = None,
           wait: Annotated[bool, typer.Option(help="follow with a live table of trials")] = False,
+          extend: Annotated[str | None, typer.Option(
+              help="a finished sweep's id (or its start): run --trials more of it, starting "
+                   "from what it found")] = None,
+          trials: Annotated[int | None, typer.Option(
+              help="with --extend: how many more trials")] = None,
           sets: SetOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Submit a sweep: a base experiment and a search space, run on Ray Tune (--set paths
-    start with base., space., search., ...)."""
-    spec = read_spec(file, sets)
-    if "model" in spec and not is_sweep(spec):
-        fail(f"{file} is an experiment (it has model: and no base: and space:); submit it "
-             f"with `layerwise submit {file}`")
+    start with base., space., search., ...); or extend a finished one (--extend ID --trials N)."""
+    if (file is None) == (extend is None):
+        fail("give a sweep spec file, or --extend ID --trials N (not both)")
+    if extend is not None and trials is None:
+        fail("--extend needs --trials N: how many more trials to run")
     with connect(url, token) as client:
+        if extend is not None:
+            earlier = ask_about(client, client.get_sweep, extend, sweeps=True)
+            try:
+                spec = apply_overrides(extension_spec(earlier, int(trials or 0)), sets)
+            except ValueError as exc:
+                fail(exc)
+            console.print(f"extending sweep {earlier.id}: {len(spec['search']['prior'])} "
+                          "earlier trials to start from", markup=False, highlight=False)
+        else:
+            spec = read_spec(str(file), sets)
+            if "model" in spec and not is_sweep(spec):
+                fail(f"{file} is an experiment (it has model: and no base: and space:); "
+                     f"submit it with `layerwise submit {file}`")
         record = ask(client.submit_sweep, spec)
         console.print(f"submitted sweep [bold]{record.id}[/bold] "
                       f"({record.trials_total} trials)")

@@ -129,6 +129,17 @@ ListedDomain = ChoiceDomain | GridDomain
 
 
 # -- search and scheduler ----------------------------------------------------------------------
+class PriorTrial(Strict):
+    """A trial an earlier sweep ran: its values and its final metric."""
+
+    params: dict[str, Any] = Field(max_length=64, description="dotted path -> value, each a "
+                                                               "value the space can give")
+    metric: float = Field(allow_inf_nan=False, description="its `search.metric` at its end")
+
+
+MAX_PRIOR_TRIALS = 1000
+
+
 class SearchSpec(Strict):
     """How trials are chosen, and the metric that ranks them."""
 
@@ -155,6 +166,11 @@ class SearchSpec(Strict):
         + ", ".join(STOP_VERDICTS)))
     stop_grace_epochs: int = Field(2, ge=1, description="epochs every trial runs before "
                                    "`stop_on` may stop it")
+    prior: list[PriorTrial] = Field(default_factory=list, max_length=MAX_PRIOR_TRIALS,
+                                    description=(
+        "trials an earlier sweep of this space ran (`layerwise sweep --extend ID`): tpe is told "
+        "them before it proposes, so it goes on from what they showed; random draws other "
+        "values than the earlier sweep's (its draws start after theirs); not for grid"))
     log_models: Literal["best", "all", "none"] = Field("best", description=(
         "which trials log their trained model (runs:/<id>/model). best: a trial that ends as "
         "the best so far by `metric` (so the sweep's best trial always has its model, and in "
@@ -273,6 +289,35 @@ class SweepSpec(Strict):
                 "on base.diagnostics.grad_norms (or activation_stats), or drop search.stop_on")
         return self
 
+    @model_validator(mode="after")
+    def _prior_in_space(self) -> SweepSpec:
+        if not self.search.prior:
+            return self
+        if self.search.algorithm == "grid":
+            raise ValueError("search.prior: a grid search runs every point anyway, so it has "
+                             "nothing to learn from earlier trials; use algorithm tpe or random")
+        for i, trial in enumerate(self.search.prior):
+            for path, value in trial.params.items():
+                where = f"search.prior[{i}].params.{path}"
+                if path not in self.space:
+                    raise ValueError(f"{where}: not a path of the space ({', '.join(self.space)})")
+                if not _in_domain(self.space[path], value):
+                    raise ValueError(f"{where}: {value!r} is not a value of its domain "
+                                     f"{self.space[path].model_dump()}")
+        return self
+
+    def encode(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """{path: value} as a Tune config (listed domains as indices), or None when `params`
+        does not give every path of the space."""
+        if set(params) != set(self.space):
+            return None
+        config: dict[str, Any] = {}
+        for path in self.space:
+            value = params[path]
+            listed = self.listed(path)
+            config[path] = listed.values.index(value) if listed is not None else value
+        return config
+
     @property
     def display_name(self) -> str:
         return self.name or self.base.name or "sweep"
@@ -320,6 +365,16 @@ class SweepSpec(Strict):
             payload["name"] = name
         payload["project"] = self.mlflow_project
         return payload
+
+
+def _in_domain(domain: Any, value: Any) -> bool:
+    if isinstance(domain, ChoiceDomain | GridDomain):
+        return value in domain.values
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(domain, RandIntDomain):
+        return float(value).is_integer() and domain.low <= value < domain.high
+    return bool(domain.low <= value <= domain.high)
 
 
 def _decode_value(domain: Any, value: Any) -> Any:

@@ -195,12 +195,19 @@ def search_algorithm(sweep: SweepSpec) -> SearchAlgorithm | Searcher:
     if sweep.search.algorithm == "tpe":
         from ray.tune.search.optuna import OptunaSearch
 
-        searcher: Searcher = OptunaSearch(seed=seed)
+        # search.prior: an earlier sweep's trials, told to the study before it proposes
+        told = [(config, trial.metric) for trial in sweep.search.prior
+                if (config := sweep.encode(trial.params)) is not None]
+        searcher: Searcher = OptunaSearch(
+            seed=seed, points_to_evaluate=[c for c, _ in told] or None,
+            evaluated_rewards=[m for _, m in told] or None)
         return Repeater(searcher, repeat=sweep.repeat, set_index=True) if sweep.repeat > 1 \
             else searcher
     # Random values are drawn once per sample and shared by every grid point (the seeds of
     # `repeat` included), so grid values are compared on the same draws.
-    return BasicVariantGenerator(constant_grid_search=True, random_state=seed,
+    # An extension (search.prior) draws after the earlier sweep's draws, not the same again.
+    return BasicVariantGenerator(constant_grid_search=True,
+                                 random_state=seed + 7919 * len(sweep.search.prior),
                                  max_concurrent=sweep.search.max_concurrent or 0)
 
 
