@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 NormName = Literal["grad_norm", "update_norm", "weight_norm"]
 
@@ -15,6 +15,14 @@ class LayerSummary(BaseModel):
     layer: str
     median: float | None
     last: float | None
+
+
+class EpochCurve(BaseModel):
+    """One epoch metric of a run, as MLflow holds it: the optimizer step of each epoch's end
+    and the value there (null where it was not finite)."""
+
+    steps: list[int]
+    values: list[float | None]
 
 
 class RunComparison(BaseModel):
@@ -28,6 +36,10 @@ class RunComparison(BaseModel):
     first_last_ratio: float | None  # median over steps of first layer / last layer
     layers: list[LayerSummary]
     result: dict[str, Any]
+    curves: dict[str, EpochCurve] = Field(default_factory=dict, description=(
+        "the run's loss and accuracy curves by metric key (`train/loss`, `val/loss`, "
+        "`train/accuracy`, `val/accuracy`; `train/mse`, `val/mse` for a regression): the ones "
+        "it logged"))
 
 
 class Comparison(BaseModel):

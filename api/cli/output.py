@@ -306,5 +306,6 @@ def attempt_lines(record: JobRecord | SweepRecord) -> list[str]:
 def _show_mlflow_run(label: str, record: JobRecord | SweepRecord) -> None:
     """The link to the record's MLflow run in the UI, when it has one."""
     if record.mlflow_run_id:
+        # the query opens MLflow's model-training view, whatever its GenAI toggle last said
         console.print(f"{label}: {ui_url()}/#/experiments/{record.mlflow_experiment_id}"
-                      f"/runs/{record.mlflow_run_id}")
+                      f"/runs/{record.mlflow_run_id}?workflowType=machine_learning")

@@ -1,4 +1,5 @@
-"""/v1/compare: several runs' per-layer curves side by side, as one table or one figure."""
+"""/v1/compare: several runs' per-layer curves side by side and their loss and accuracy curves
+overlaid, as one table or one figure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from api.deps import PrincipalDep, SettingsDep, StoreDep, visible_job
 from api.errors import problem_responses
 from services.run_comparison import Comparison, NormName
-from workers.tracking.comparison import layer_curves, run_layers, summarize
+from workers.tracking.comparison import epoch_curves, layer_curves, run_layers, summarize
 
 router = APIRouter(prefix="/v1", tags=["compare"],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
@@ -28,9 +29,10 @@ def compare(store: StoreDep, settings: SettingsDep, principal: PrincipalDep,
                 pattern=rf"^{JOB_ID}(,{JOB_ID}){{0,{MAX_RUNS - 1}}}$", max_length=1000)],
             metric: NormName = "grad_norm",
             format: Literal["json", "png"] = "json") -> Comparison | Response:
-    """Per-layer `metric` curves of each run: a table of per-layer medians and last values
-    with each run's verdict and final metrics, or (format=png) one panel per run, side by
-    side on a shared log scale."""
+    """Per-layer `metric` curves of each run and its loss and accuracy curves: a table of
+    per-layer medians and last values with each run's verdict, final metrics and curves, or
+    (format=png) one panel per run, side by side on a shared log scale, over the runs' loss
+    and accuracy curves overlaid."""
     job_ids = list(dict.fromkeys(ids.split(",")))  # a repeated id is the same run once
     records = [visible_job(job_id, store, principal) for job_id in job_ids]
     for record in records:
@@ -43,7 +45,8 @@ def compare(store: StoreDep, settings: SettingsDep, principal: PrincipalDep,
         assert record.mlflow_run_id is not None
         layers = run_layers(client, record)
         steps, values = layer_curves(client, record.mlflow_run_id, metric, layers)
-        rows.append(summarize(record, layers, values))
+        rows.append(summarize(record, layers, values,
+                              epoch_curves(client, record.mlflow_run_id)))
         curves.append((record, layers, steps, values))
     if format == "json":
         return Comparison(metric=metric, runs=rows)
@@ -54,7 +57,9 @@ def compare(store: StoreDep, settings: SettingsDep, principal: PrincipalDep,
     )
 
     figure = compare_runs([RunCurves(_title(record.name, record.id, row.verdict), layers,
-                                     steps, values)
+                                     steps, values,
+                                     {key: (curve.steps, curve.values)
+                                      for key, curve in row.curves.items()})
                            for (record, layers, steps, values), row in zip(curves, rows,
                                                                            strict=True)],
                           metric)

@@ -37,6 +37,7 @@ def test_submit_wait_status_and_cancel(server, tmp_path):
     job_id = done.stdout.split("submitted ")[1].split()[0]
     status = _cli("status", job_id, "--url", server.url)
     assert status.returncode == 0 and "succeeded" in status.stdout
+    assert "val/accuracy" in status.stdout and "node_id" not in status.stdout  # metrics only
     late = _cli("cancel", job_id, "--url", server.url)
     assert late.returncode == 1 and "already succeeded" in late.stdout
     listed = _cli("list", "--url", server.url)

@@ -98,11 +98,19 @@ def test_compare_puts_the_runs_side_by_side(server, two_runs):
     assert [s["layer"] for s in sigmoid["layers"]][0] == "layers.0"
     assert all(s["median"] > 0 for s in sigmoid["layers"])
     assert sigmoid["first_last_ratio"] < 1e-2 < residual["first_last_ratio"]
+    # the loss and accuracy curves, by epoch (1 and 4 epochs), ending where the result does
+    assert set(residual["curves"]) == {"train/loss", "val/loss", "train/accuracy",
+                                       "val/accuracy"}
+    assert [len(run["curves"]["val/loss"]["steps"]) for run in body["runs"]] == [1, 4]
+    assert residual["curves"]["val/accuracy"]["values"][-1] == pytest.approx(
+        two_runs[1].result["val/accuracy"])
 
     figure = http.get("/v1/compare", params={"ids": f"{ids[0]},{ids[1]}",
                                              "metric": "update_norm", "format": "png"})
     assert figure.status_code == 200
     assert figure.headers["content-type"] == "image/png" and figure.content.startswith(PNG)
+    height = int.from_bytes(figure.content[20:24], "big")
+    assert height > 600  # the per-layer panels, and the loss and accuracy overlays below
 
     assert http.get("/v1/compare", params={"ids": f"{ids[0]},nope"}).status_code == 404
     once = http.get("/v1/compare", params={"ids": f"{ids[0]},{ids[0]}"})  # the same run once
@@ -122,4 +130,5 @@ def test_layerwise_compare_prints_the_table_and_saves_the_figure(server, two_run
     assert shown.exit_code == 0, shown.output
     assert "sigmoid-6" in shown.output and "vanishing" in shown.output
     assert "healthy" in shown.output and "layers.0" in shown.output
+    assert "loss and accuracy" in shown.output and "val/accuracy" in shown.output
     assert out.read_bytes().startswith(PNG)

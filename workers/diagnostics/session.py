@@ -4,10 +4,11 @@ draws what it says (`sink`, `run_plots`), and the analyses the spec asks for.
 
 During training: the live diagnosis at epoch ends, each time on a fresh activation sample
 (`live.LiveDiagnosis`: the job's progress, the tag; `live=False` leaves it out, as
-`RunOptions.live_diagnosis` does). After training: the diagnosis (tag `layerwise.diagnosis`,
-`diagnosis.json`, the job record), the plots, the analyses, what the model itself shows
-(`LayerwiseModel.after_training`: a Hopfield net's recall, energy and capacity) and
-`report.html`, with every one of those plots. A run the loop
+`RunOptions.live_diagnosis` does); with `diagnostics.plots`, the gradient-norm heatmap and the
+update-norm picture redrawn now and then as MLflow images (`live_plots`). After training: the
+diagnosis (tag `layerwise.diagnosis`, `diagnosis.json`, the job record), the plots, the
+analyses, what the model itself shows (`LayerwiseModel.after_training`: a Hopfield net's
+recall, energy and capacity) and `report.html`, with every one of those plots. A run the loop
 stopped because its loss was not finite is diagnosed `diverged` from that step, its fix from
 the same remedies table as every verdict.
 """
@@ -24,6 +25,7 @@ from services.contract.spec import ExperimentSpec
 from services.contract.verdicts import Verdict
 from workers.diagnostics.analysis import run_analyses
 from workers.diagnostics.live import live_agrees
+from workers.diagnostics.live_plots import LivePlots
 from workers.diagnostics.pretraining_stages import PretrainingStages
 from workers.diagnostics.recorders import RunRecorders
 from workers.diagnostics.run_plots import plot_pretraining, plot_training
@@ -47,15 +49,24 @@ class Diagnostics:
         self.recorders = RunRecorders(spec, model, tracker.sink, live=live)
         # what the layer-wise pretraining's stages measured, when the run kept it (workers.run)
         self.pretraining: PretrainingStages | None = None
+        # the norm pictures redrawn while it trains (MLflow images), with diagnostics.plots
+        self.live_plots: LivePlots | None = None
 
     # -- during training -------------------------------------------------------------------
     def attach(self, callbacks: list[Callback], train_x: torch.Tensor,
                train_y: torch.Tensor | None = None, objective: Any = None) -> list[Callback]:
-        """`callbacks` with the run's recorders and live diagnosis (`RunRecorders.splice`)."""
-        return self.recorders.splice(
+        """`callbacks` with the run's recorders and live diagnosis (`RunRecorders.splice`),
+        and with `diagnostics.plots` the norm pictures redrawn as it trains (`live_plots`)."""
+        spliced = self.recorders.splice(
             callbacks, train_x, train_y, objective,
             judge=lambda epochs: diagnose_record(self.recorders.record(total_epochs=epochs)),
             tag=self.sink.tag)
+        if self.spec.diagnostics.plots and self.recorders.history is not None:
+            self.live_plots = LivePlots(self.recorders.history, self.recorders.layers,
+                                        self.sink.tracker,
+                                        uses_gradients=self.model.uses_gradients)
+            spliced.append(self.live_plots)  # after the norm logger's epoch-end flush
+        return spliced
 
     def reporting(self, report: Callable[[dict[str, Any]], None]
                   ) -> Callable[[dict[str, Any]], None]:
@@ -78,6 +89,8 @@ class Diagnostics:
         stages = self.pretraining.stages() if self.pretraining is not None else []
         if self.spec.diagnostics.plots:
             plot_training(self.recorders, self.sink)
+            if self.live_plots is not None:  # the last step's images: the plots just drawn
+                self.live_plots.log_final(self.sink.plots, step)
             if self.pretraining is not None and stages:
                 plot_pretraining(self.pretraining.curves(), self.sink)
         metrics = run_analyses(self.spec, self.model, objective, splits, self.shape, final,

@@ -14,9 +14,8 @@ axis (whose tick labels are typeset as math), which together make them much chea
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -24,6 +23,7 @@ matplotlib.use("Agg")  # workers and the API have no display
 
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -31,13 +31,31 @@ MAX_COLUMNS = 400  # heatmap columns: longer runs are binned, each bin its geome
 DPI = 80
 
 
-def run_figure(panels: int, width: float = 5.5, height: float = 3.6) -> tuple[Figure, np.ndarray]:
-    """A figure of `panels` axes side by side, with fixed margins (no layout engine)."""
-    figure = Figure(figsize=(width * panels, height), dpi=DPI)
+LEGEND_COLUMNS = 6
+LEGEND_ROW_IN = 0.17  # inches per row of a legend below the panels
+
+
+def run_figure(panels: int, width: float = 5.5, height: float = 3.6, *,
+               legend_rows: int = 0) -> tuple[Figure, np.ndarray]:
+    """A figure of `panels` axes side by side, with fixed margins (no layout engine), and room
+    below them for `legend_rows` rows of a legend (`legend_below`)."""
+    extra = LEGEND_ROW_IN * legend_rows + (0.1 if legend_rows else 0.0)
+    figure = Figure(figsize=(width * panels, height + extra), dpi=DPI)
     axes = np.atleast_1d(figure.subplots(1, panels))
-    figure.subplots_adjust(left=0.1 / panels, right=1 - 0.02 / panels, bottom=0.14, top=0.9,
-                           wspace=0.28)
+    figure.subplots_adjust(left=0.1 / panels, right=1 - 0.02 / panels,
+                           bottom=(0.14 * height + extra) / (height + extra),
+                           top=1 - 0.1 * height / (height + extra), wspace=0.28)
     return figure, axes
+
+
+def legend_rows(entries: int, columns: int = LEGEND_COLUMNS) -> int:
+    return -(-entries // columns) if entries else 0
+
+
+def legend_below(ax: Axes, entries: int, columns: int = LEGEND_COLUMNS) -> None:
+    """The axes' legend under its x label, off the data (`run_figure` made the room)."""
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=max(1, min(columns, entries)), frameon=False)
 
 
 def log10(values: np.ndarray) -> np.ndarray:
@@ -82,7 +100,7 @@ def grad_norm_heatmap(steps: np.ndarray, layers: list[str], grads: np.ndarray,
     figure = Figure(figsize=(8, 1.4 + 0.3 * len(layers)), dpi=DPI)
     axes = figure.subplots()
     label_width = max((len(layer) for layer in layers), default=4)
-    figure.subplots_adjust(left=min(0.4, 0.03 + 0.0085 * label_width), right=0.97,
+    figure.subplots_adjust(left=min(0.43, 0.06 + 0.0085 * label_width), right=0.97,
                            bottom=0.5 / (1.4 + 0.3 * len(layers)) + 0.04, top=0.88)
     finite = logs[np.isfinite(logs)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -91,7 +109,7 @@ def grad_norm_heatmap(steps: np.ndarray, layers: list[str], grads: np.ndarray,
                         norm=Normalize(low, max(high, low + 1e-6)),
                         extent=(span[0], span[1], len(layers) - 0.5, -0.5))
     axes.set_yticks(range(len(layers)), layers, fontsize=7)
-    axes.set(xlabel="step", title=title)
+    axes.set(xlabel="step", ylabel="layer (input at the top)", title=title)
     figure.colorbar(image, ax=axes, label="log10 ||dJ/dW||", pad=0.02)
     return figure
 
@@ -100,7 +118,7 @@ def update_norms(steps: np.ndarray, layers: list[str], updates: np.ndarray,
                  ratios: np.ndarray | None) -> Figure:
     """Per layer: ||W_after - W_before|| and, with the weight norms' `ratios`
     (`verdicts.norms.update_weight_ratios`), ||dW|| / ||W||."""
-    figure, axes = run_figure(2 if ratios is not None else 1)
+    figure, axes = run_figure(2 if ratios is not None else 1, legend_rows=legend_rows(len(layers)))
     colors = layer_colors(len(layers))
     steps_u, updates_b = binned(steps, updates)
     for i, layer in enumerate(layers):
@@ -112,7 +130,7 @@ def update_norms(steps: np.ndarray, layers: list[str], updates: np.ndarray,
             axes[1].plot(steps_r, log10(ratios_b[:, i]), color=colors[i], lw=1)
         axes[1].set(xlabel="step", ylabel="log10 ||dW|| / ||W||",
                     title="update relative to weight")
-    axes[0].legend(fontsize=6, ncol=max(1, math.ceil(len(layers) / 8)))
+    legend_below(axes[0], len(layers))
     for ax in axes:
         ax.grid(alpha=0.3)
     return figure
@@ -123,7 +141,8 @@ def loss_accuracy(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -
     losses = {k: v for k, v in curves.items() if k.endswith("/loss") and v[0]}
     scores = {k: v for k, v in curves.items()
               if k.endswith(("/accuracy", "/mse")) and v[0]}
-    figure, axes = run_figure(2 if scores else 1)
+    rows = legend_rows(max(len(losses), len(scores)), columns=3)
+    figure, axes = run_figure(2 if scores else 1, legend_rows=rows)
     score_title = " / ".join(sorted({k.rsplit("/", 1)[1] for k in scores}))
     for ax, group, title in ((axes[0], losses, "loss"),
                              (axes[-1] if scores else None, scores, score_title)):
@@ -131,8 +150,9 @@ def loss_accuracy(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -
             continue
         for key, (steps, values) in sorted(group.items()):
             ax.plot(steps, values, marker="." if len(steps) <= 40 else None, label=key)
-        ax.set(xlabel="step", title=title)
-        ax.legend(fontsize=7)
+        ax.set(xlabel="step", ylabel=title, title=title)
+        if group:
+            legend_below(ax, len(group), columns=3)
         ax.grid(alpha=0.3)
     return figure
 
@@ -165,7 +185,8 @@ def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray,
                 and kinds[module[0]] not in STATISTICS[statistic][1]:
             continue
         shown.setdefault(statistic, []).append(i)
-    figure, axes = run_figure(max(1, len(shown)), width=6.5)
+    figure, axes = run_figure(max(1, len(shown)), width=6.5, legend_rows=legend_rows(
+        max((len(columns) for columns in shown.values()), default=0)))
     for ax, (statistic, columns) in zip(axes, shown.items(), strict=False):
         modules = [i for i in columns if keys[i].count("/") == 2]
         colors = layer_colors(len(modules))
@@ -189,7 +210,7 @@ def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray,
             title = title.replace("activations", f"{', '.join(which)} units", 1)
         ax.set(xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02), title=title)
         if ax.get_lines():
-            ax.legend(fontsize=6, loc="upper right")
+            legend_below(ax, len(ax.get_lines()))
         ax.grid(alpha=0.3)
     if not shown:
         axes[0].set(title="no activation statistic sampled")
@@ -198,27 +219,67 @@ def activation_stats(steps: np.ndarray, keys: list[str], values: np.ndarray,
 
 @dataclass
 class RunCurves:
-    """One run's per-layer curves of one norm, for the side-by-side comparison."""
+    """One run's per-layer curves of one norm, for the side-by-side comparison, and its epoch
+    metrics' curves (`train/loss`, `val/accuracy`, ...: step, value or None), overlaid."""
 
     title: str
     layers: list[str]
     steps: np.ndarray  # (S,)
     values: np.ndarray  # (S, L)
+    epochs: Mapping[str, tuple[Sequence[int], Sequence[float | None]]] = field(
+        default_factory=dict)
 
 
 def compare_runs(runs: list[RunCurves], metric: str) -> Figure:
-    """One panel per run, side by side, sharing the y axis (log scale)."""
-    figure = Figure(figsize=(4.2 * len(runs), 3.8), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(runs), sharey=True))
-    for ax, run in zip(axes, runs, strict=True):
+    """One panel per run, side by side, sharing the y axis (log scale); below them, when the
+    runs logged any, their loss curves overlaid on the left and their accuracy (or mse)
+    curves on the right: a colour per run, validation solid, training dashed. Legends sit
+    below their panels, off the data."""
+    score_keys = sorted({key for run in runs for key in run.epochs
+                         if key.endswith(("/accuracy", "/mse"))})
+    overlays = any(run.epochs for run in runs)
+    figure = Figure(figsize=(max(4.2 * len(runs), 9.0), 8.4 if overlays else 4.4),
+                    layout="constrained")
+    grid = figure.add_gridspec(2 if overlays else 1, 2 * len(runs))
+    first = None
+    for i, run in enumerate(runs):
+        ax = figure.add_subplot(grid[0, 2 * i:2 * i + 2], sharey=first)
+        first = first or ax
         colors = layer_colors(len(run.layers))
         steps, values = binned(run.steps, run.values)
-        for i, layer in enumerate(run.layers):
-            ax.plot(steps, _positive(values[:, i]), color=colors[i], label=layer, lw=1)
-        ax.set(yscale="log", xlabel="step", title=run.title)
+        for j, layer in enumerate(run.layers):
+            ax.plot(steps, _positive(values[:, j]), color=colors[j], label=layer, lw=1)
+        ax.set(yscale="log", xlabel="step", ylabel=f"{metric} per layer", title=run.title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    axes[0].set_ylabel(f"{metric} per layer")
+        if run.layers:
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      ncol=min(4, len(run.layers)), frameon=False)
+    if overlays:
+        half = len(runs)
+        loss = figure.add_subplot(grid[1, :half] if half > 1 else grid[1, 0])
+        score = figure.add_subplot(grid[1, half:] if half > 1 else grid[1, 1])
+        score_name = " / ".join(sorted({k.rsplit("/", 1)[1] for k in score_keys})) or "accuracy"
+        colors = [colormaps["tab10"](i % 10) for i in range(len(runs))]
+        for ax, wanted, name in ((loss, ("train/loss", "val/loss"), "loss"),
+                                 (score, tuple(score_keys), score_name)):
+            for color, run in zip(colors, runs, strict=True):
+                for key in wanted:
+                    if key not in run.epochs:
+                        continue
+                    steps_e, values_e = run.epochs[key]
+                    ys = [np.nan if v is None else v for v in values_e]
+                    ax.plot(steps_e, ys, color=color, lw=1.4,
+                            ls="--" if key.startswith("train/") else "-",
+                            marker="." if len(steps_e) <= 40 else None,
+                            label=f"{run.title}: {key}")
+            ax.set(xlabel="step", ylabel=name, title=f"{name} of each run (dashed: train)")
+            ax.grid(alpha=0.3)
+            if ax.get_lines():
+                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                          ncol=2, frameon=False)
+            else:
+                ax.text(0.5, 0.5, f"no run logged {name}", ha="center", va="center",
+                        transform=ax.transAxes)
     return figure
 
 

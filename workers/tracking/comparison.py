@@ -1,15 +1,21 @@
-"""Several runs' per-layer curves, read back from MLflow, for side-by-side comparison."""
+"""Several runs' per-layer curves and their loss and accuracy curves, read back from MLflow, for
+side-by-side comparison."""
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 
 from services.records import JobRecord
-from services.run_comparison import LayerSummary, RunComparison
+from services.run_comparison import EpochCurve, LayerSummary, RunComparison
+
+# The epoch metrics a comparison overlays (docs/mlflow.md), those a run logged.
+EPOCH_CURVE_KEYS = ("train/loss", "val/loss", "train/accuracy", "val/accuracy",
+                    "train/mse", "val/mse")
 
 
 def run_layers(client: MlflowClient, record: JobRecord) -> list[str]:
@@ -35,7 +41,21 @@ def layer_curves(client: MlflowClient, run_id: str, metric: str, layers: list[st
     return steps, values
 
 
-def summarize(record: JobRecord, layers: list[str], values: np.ndarray) -> RunComparison:
+def epoch_curves(client: MlflowClient, run_id: str) -> dict[str, EpochCurve]:
+    """The run's loss and accuracy (or mse) curves by key, by step; a value that is not
+    finite (a diverged run's loss) is None."""
+    curves = {}
+    for key in EPOCH_CURVE_KEYS:
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        if history:
+            curves[key] = EpochCurve(
+                steps=[step for step, _ in history],
+                values=[value if math.isfinite(value) else None for _, value in history])
+    return curves
+
+
+def summarize(record: JobRecord, layers: list[str], values: np.ndarray,
+              curves: dict[str, EpochCurve] | None = None) -> RunComparison:
     def stat(column: np.ndarray, last: bool) -> float | None:
         finite = column[np.isfinite(column)]
         if not finite.size:
@@ -54,4 +74,4 @@ def summarize(record: JobRecord, layers: list[str], values: np.ndarray) -> RunCo
         verdict=(record.diagnosis or {}).get("verdict"), first_last_ratio=ratio,
         layers=[LayerSummary(layer=layer, median=stat(values[:, i], False),
                              last=stat(values[:, i], True)) for i, layer in enumerate(layers)],
-        result=record.result or {})
+        result=record.result or {}, curves=curves or {})

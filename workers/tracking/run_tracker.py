@@ -22,12 +22,13 @@ from services.contract import mlflow_names as names
 from services.contract.spec import ExperimentSpec
 from services.mlflow_internals import run_artifacts
 from services.tracking_store import tracking_client
-from workers.tracking.experiments import ensure_experiment
+from workers.tracking.experiments import ensure_experiment, run_page_path
 from workers.tracking.metric_sink import MetricSink
 from workers.tracking.metric_writers import writer_for
 from workers.tracking.spec_params import flatten
 
 MAX_PARAM_LENGTH = 6000
+NOTE_TAG = "mlflow.note.content"  # the run's description: MLflow renders it as markdown
 # mlflow.pytorch warns about the pickle format at every save, a job's and a sweep trial's
 # alike; the choice is deliberate (see `RunTracker.log_model`), the warning noise in every
 # worker's log.
@@ -85,6 +86,7 @@ class RunTracker:
                 run = client.create_run(experiment_id, tags=tags, run_name=spec.name)
                 tracker = cls(client, run, tracking_uri, metrics_uri)
                 tracker.sink.call_soon(lambda: tracker._log_params(spec))
+                tracker.sink.call_soon(lambda: tracker._describe(spec.tags.get(NOTE_TAG)))
                 return tracker
         run = client.get_run(run_id)
         client.update_run(run_id, status="RUNNING")
@@ -97,6 +99,18 @@ class RunTracker:
     def _log_params(self, spec: ExperimentSpec) -> None:
         self.writer.write_params(self.run_id, [Param(k, str(v)[:MAX_PARAM_LENGTH])
                                                for k, v in flatten(spec).items()])
+
+    def _describe(self, note: str | None) -> None:
+        """The run's description: the spec's own (`mlflow.note.content`), then where to look
+        (the report, the plots drawn while it trains), as links in the MLflow UI."""
+        def link(label: str, tab: str) -> str:
+            return f"[{label}]({run_page_path(self.experiment_id, self.run_id, tab)})"
+        where = (f"**Layerwise** · {link('report.html', 'artifacts/report.html')} "
+                 "(the diagnosis in words, every plot) · "
+                 f"{link('gradient and update norms', 'model-metrics')} (per layer; the "
+                 "heatmaps under Images are redrawn as it trains) · "
+                 f"{link('diagnosis.json', 'artifacts/diagnosis.json')}")
+        self.set_tags({NOTE_TAG: f"{note}\n\n{where}" if note else where})
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
