@@ -251,3 +251,18 @@ def test_an_autoencoders_rbm_pretraining_stages_are_reported_with_their_plot(tmp
     assert [layer for layer, _ in stages] == ["0", "1"], text
     assert base64.b64encode(plots["pretraining"]).decode() in page
     assert "optimizer.lr" in _setting_rows(page)  # its fine-tuning has an optimizer
+
+
+def test_every_plot_a_run_can_log_has_a_caption_that_says_what_to_look_at():
+    import re
+    from pathlib import Path
+
+    from workers.diagnostics.report_words import PLOT_CAPTIONS
+
+    root = Path(__file__).resolve().parents[2] / "workers"
+    logged = {name for path in root.rglob("*.py") for name in re.findall(
+        r'(?:log_plot|plot)\(lambda[^"]*"([a-z_]+)"\)', path.read_text())}
+    assert {"grad_norm_heatmap", "update_norms", "loss_accuracy", "fit"} <= logged
+    for name in logged:
+        assert name in PLOT_CAPTIONS, f"plot {name!r} has no caption in report_words"
+        assert ":" in PLOT_CAPTIONS[name], f"{name}'s caption does not say what to look at"

@@ -129,9 +129,37 @@ def _finite(values: object) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
-# The plots a model draws of itself (model.after_training), in words; any other plot's caption
-# is its name.
+# Each plot's caption: what it shows and what to look at. The plots a model draws of itself
+# (model.after_training) are listed too; a plot not listed is captioned with its name.
 PLOT_CAPTIONS = {
+    "grad_norm_heatmap": "gradient norm per layer (rows, input at the bottom) by step, on a log "
+                         "colour scale: a dark band at the bottom that stays dark is gradients "
+                         "vanishing before they reach the first layers; bright rows growing "
+                         "brighter are gradients exploding",
+    "update_norms": "each layer's update norm by step, and its ratio to the layer's weight "
+                    "norm: about 1e-3 is healthy; far below it a layer barely moves (slow), "
+                    "far above it the weights are rewritten every step (unstable)",
+    "loss_accuracy": "training and validation loss (and accuracy) by epoch: both falling is "
+                     "learning; training falling while validation rises is overfitting; flat "
+                     "at the baseline is not learning",
+    "activation_stats": "per layer, the share of units that are dead (ReLU never on) or "
+                        "saturated (sigmoid, tanh at their flat ends) by step: a share that "
+                        "climbs toward 1 is the layer going silent",
+    "pretraining": "each layer-wise pretraining stage's loss by step: each should fall before "
+                   "the next stage starts",
+    "fit": "the trained net's function over its 1-D input with the data, and beside it the "
+           "hidden units' outputs it sums: where the curve leaves the points it did not fit",
+    "sensitivity": "which inputs the prediction depends on most (mean gradient magnitude per "
+                   "input): drawn as a picture for images",
+    "adversarial": "accuracy as the FGSM step grows, and the sizes of the smallest changes "
+                   "(DeepFool) that flip a prediction: a steep fall at a small step, or small "
+                   "changes, is a brittle model",
+    "adversarial_examples": "each input, DeepFool's smallest change that flips its prediction "
+                            "and the changed input, titled with the classes before and after: "
+                            "a change nobody would notice is a brittle model",
+    "bptt_norms": "the gradient of the loss reaching each time step, from the last back to the "
+                  "first: a fall by orders of magnitude is vanishing through time (an LSTM or "
+                  "GRU keeps it)",
     "hopfield_recall": "recall: each stored pattern, its corrupted copy and the state recall "
                        "restored",
     "hopfield_energy": "energy: the recalled states' mean energy at each update (each update "
