@@ -124,7 +124,7 @@ class PlainProgress:
         return self
 
     def __exit__(self, *_: object) -> None:
-        pass
+        return None  # nothing held open: each line was printed as it came
 
     def submitted(self, run: FileRun) -> None:
         _say(f"{run.file}: submitted {'sweep ' if run.sweep else ''}{run.job_id}")

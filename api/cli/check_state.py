@@ -18,7 +18,8 @@ HELD, NO_CLAIMS = "held", "no claims"  # the outcomes that need no rerun
 
 
 class NoLastRun(Exception):
-    pass
+    """There is no readable record of a last `layerwise check` run here; the message says
+    what to do."""
 
 
 def key(file: str) -> str:
@@ -58,7 +59,7 @@ def write(outcomes: dict[str, dict[str, Any]], *, merge: bool, state: Path = STA
         try:
             files = read(state)
         except NoLastRun:
-            pass
+            files = {}  # no last run to merge with: this run's outcomes are the record
     files.update(outcomes)
     if len(files) > MAX_FILES:
         ranked = sorted(files, key=lambda f: files[f].get("outcome") in (HELD, NO_CLAIMS))

@@ -40,7 +40,7 @@ def forget(path: Path) -> None:
         if json.loads(path.read_text()).get("pid") == os.getpid():
             path.unlink()
     except (OSError, ValueError):
-        pass
+        return  # gone or unreadable: no record of ours is left to remove
 
 
 def ui_url() -> str:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.lifecycle import Status
-from tests.utils.server import ServerThread
-from tests.utils.settings import local_settings
+from tests.utils.server import ServerThread, two_owners
 from tests.utils.specs import mlp_spec
 from workers.runtime.job_log import capturing
 
@@ -51,9 +50,7 @@ def test_logs_prints_the_end_of_what_the_worker_wrote(server):
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    settings = local_settings(tmp_path_factory.mktemp("logs"),
-                              api_tokens=f"alice:{ALICE},bob:{BOB}")
-    with ServerThread(settings, dispatcher=False) as running:
+    with two_owners(tmp_path_factory.mktemp("logs"), ALICE, BOB) as running:
         yield running
 
 

@@ -35,12 +35,17 @@ def _sweep(algorithm: str) -> dict:
                        "metric": "val/loss", "mode": "min"}}
 
 
+def _finished_sweep(server, tmp_path, algorithm: str) -> str:
+    """A sweep of `algorithm` run to its end through the CLI; its id."""
+    path = tmp_path / f"{algorithm}.yaml"
+    path.write_text(yaml.safe_dump(_sweep(algorithm)))
+    done = _cli("sweep", str(path), "--wait", "--url", server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.split("submitted sweep ")[1].split()[0]
+
+
 def test_a_finished_random_sweep_is_extended_with_new_draws(server, tmp_path):
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(_sweep("random")))
-    first = _cli("sweep", str(path), "--wait", "--url", server.url)
-    assert first.returncode == 0, first.stdout + first.stderr
-    first_id = first.stdout.split("submitted sweep ")[1].split()[0]
+    first_id = _finished_sweep(server, tmp_path, "random")
 
     more = _cli("sweep", "--extend", first_id[:12], "--trials", "2", "--wait",
                 "--url", server.url)
@@ -59,11 +64,7 @@ def test_a_finished_random_sweep_is_extended_with_new_draws(server, tmp_path):
 
 
 def test_what_cannot_be_extended_is_refused_with_the_reason(server, tmp_path):
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(_sweep("grid")))
-    grid = _cli("sweep", str(path), "--wait", "--url", server.url)
-    assert grid.returncode == 0, grid.stdout + grid.stderr
-    grid_id = grid.stdout.split("submitted sweep ")[1].split()[0]
+    grid_id = _finished_sweep(server, tmp_path, "grid")
     refused = _cli("sweep", "--extend", grid_id, "--trials", "2", "--url", server.url)
     assert refused.returncode != 0 and "grid search, which has run every point" in (
         refused.stdout + refused.stderr)

@@ -16,8 +16,7 @@ import yaml
 
 from services.lifecycle import Status
 from tests.utils.raw_http import send_raw
-from tests.utils.server import ServerThread
-from tests.utils.settings import local_settings
+from tests.utils.server import ServerThread, two_owners
 
 ALICE, BOB = "tok-alice-1", "tok-bob-2"
 EXAMPLE = Path(__file__).parents[2] / "examples/pathologies/not_learning-mlp-lr-tiny.yaml"
@@ -30,9 +29,7 @@ DIAGNOSIS = {"verdict": "not_learning", "detected_at_step": 5, "baseline": {},
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    settings = local_settings(tmp_path_factory.mktemp("trust"),
-                              api_tokens=f"alice:{ALICE},bob:{BOB}")
-    with ServerThread(settings, dispatcher=False) as running:
+    with two_owners(tmp_path_factory.mktemp("trust"), ALICE, BOB) as running:
         yield running
 
 

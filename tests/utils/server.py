@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -11,6 +12,7 @@ import uvicorn
 from api.app import create_app
 from api.client import LayerwiseClient
 from services.settings import Settings
+from tests.utils.settings import local_settings
 from tests.utils.waiting import wait_until
 
 
@@ -62,3 +64,10 @@ class ServerThread:
     @property
     def dispatcher(self):  # noqa: ANN201
         return self.app.state.dispatcher
+
+
+def two_owners(home: Path, alice: str, bob: str) -> ServerThread:
+    """The real app without a dispatcher, whose tokens are `alice`'s and `bob`'s: the owners
+    whose boundary a test tries."""
+    return ServerThread(local_settings(home, api_tokens=f"alice:{alice},bob:{bob}"),
+                        dispatcher=False)

@@ -5,7 +5,6 @@ the report one click from the run's description. `.ci/run` installs chromium."""
 
 from __future__ import annotations
 
-import shutil
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.utils.browser import NEEDS_CHROMIUM, headless_chromium
 from tests.utils.mlflow_server import start_mlflow_server, stop_mlflow_server
 from tests.utils.server import free_port
 from tests.utils.specs import mlp_spec
@@ -20,11 +20,7 @@ from tests.utils.waiting import wait_until
 from workers.run import WorkerSettings, run_experiment
 from workers.tracking.experiments import run_page_path
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-           "chromium-driver; .ci/run installs them)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, NEEDS_CHROMIUM]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -51,19 +47,9 @@ def served_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-extensions", "--no-first-run", "--window-size=1600,1200"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_script_timeout(60)
-    try:
+    with headless_chromium("--window-size=1600,1200") as driver:
+        driver.set_script_timeout(60)
         yield driver
-    finally:
-        driver.quit()
 
 
 def _page(run: dict[str, str], tab: str = "") -> str:

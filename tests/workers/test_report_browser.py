@@ -4,37 +4,22 @@ Debian's chromedriver (nothing is downloaded at run time). `.ci/run` installs bo
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.utils.browser import NEEDS_CHROMIUM, headless_chromium
 from tests.workers.test_report import DIAGNOSIS, METRICS, SPEC, _plots
 from workers.diagnostics.report import render_report
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-           "chromium-driver; .ci/run installs them)")]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-extensions", "--no-first-run"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    try:
+    with headless_chromium(browser_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_report_renders_with_every_image_and_no_error_or_request(browser, tmp_path: Path):
